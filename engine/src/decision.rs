@@ -1,0 +1,177 @@
+//! What the engine answers: allow or deny, who decided, and what the shadow (dry-run) and
+//! audit policies would have said.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The request may proceed.
+    Allow,
+    /// The request is refused.
+    Deny,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        })
+    }
+}
+
+/// Which step of the combining algorithm produced the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// A DENY AuthorizationPolicy rule matched (Istio step 2).
+    DenyMatched,
+    /// No ALLOW AuthorizationPolicy applies to the workload (Istio step 3).
+    NoAllowPolicies,
+    /// An ALLOW AuthorizationPolicy rule matched (Istio step 4).
+    AllowMatched,
+    /// ALLOW policies apply but none matched (Istio step 5).
+    NoAllowMatched,
+    /// Neither side of the connection is isolated by a NetworkPolicy for this direction.
+    NetworkNotIsolated,
+    /// A NetworkPolicy rule allowed the connection.
+    NetworkAllowed,
+    /// The destination is isolated for ingress and no NetworkPolicy rule allowed it.
+    NetworkIngressDenied,
+    /// The source is isolated for egress and no NetworkPolicy rule allowed it.
+    NetworkEgressDenied,
+    /// The request could not be evaluated (for example an unknown workload); denied (fail closed).
+    Error,
+}
+
+/// A rule that matched, named as Envoy names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    /// `AuthorizationPolicy` or `NetworkPolicy`.
+    pub kind: String,
+    /// Namespace of the policy.
+    pub namespace: String,
+    /// Name of the policy.
+    pub policy: String,
+    /// Index of the rule in the policy (`spec.rules[i]`, or `spec.ingress[i]` / `spec.egress[i]`).
+    pub rule: usize,
+    /// Envoy's name: `ns[<ns>]-policy[<name>]-rule[<i>]` for AuthorizationPolicy,
+    /// `netpol[<ns>/<name>]-ingress[<i>]` / `-egress[<i>]` for NetworkPolicy.
+    pub id: String,
+}
+
+/// The result of one group of dry-run (shadow) policies, as Envoy's shadow rules report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowResult {
+    /// `ALLOW` or `DENY`: which dry-run policies (`istio.io/dry-run: "true"`) this is.
+    pub action: String,
+    /// What enforcing these policies alone would have decided.
+    pub verdict: Verdict,
+    /// The shadow effective policy id, when a rule matched.
+    pub matched: Option<RuleRef>,
+}
+
+/// A decision and its explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Allow or deny.
+    pub verdict: Verdict,
+    /// The step that decided.
+    pub step: Step,
+    /// The deciding rule, where one rule decided.
+    pub rule: Option<RuleRef>,
+    /// AuthorizationPolicy dry-run results (Envoy's `shadow_rules`), allow first.
+    pub shadow: Vec<ShadowResult>,
+    /// The AUDIT rule that matched, if any (never changes the verdict).
+    pub audit: Option<RuleRef>,
+    /// The NetworkPolicy outcome when NetworkPolicies were evaluated (they must allow too).
+    pub network: Option<NetworkOutcome>,
+    /// Evaluation errors; any error denies.
+    pub errors: Vec<String>,
+}
+
+/// What NetworkPolicy said about the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkOutcome {
+    /// Allow only when both the source's egress and the destination's ingress allow.
+    pub verdict: Verdict,
+    /// The step for the direction that decided (a deny names the refusing side).
+    pub step: Step,
+    /// The ingress rule that allowed (when the destination is isolated for ingress).
+    pub ingress_rule: Option<RuleRef>,
+    /// The egress rule that allowed (when the source is isolated for egress).
+    pub egress_rule: Option<RuleRef>,
+}
+
+impl Decision {
+    /// Whether the request may proceed.
+    pub fn allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+
+    /// Envoy's response code details for this decision:
+    /// `rbac_access_denied_matched_policy[<id>]` (`[none]` when no rule matched).
+    pub fn envoy_details(&self) -> String {
+        let id = self.rule.as_ref().map_or("none", |r| r.id.as_str());
+        format!("rbac_access_denied_matched_policy[{id}]")
+    }
+
+    /// A one-paragraph human explanation.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        let rule = |r: &Option<RuleRef>| {
+            r.as_ref()
+                .map_or_else(|| "none".to_string(), |r| r.id.clone())
+        };
+        out.push_str(&match self.step {
+            Step::DenyMatched => format!("denied: DENY rule {} matched", rule(&self.rule)),
+            Step::NoAllowPolicies => {
+                "allowed: no ALLOW AuthorizationPolicy applies to the workload".to_string()
+            }
+            Step::AllowMatched => format!("allowed: ALLOW rule {} matched", rule(&self.rule)),
+            Step::NoAllowMatched => {
+                "denied: ALLOW policies apply to the workload and none of their rules matched"
+                    .to_string()
+            }
+            Step::NetworkNotIsolated => {
+                "allowed: no policy applies and no NetworkPolicy isolates either side".to_string()
+            }
+            Step::NetworkAllowed => format!(
+                "allowed: NetworkPolicy allows it (ingress {}, egress {})",
+                rule(&self.network.as_ref().and_then(|n| n.ingress_rule.clone())),
+                rule(&self.network.as_ref().and_then(|n| n.egress_rule.clone()))
+            ),
+            Step::NetworkIngressDenied => {
+                "denied: the destination is isolated for ingress and no NetworkPolicy ingress rule allows the connection".to_string()
+            }
+            Step::NetworkEgressDenied => {
+                "denied: the source is isolated for egress and no NetworkPolicy egress rule allows the connection".to_string()
+            }
+            Step::Error => format!(
+                "denied (fail closed): {}",
+                self.errors.join("; ")
+            ),
+        });
+        if let Some(n) = &self.network {
+            if !matches!(self.step, Step::NetworkAllowed | Step::NetworkNotIsolated) {
+                out.push_str(&format!("; network policy: {}", n.verdict));
+            }
+        }
+        for s in &self.shadow {
+            out.push_str(&format!(
+                "; dry-run {} policies would {} ({})",
+                s.action,
+                s.verdict,
+                rule(&s.matched)
+            ));
+        }
+        if let Some(a) = &self.audit {
+            out.push_str(&format!("; audited by {}", a.id));
+        }
+        out
+    }
+}

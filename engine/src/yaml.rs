@@ -1,0 +1,504 @@
+//! Reading YAML with source positions, and a small typed decoder over it.
+//!
+//! We read with `saphyr` (the maintained successor of yaml-rust, pure Rust, builds for every
+//! wasm target) keeping each node's position, then decode documents by hand with [`Fields`]:
+//! this gives every error its exact field path and position, rejects unknown fields with a
+//! "did you mean" hint, and keeps scalars as the user wrote them (`"80"` and `80` are both the
+//! string `80`, as Kubernetes' own decoder would accept for a string field).
+
+use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
+use saphyr_parser::Parser;
+
+use crate::diag::{Diagnostic, Location};
+
+/// A position in the input (line 1-based, column 1-based, character index).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Character index from the start of the file.
+    pub index: usize,
+    /// Length in characters (0 when unknown).
+    pub len: usize,
+}
+
+/// A YAML node, owned, with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Where the node starts.
+    pub pos: Pos,
+    /// The node's content.
+    pub value: Value,
+}
+
+/// A YAML node's content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `null`, `~` or nothing.
+    Null,
+    /// A scalar as written (after YAML unquoting); `plain` is false when it was quoted.
+    Scalar {
+        /// The text.
+        text: String,
+        /// Whether it was an unquoted plain scalar.
+        plain: bool,
+    },
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in input order.
+    Map(Vec<(String, Node)>),
+}
+
+/// Parses every document of a YAML stream. Empty documents are skipped.
+pub fn load_documents(text: &str) -> Result<Vec<Node>, Diagnostic> {
+    let mut loader: YamlLoader<'_, MarkedYaml<'_>> = YamlLoader::default();
+    loader.early_parse(false);
+    let mut parser = Parser::new_from_str(text);
+    let scan = parser.load(&mut loader, true);
+    let err = match scan {
+        Err(e) => Some(e),
+        Ok(()) => loader.error().cloned(),
+    };
+    if let Some(e) = err {
+        let m = e.marker();
+        let mut d = Diagnostic::new(format!("invalid YAML: {}", e.info()));
+        d.location = Some(Location {
+            file: String::new(),
+            line: m.line(),
+            column: m.col() + 1,
+            offset: m.index(),
+            len: 0,
+        });
+        return Err(d);
+    }
+    let mut out = Vec::new();
+    for doc in loader.into_documents() {
+        let node = convert(&doc, 0)?;
+        if node.value != Value::Null {
+            out.push(node);
+        }
+    }
+    Ok(out)
+}
+
+const MAX_DEPTH: usize = 128;
+
+fn convert(y: &MarkedYaml<'_>, depth: usize) -> Result<Node, Diagnostic> {
+    let start = y.span.start;
+    let len = y.span.end.index().saturating_sub(start.index());
+    let pos = Pos {
+        line: start.line(),
+        column: start.col() + 1,
+        index: start.index(),
+        len,
+    };
+    let at_pos = |msg: &str| {
+        let mut d = Diagnostic::new(msg.to_string());
+        d.location = Some(Location {
+            file: String::new(),
+            line: pos.line,
+            column: pos.column,
+            offset: pos.index,
+            len: pos.len,
+        });
+        d
+    };
+    if depth > MAX_DEPTH {
+        return Err(at_pos("YAML nesting is too deep"));
+    }
+    let value = match &y.data {
+        YamlData::Representation(text, style, _tag) => {
+            let plain = matches!(style, ScalarStyle::Plain);
+            if plain && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
+                Value::Null
+            } else {
+                Value::Scalar {
+                    text: text.to_string(),
+                    plain,
+                }
+            }
+        }
+        YamlData::Value(s) => Value::Scalar {
+            text: format!("{s:?}"),
+            plain: true,
+        },
+        YamlData::Sequence(items) => Value::Seq(
+            items
+                .iter()
+                .map(|i| convert(i, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        YamlData::Mapping(map) => {
+            let mut entries = Vec::with_capacity(map.len());
+            for (k, v) in map {
+                let key = match &k.data {
+                    YamlData::Representation(t, _, _) => t.to_string(),
+                    _ => return Err(at_pos("mapping keys must be plain strings")),
+                };
+                entries.push((key, convert(v, depth + 1)?));
+            }
+            Value::Map(entries)
+        }
+        YamlData::Tagged(_, inner) => return convert(inner, depth + 1),
+        YamlData::Alias(_) | YamlData::BadValue => {
+            return Err(at_pos("unsupported YAML value (alias or bad value)"));
+        }
+    };
+    Ok(Node { pos, value })
+}
+
+/// A node with the field path that led to it.
+#[derive(Debug, Clone, Copy)]
+pub struct At<'a> {
+    /// The node.
+    pub node: &'a Node,
+    path: &'a str,
+}
+
+/// A decoding error: message plus where.
+pub type DResult<T> = Result<T, Diagnostic>;
+
+/// Builds a diagnostic at a node.
+pub fn error_at(node: &Node, path: &str, message: impl Into<String>) -> Diagnostic {
+    let mut d = Diagnostic::new(message);
+    d.location = Some(Location {
+        file: String::new(),
+        line: node.pos.line,
+        column: node.pos.column,
+        offset: node.pos.index,
+        len: node.pos.len,
+    });
+    if !path.is_empty() {
+        d.path = Some(path.to_string());
+    }
+    d
+}
+
+impl<'a> At<'a> {
+    /// The document root.
+    pub fn root(node: &'a Node) -> Self {
+        At { node, path: "" }
+    }
+
+    /// The field path of this node.
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
+    /// A diagnostic at this node.
+    pub fn error(&self, message: impl Into<String>) -> Diagnostic {
+        error_at(self.node, self.path, message)
+    }
+
+    /// Whether the node is `null` (or absent content).
+    pub fn is_null(&self) -> bool {
+        self.node.value == Value::Null
+    }
+
+    /// The node as a string scalar.
+    pub fn string(&self) -> DResult<String> {
+        match &self.node.value {
+            Value::Scalar { text, .. } => Ok(text.clone()),
+            Value::Null => Err(self.error("expected a string, found null")),
+            Value::Seq(_) => Err(self.error("expected a string, found a list")),
+            Value::Map(_) => Err(self.error("expected a string, found a mapping")),
+        }
+    }
+
+    /// The node as a boolean (`true`/`false`).
+    pub fn boolean(&self) -> DResult<bool> {
+        match self.string()?.as_str() {
+            "true" | "True" | "TRUE" => Ok(true),
+            "false" | "False" | "FALSE" => Ok(false),
+            other => Err(self.error(format!("expected `true` or `false`, found `{other}`"))),
+        }
+    }
+
+    /// The node as an integer in range.
+    pub fn integer(&self, min: i64, max: i64) -> DResult<i64> {
+        let s = self.string()?;
+        match s.parse::<i64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            Ok(v) => Err(self.error(format!("`{v}` is out of range {min}..={max}"))),
+            Err(_) => Err(self.error(format!("expected an integer, found `{s}`"))),
+        }
+    }
+
+    /// The node as a list; `null` is an empty list. Each item comes with its path.
+    pub fn items(&self) -> DResult<Vec<(At<'a>, String)>> {
+        match &self.node.value {
+            Value::Null => Ok(Vec::new()),
+            Value::Seq(items) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (At { node: n, path: "" }, format!("{}[{i}]", self.path)))
+                .collect()),
+            _ => Err(self.error("expected a list")),
+        }
+    }
+
+    /// The node as a list of strings, each with its path and node.
+    pub fn strings(&self) -> DResult<Vec<Str>> {
+        let mut out = Vec::new();
+        for (item, path) in self.items()? {
+            let at = At {
+                node: item.node,
+                path: &path,
+            };
+            let value = at.string()?;
+            out.push(Str {
+                value,
+                path: path.clone(),
+                node: item.node.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The node as a mapping whose fields are taken one by one.
+    pub fn fields(&self) -> DResult<Fields<'a>> {
+        match &self.node.value {
+            Value::Map(entries) => Ok(Fields {
+                node: self.node,
+                path: self.path.to_string(),
+                entries: entries
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v, false))
+                    .collect(),
+            }),
+            Value::Null => Ok(Fields {
+                node: self.node,
+                path: self.path.to_string(),
+                entries: Vec::new(),
+            }),
+            _ => Err(self.error("expected a mapping")),
+        }
+    }
+
+    /// The node as a string-to-string map (labels, annotations).
+    pub fn string_map(&self) -> DResult<Vec<(String, String)>> {
+        match &self.node.value {
+            Value::Null => Ok(Vec::new()),
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| {
+                    let path = join(self.path, k);
+                    Ok((
+                        k.clone(),
+                        At {
+                            node: v,
+                            path: &path,
+                        }
+                        .string()?,
+                    ))
+                })
+                .collect(),
+            _ => Err(self.error("expected a mapping of strings")),
+        }
+    }
+
+    /// Re-roots this node at an owned path (for recursion into list items).
+    pub fn with_path<'p>(&self, path: &'p str) -> At<'p>
+    where
+        'a: 'p,
+    {
+        At {
+            node: self.node,
+            path,
+        }
+    }
+}
+
+/// A string value with its path and node, for validation errors after decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Str {
+    /// The value.
+    pub value: String,
+    /// Its field path.
+    pub path: String,
+    /// Its node (position).
+    pub node: Node,
+}
+
+impl Str {
+    /// A diagnostic at this value.
+    pub fn error(&self, message: impl Into<String>) -> Diagnostic {
+        error_at(&self.node, &self.path, message)
+    }
+}
+
+/// `a.b`, or `b` at the root.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The fields of a mapping, taken one by one; [`Fields::finish`] rejects the rest.
+#[derive(Debug)]
+pub struct Fields<'a> {
+    node: &'a Node,
+    path: String,
+    entries: Vec<(&'a str, &'a Node, bool)>,
+}
+
+/// A field taken from a mapping: the node and its full path.
+#[derive(Debug, Clone)]
+pub struct Field<'a> {
+    /// The value node.
+    pub node: &'a Node,
+    /// The full path of the field.
+    pub path: String,
+}
+
+impl<'a> Field<'a> {
+    /// A cursor over the field.
+    pub fn at(&self) -> At<'_> {
+        At {
+            node: self.node,
+            path: &self.path,
+        }
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// Takes a field if present (a `null` value counts as absent).
+    pub fn take(&mut self, key: &str) -> Option<Field<'a>> {
+        let path = join(&self.path, key);
+        for e in &mut self.entries {
+            if e.0 == key && !e.2 {
+                e.2 = true;
+                if e.1.value == Value::Null {
+                    return None;
+                }
+                return Some(Field { node: e.1, path });
+            }
+        }
+        None
+    }
+
+    /// Whether a field is present (even if null), without taking it.
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|e| e.0 == key)
+    }
+
+    /// Takes a required field.
+    pub fn require(&mut self, key: &str) -> DResult<Field<'a>> {
+        let path = self.path.clone();
+        self.take(key)
+            .ok_or_else(|| error_at(self.node, &path, format!("missing required field `{key}`")))
+    }
+
+    /// Marks fields as known and ignored (Kubernetes object metadata we do not use).
+    pub fn ignore(&mut self, keys: &[&str]) {
+        for e in &mut self.entries {
+            if keys.contains(&e.0) {
+                e.2 = true;
+            }
+        }
+    }
+
+    /// Rejects any field not taken. `known` lists the accepted names for the hint.
+    pub fn finish(self, known: &[&str]) -> DResult<()> {
+        for (key, node, used) in &self.entries {
+            if !used {
+                let path = join(&self.path, key);
+                let mut d = error_at(node, &path, format!("unknown field `{key}`"));
+                if let Some(s) = closest(key, known) {
+                    d.help = Some(format!("did you mean `{s}`?"));
+                } else if !known.is_empty() {
+                    d.help = Some(format!(
+                        "expected one of {}",
+                        known
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                return Err(d);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The known name closest to `key` (edit distance ≤ 2 or same letters ignoring case).
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| {
+            (
+                levenshtein(&key.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                *k,
+            )
+        })
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.last().copied().unwrap_or(0) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn multi_document_streams_keep_positions() {
+        let docs = load_documents("a: 1\n---\nb:\n  c: 'x'\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        let Value::Map(m) = &docs[1].value else {
+            panic!("not a map")
+        };
+        assert_eq!(m[0].0, "b");
+        let Value::Map(inner) = &m[0].1.value else {
+            panic!("not a map")
+        };
+        assert_eq!(inner[0].1.pos.line, 4);
+        assert_eq!(inner[0].1.pos.column, 6);
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_a_hint() {
+        let docs = load_documents("selector: {}\nrulez: []\n").unwrap();
+        let mut f = At::root(&docs[0]).fields().unwrap();
+        f.take("selector");
+        let err = f.finish(&["selector", "rules"]).unwrap_err();
+        assert_eq!(err.message, "unknown field `rulez`");
+        assert_eq!(err.help.as_deref(), Some("did you mean `rules`?"));
+        assert_eq!(err.location.unwrap().line, 2);
+    }
+
+    #[test]
+    fn bad_yaml_is_an_error_with_a_line() {
+        let err = load_documents("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.message.starts_with("invalid YAML"));
+        assert!(err.location.is_some());
+    }
+
+    #[test]
+    fn duplicate_keys_are_an_error() {
+        assert!(load_documents("a: 1\na: 2\n").is_err());
+    }
+}

@@ -1,0 +1,251 @@
+//! Running one case on both sides: the golden RBAC filters in a real Envoy, and the input
+//! policy in `palisade-engine`, over the same generated probes.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use crate::bootstrap::{ListenerKind, ListenerSpec, bootstrap};
+use crate::cases::Case;
+use crate::cases::TrustDomainBundle;
+use crate::certs::Pki;
+use crate::client::{HttpRequest, Transport, probe_tcp, send_http};
+use crate::envoy::{EnvoyProcess, validate_config};
+use crate::error::{Context, Error, Result};
+use crate::generate::{Context as GenContext, Generated, Kind, Peer, Probe, generate};
+use crate::yaml::yaml_to_json;
+
+/// The address every listener of this process binds (a distinct 127/8 address per process so
+/// that concurrent runs do not collide on the fixed policy ports).
+pub fn listen_address() -> Ipv4Addr {
+    let pid = std::process::id();
+    let b = u8::try_from((pid >> 8) % 200).unwrap_or(0);
+    let c = u8::try_from(pid % 250).unwrap_or(0);
+    Ipv4Addr::new(127, 10u8.saturating_add(b), c.saturating_add(1), 1)
+}
+
+/// Decides a probe sent to a listener at this address: (allowed, explanation).
+pub type Decide = Box<dyn Fn(&Probe, Ipv4Addr) -> (bool, String)>;
+
+/// The implementation compared with Envoy (the engine, see [`crate::engine`]).
+pub trait Oracle {
+    /// Loads a case's input policies (file name and text) with the case's trust domains and
+    /// returns its decision function.
+    fn prepare(&self, name: &str, text: &str, bundle: &TrustDomainBundle) -> Result<Decide>;
+}
+
+/// What Envoy did with a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvoyAnswer {
+    /// HTTP 200 or TCP bytes back.
+    Allow,
+    /// HTTP 403 or TCP closed with nothing.
+    Deny,
+    /// Anything else (e.g. HTTP 400 for a request Envoy refuses to parse): not comparable.
+    Other(String),
+}
+
+/// One probe where the two sides disagree.
+#[derive(Debug, Clone)]
+pub struct Difference {
+    /// The case name.
+    pub case: String,
+    /// The probe.
+    pub request: String,
+    /// Envoy's answer.
+    pub envoy: String,
+    /// The engine's answer and explanation.
+    pub engine: String,
+}
+
+/// The result of one case.
+#[derive(Debug, Clone, Default)]
+pub struct CaseReport {
+    /// Case name.
+    pub name: String,
+    /// Probes sent to Envoy.
+    pub sent: usize,
+    /// Probes compared (Envoy answered allow or deny).
+    pub compared: usize,
+    /// Envoy allowed.
+    pub allowed: usize,
+    /// Envoy denied.
+    pub denied: usize,
+    /// Probes Envoy answered otherwise (with the answer).
+    pub not_comparable: Vec<String>,
+    /// Disagreements.
+    pub differences: Vec<Difference>,
+    /// Attributes not varied.
+    pub undrivable: Vec<String>,
+}
+
+/// Everything a case run needs besides the case itself.
+#[derive(Debug)]
+pub struct Harness<'a> {
+    /// The Envoy binary.
+    pub envoy: &'a Path,
+    /// The corpus folder.
+    pub corpus: &'a Path,
+    /// A scratch directory (certificates, configuration, logs).
+    pub work: &'a Path,
+    /// The CA and certificates.
+    pub pki: &'a Pki,
+    /// The TCP upstream's port.
+    pub echo_port: u16,
+}
+
+impl Harness<'_> {
+    /// Runs one case: generate probes, start Envoy with the golden filters, send the probes,
+    /// decide them with the engine and compare.
+    pub fn run_case(&self, case: &Case, oracle: &dyn Oracle) -> Result<CaseReport> {
+        let read = |rel: &str| {
+            let p = self.corpus.join(rel);
+            fs::read_to_string(&p).context(|| format!("reading {}", p.display()))
+        };
+        let input_text = read(&case.input)?;
+        let input = yaml_to_json(&input_text)?;
+        let mut filters = Vec::new();
+        for w in &case.want {
+            filters.extend(yaml_to_json(&read(w)?)?);
+        }
+        let kind = if case.kind == "tcp" {
+            Kind::Tcp
+        } else {
+            Kind::Http
+        };
+        let (td, aliases) = match &case.trust_domain_bundle {
+            Some(b) => (b.trust_domain.clone(), b.aliases.clone()),
+            None => ("cluster.local".to_string(), Vec::new()),
+        };
+        let ctx = GenContext {
+            trust_domain: td.clone(),
+            aliases: aliases.clone(),
+        };
+        let Generated {
+            probes,
+            ports,
+            undrivable,
+        } = generate(&input, kind, &ctx);
+
+        // Engine side.
+        let bundle = TrustDomainBundle {
+            trust_domain: td,
+            aliases,
+        };
+        let decide = oracle.prepare(&case.input, &input_text, &bundle)?;
+
+        // Envoy side.
+        let addr = listen_address();
+        let listeners: Vec<ListenerSpec> = ports
+            .iter()
+            .map(|&port| ListenerSpec {
+                name: format!("{}_{port}", case.kind),
+                address: addr,
+                port,
+                kind: match kind {
+                    Kind::Http => ListenerKind::Http(filters.clone()),
+                    Kind::Tcp => ListenerKind::Tcp(filters.clone()),
+                },
+            })
+            .collect();
+        let dir = self.work.join(&case.name);
+        fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let cfg = dir.join("envoy.json");
+        let json = serde_json::to_vec_pretty(&bootstrap(&listeners, self.pki, self.echo_port))
+            .context(|| "serialising bootstrap".into())?;
+        fs::write(&cfg, json).context(|| format!("writing {}", cfg.display()))?;
+        validate_config(self.envoy, &cfg)?;
+        let proc = EnvoyProcess::start(self.envoy, &cfg, &dir)?;
+
+        let mut report = CaseReport {
+            name: case.name.clone(),
+            undrivable: undrivable.into_iter().collect(),
+            ..CaseReport::default()
+        };
+        for probe in &probes {
+            report.sent += 1;
+            let envoy_answer = match self.send(addr, probe) {
+                Ok(a) => a,
+                Err(e) => {
+                    return Err(Error(format!(
+                        "case {}: {}: {e}\n{}",
+                        case.name,
+                        probe.describe(),
+                        proc.log_tail()
+                    )));
+                }
+            };
+            let envoy_allowed = match envoy_answer {
+                EnvoyAnswer::Allow => true,
+                EnvoyAnswer::Deny => false,
+                EnvoyAnswer::Other(what) => {
+                    report
+                        .not_comparable
+                        .push(format!("{} -> {what}", probe.describe()));
+                    continue;
+                }
+            };
+            report.compared += 1;
+            if envoy_allowed {
+                report.allowed += 1;
+            } else {
+                report.denied += 1;
+            }
+            let (engine_allowed, explanation) = decide(probe, addr);
+            if engine_allowed != envoy_allowed {
+                report.differences.push(Difference {
+                    case: case.name.clone(),
+                    request: probe.describe(),
+                    envoy: verdict(envoy_allowed).into(),
+                    engine: format!("{}: {explanation}", verdict(engine_allowed)),
+                });
+            }
+        }
+        drop(proc);
+        Ok(report)
+    }
+
+    fn send(&self, addr: Ipv4Addr, probe: &Probe) -> Result<EnvoyAnswer> {
+        let transport = match &probe.peer {
+            Peer::Plain => Transport::Plain,
+            Peer::TlsNoCert => Transport::Tls {
+                sni: probe.sni.clone(),
+                client: None,
+            },
+            Peer::Mtls(uri) => Transport::Tls {
+                sni: probe.sni.clone(),
+                client: Some(self.pki.client(uri)?),
+            },
+        };
+        let to = SocketAddr::from((addr, probe.port));
+        let from = Some(IpAddr::V4(probe.source_ip));
+        match probe.kind {
+            Kind::Tcp => Ok(if probe_tcp(from, to, &transport)? {
+                EnvoyAnswer::Allow
+            } else {
+                EnvoyAnswer::Deny
+            }),
+            Kind::Http => {
+                let mut headers = probe.headers.clone();
+                if let Some(x) = &probe.xff {
+                    headers.push(("x-forwarded-for".into(), x.clone()));
+                }
+                let req = HttpRequest {
+                    method: probe.method.clone(),
+                    host: probe.host.clone(),
+                    path: probe.path.clone(),
+                    headers,
+                };
+                Ok(match send_http(from, to, &transport, &req)? {
+                    200 => EnvoyAnswer::Allow,
+                    403 => EnvoyAnswer::Deny,
+                    other => EnvoyAnswer::Other(format!("HTTP {other}")),
+                })
+            }
+        }
+    }
+}
+
+fn verdict(allowed: bool) -> &'static str {
+    if allowed { "allow" } else { "deny" }
+}

