@@ -44,12 +44,16 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
 
     let mut reports: Vec<CaseReport> = Vec::new();
     let mut skipped = Vec::new();
+    let mut case_errors = Vec::new();
     for case in &cases {
         if let Some(why) = skip_reason(case) {
             skipped.push(format!("{} ({}): {why}", case.name, case.kind));
             continue;
         }
-        reports.push(harness.run_case(case, oracle).unwrap());
+        match harness.run_case(case, oracle) {
+            Ok(r) => reports.push(r),
+            Err(e) => case_errors.push(format!("{} ({}): {e}", case.name, case.kind)),
+        }
     }
 
     println!("\nskipped cases:");
@@ -92,6 +96,10 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
             d.case, d.request, d.envoy, d.engine
         );
     }
+    println!("\ncases that could not be run ({}):", case_errors.len());
+    for e in &case_errors {
+        println!("  {e}");
+    }
     let compared: usize = reports.iter().map(|r| r.compared).sum();
     println!(
         "\n{} cases, {compared} requests compared, {} differences, {:.1}s",
@@ -109,6 +117,7 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
         allowed >= 100 && denied >= 100,
         "Envoy allowed {allowed} and denied {denied}: the probes do not exercise both verdicts"
     );
+    assert!(case_errors.is_empty(), "{} cases could not be run", case_errors.len());
     assert!(
         diffs.is_empty(),
         "{} differences between Envoy and the engine",
