@@ -732,3 +732,71 @@ fn rule_probes(base: &Probe, fields: &[RuleField], out: &mut BTreeSet<Probe>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Context {
+        Context {
+            trust_domain: "cluster.local".into(),
+            aliases: vec![],
+        }
+    }
+
+    #[test]
+    fn wildcard_forms_give_matching_and_non_matching_strings() {
+        assert_eq!(matching("abc*", "x"), ["abc", "abcx"]);
+        assert_eq!(non_matching("abc*", "x"), ["xabc"]);
+        assert_eq!(matching("*abc", "x"), ["abc", "xabc"]);
+        assert_eq!(non_matching("*abc", "x"), ["abcx"]);
+        assert_eq!(matching("*", "x"), ["x"]);
+        assert!(non_matching("*", "x").is_empty());
+        assert_eq!(non_matching("abc", "x"), ["abcx", "xabc"]);
+    }
+
+    #[test]
+    fn a_rule_yields_a_request_satisfying_all_its_fields_at_once() {
+        let policy = json!({"spec": {"rules": [{
+            "from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}],
+            "to": [{"operation": {"methods": ["POST"], "paths": ["/x"], "ports": ["8080"]}}],
+            "when": [{"key": "request.headers[X-A]", "values": ["v"]}],
+        }]}});
+        let g = generate(&[policy], Kind::Http, &ctx());
+        assert!(g.probes.iter().any(|p| p.method == "POST"
+            && p.path == "/x"
+            && p.port == 8080
+            && p.peer == Peer::Mtls("spiffe://cluster.local/ns/a/sa/b".into())
+            && p.headers == [("x-a".to_string(), "v".to_string())]));
+        assert!(g.ports.contains(&8080) && g.ports.contains(&NEUTRAL_PORT));
+        assert!(g.undrivable.is_empty(), "{:?}", g.undrivable);
+    }
+
+    #[test]
+    fn jwt_and_foreign_addresses_are_reported_not_varied() {
+        let policy = json!({"spec": {"rules": [{
+            "from": [{"source": {"requestPrincipals": ["i/s"], "ipBlocks": ["10.0.0.1"]}}],
+        }]}});
+        let g = generate(&[policy], Kind::Http, &ctx());
+        assert_eq!(g.undrivable.len(), 2, "{:?}", g.undrivable);
+    }
+
+    #[test]
+    fn tcp_probes_drop_http_attributes() {
+        let policy = json!({"spec": {"rules": [{"to": [{"operation": {"methods": ["GET"], "ports": ["80"]}}]}]}});
+        let g = generate(&[policy], Kind::Tcp, &ctx());
+        assert!(
+            g.probes
+                .iter()
+                .all(|p| p.method == "GET" && p.path == "/" && p.headers.is_empty())
+        );
+        assert!(g.ports.contains(&80));
+    }
+}

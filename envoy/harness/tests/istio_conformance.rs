@@ -117,7 +117,11 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
         allowed >= 100 && denied >= 100,
         "Envoy allowed {allowed} and denied {denied}: the probes do not exercise both verdicts"
     );
-    assert!(case_errors.is_empty(), "{} cases could not be run", case_errors.len());
+    assert!(
+        case_errors.is_empty(),
+        "{} cases could not be run",
+        case_errors.len()
+    );
     assert!(
         diffs.is_empty(),
         "{} differences between Envoy and the engine",
