@@ -108,6 +108,10 @@ pub struct Source {
     pub service_accounts: Vec<Str>,
     /// Negated service accounts.
     pub not_service_accounts: Vec<Str>,
+    /// Peer trust domains (`td`, `td*`, `*td`, `*`), mTLS only.
+    pub trust_domains: Vec<Str>,
+    /// Negated trust domains.
+    pub not_trust_domains: Vec<Str>,
     /// Direct peer addresses (CIDR or address).
     pub ip_blocks: Vec<Str>,
     /// Negated direct peer addresses.
@@ -168,6 +172,8 @@ pub enum ConditionKey {
     SourcePrincipal,
     /// `source.serviceAccount`.
     SourceServiceAccount,
+    /// `source.trustDomain`.
+    SourceTrustDomain,
     /// `request.auth.principal`.
     RequestAuthPrincipal,
     /// `request.auth.audiences`.
@@ -196,6 +202,7 @@ impl ConditionKey {
             "source.namespace" => ConditionKey::SourceNamespace,
             "source.principal" => ConditionKey::SourcePrincipal,
             "source.serviceAccount" => ConditionKey::SourceServiceAccount,
+            "source.trustDomain" => ConditionKey::SourceTrustDomain,
             "request.auth.principal" => ConditionKey::RequestAuthPrincipal,
             "request.auth.audiences" => ConditionKey::RequestAuthAudiences,
             "request.auth.presenter" => ConditionKey::RequestAuthPresenter,
@@ -270,6 +277,8 @@ const SOURCE_FIELDS: &[&str] = &[
     "notNamespaces",
     "serviceAccounts",
     "notServiceAccounts",
+    "trustDomains",
+    "notTrustDomains",
     "ipBlocks",
     "notIpBlocks",
     "remoteIpBlocks",
@@ -544,6 +553,8 @@ fn parse_source(at: At<'_>, _namespace: &str) -> DResult<Source> {
         not_namespaces: list(&mut f, "notNamespaces")?,
         service_accounts: list(&mut f, "serviceAccounts")?,
         not_service_accounts: list(&mut f, "notServiceAccounts")?,
+        trust_domains: list(&mut f, "trustDomains")?,
+        not_trust_domains: list(&mut f, "notTrustDomains")?,
         ip_blocks: list(&mut f, "ipBlocks")?,
         not_ip_blocks: list(&mut f, "notIpBlocks")?,
         remote_ip_blocks: list(&mut f, "remoteIpBlocks")?,
@@ -560,6 +571,8 @@ fn parse_source(at: At<'_>, _namespace: &str) -> DResult<Source> {
         &s.not_request_principals,
         &s.namespaces,
         &s.not_namespaces,
+        &s.trust_domains,
+        &s.not_trust_domains,
     ] {
         check_wildcards(v)?;
     }
@@ -662,7 +675,7 @@ fn parse_condition(at: At<'_>) -> DResult<Condition> {
     let Some(key) = ConditionKey::parse(&key_text.value) else {
         return Err(key_text
             .error(format!("unknown attribute `{}`", key_text.value))
-            .with_help("supported keys: request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[<name>], destination.ip, destination.port, connection.sni, experimental.envoy.filters.<filter>[<key>]"));
+            .with_help("supported keys: request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, source.trustDomain, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[<name>], destination.ip, destination.port, connection.sni, experimental.envoy.filters.<filter>[<key>]"));
     };
     if values.is_empty() && not_values.is_empty() {
         return Err(at.error(format!(

@@ -493,6 +493,15 @@ fn compile_source(s: &Source, namespace: &str, o: &Options) -> Vec<Pred> {
             v.is_empty(),
         );
     }
+    for (v, neg) in [(&s.trust_domains, false), (&s.not_trust_domains, true)] {
+        push(
+            &mut out,
+            Attr::Principal,
+            trust_domain_values(&strs(v)),
+            neg,
+            v.is_empty(),
+        );
+    }
     for (v, neg) in [(&s.ip_blocks, false), (&s.not_ip_blocks, true)] {
         push(
             &mut out,
@@ -570,6 +579,7 @@ fn condition_pred(key: &ConditionKey, v: &[&str], negate: bool, ns: &str, o: &Op
         ConditionKey::SourceNamespace => (Attr::SourceNamespace, namespace_values(v)),
         ConditionKey::SourcePrincipal => (Attr::Principal, principal_values(v, o)),
         ConditionKey::SourceServiceAccount => (Attr::Principal, service_account_values(v, ns)),
+        ConditionKey::SourceTrustDomain => (Attr::Principal, trust_domain_values(v)),
         ConditionKey::RequestAuthPrincipal => (Attr::RequestPrincipal, iss_sub_values(v)),
         ConditionKey::RequestAuthAudiences => (Attr::Claim(vec!["aud".into()]), claim_values(v)),
         ConditionKey::RequestAuthPresenter => (Attr::Claim(vec!["azp".into()]), claim_values(v)),
@@ -691,6 +701,36 @@ fn td_match(pattern: &str, td: &str) -> bool {
     }
 }
 
+/// Trust domains: `prefix: spiffe://<td>/`; `td*` / `*td` as regex `spiffe://td[^/]*/.*`
+/// (`spiffe://[^/]*td/.*`); `*` as `prefix: spiffe://`.
+fn trust_domain_values(v: &[&str]) -> Values {
+    Values::Str(
+        v.iter()
+            .map(|td| {
+                if *td == "*" {
+                    StrMatch::Prefix("spiffe://".into())
+                } else if let Some(p) = td.strip_suffix('*') {
+                    StrMatch::Glob(Glob(vec![
+                        GlobPart::Lit(format!("spiffe://{p}")),
+                        GlobPart::NoSlash,
+                        GlobPart::Lit("/".into()),
+                        GlobPart::Star,
+                    ]))
+                } else if let Some(s) = td.strip_prefix('*') {
+                    StrMatch::Glob(Glob(vec![
+                        GlobPart::Lit("spiffe://".into()),
+                        GlobPart::NoSlash,
+                        GlobPart::Lit(format!("{s}/")),
+                        GlobPart::Star,
+                    ]))
+                } else {
+                    StrMatch::Prefix(format!("spiffe://{td}/"))
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Namespaces: regex `.*/ns/<ns>/.*` over the principal, `*` pieces as `.*`.
 fn namespace_values(v: &[&str]) -> Values {
     Values::Str(
@@ -751,7 +791,7 @@ fn iss_sub_values(v: &[&str]) -> Values {
                         None => (StrMatch::Prefix(prefix.into()), any()),
                     }
                 } else if let Some(suffix) = s.strip_prefix('*') {
-                    match suffix.split_once('/') {
+                    match suffix.rsplit_once('/') {
                         Some(("", sub)) => (any(), StrMatch::Exact(sub.into())),
                         Some((iss, sub)) => {
                             (StrMatch::Suffix(iss.into()), StrMatch::Exact(sub.into()))

@@ -65,6 +65,8 @@ pub enum GlobPart {
     Star,
     /// One or more characters but newline (regex `.+`).
     Plus,
+    /// Any run of characters but `/` (regex `[^/]*`).
+    NoSlash,
 }
 
 /// The regular expressions Istio generates for principals, namespaces and service accounts
@@ -102,6 +104,10 @@ fn glob_match(parts: &[GlobPart], v: &[u8]) -> bool {
             .is_some_and(|tail| glob_match(rest, tail)),
         Some((GlobPart::Star, rest)) => any_tail(rest, v, 0),
         Some((GlobPart::Plus, rest)) => any_tail(rest, v, 1),
+        Some((GlobPart::NoSlash, rest)) => {
+            let limit = v.iter().position(|b| *b == b'/').unwrap_or(v.len());
+            (0..=limit).any(|i| v.get(i..).is_some_and(|tail| glob_match(rest, tail)))
+        }
     }
 }
 
