@@ -47,7 +47,7 @@ spec:
   - {name: frontend, namespace: shop, serviceAccount: frontend, labels: {app: frontend}}
 "#;
 
-/// Line 7 has a misspelt `methods` (the engine points at its value, column 28).
+/// Line 7 has a misspelt `methods` (the engine points at the key, column 19).
 const INVALID: &str = r#"apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: cart, namespace: shop}
@@ -165,7 +165,7 @@ fn check_of_an_invalid_file_exits_2_naming_file_line_column_and_field_path() {
     let o = palisade(&["check", "bad.yaml", "policies"], f.dir.path());
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("bad.yaml:7:28"), "{err}");
+    assert!(err.contains("bad.yaml:7:19"), "{err}");
     assert!(
         err.contains("spec.rules[0].to[0].operation.methodz"),
         "{err}"
@@ -186,7 +186,7 @@ fn check_reports_every_problem_of_every_file() {
     let o = palisade(&["check", "a.yaml", "b.yaml"], f.dir.path());
     let err = stderr(&o);
     assert!(
-        err.contains("a.yaml:7:28") && err.contains("b.yaml:7:26"),
+        err.contains("a.yaml:7:19") && err.contains("b.yaml:7:19"),
         "{err}"
     );
     assert!(err.contains("2 problems found"), "{err}");
@@ -205,7 +205,7 @@ fn json_error_format_prints_the_engine_errors() {
     let d = &v["diagnostics"][0];
     assert_eq!(d["location"]["file"], "bad.yaml");
     assert_eq!(d["location"]["line"], 7);
-    assert_eq!(d["location"]["column"], 28);
+    assert_eq!(d["location"]["column"], 19);
     assert_eq!(d["path"], "spec.rules[0].to[0].operation.methodz");
     assert_eq!(d["document"], "AuthorizationPolicy shop/cart");
 }

@@ -8,7 +8,12 @@
 //! matching nothing (the worst case of a linear scan). The median over batches is printed in
 //! nanoseconds per decision, and the ratio of each size to the 10-rule cost.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -34,7 +39,9 @@ fn policies(n: usize) -> String {
                 "  - from: [{{source: {{principals: [\"cluster.local/ns/team-{i}/sa/app-{i}\"]}}}}]\n    to: [{{operation: {{methods: [GET, POST], paths: [\"/api/v{i}/*\"]}}}}]\n"
             ));
             if i % 7 == 0 {
-                out.push_str("    when: [{key: \"request.headers[x-tenant]\", values: [\"t-*\"]}]\n");
+                out.push_str(
+                    "    when: [{key: \"request.headers[x-tenant]\", values: [\"t-*\"]}]\n",
+                );
             }
         }
         out.push_str("---\n");
@@ -72,7 +79,10 @@ fn last_allow_rule(n: usize) -> usize {
 
 fn main() {
     println!("palisade engine benchmark: median ns per decision (one workload's view)\n");
-    println!("{:>7} {:>12} {:>12} {:>12} {:>12}", "rules", "last rule", "middle rule", "no match", "compile");
+    println!(
+        "{:>7} {:>12} {:>12} {:>12} {:>12}",
+        "rules", "last rule", "middle rule", "no match", "compile"
+    );
     let mut base = None;
     let mut rows = Vec::new();
     for n in [10usize, 1_000, 10_000] {
@@ -86,14 +96,30 @@ fn main() {
         let last = request(last_allow_rule(n));
         let middle = request(last_allow_rule(n / 2));
         let none = request(n + 1);
-        assert!(engine.decide_in_view(&view, &last).allowed(), "last rule allows");
-        assert!(engine.decide_in_view(&view, &middle).allowed(), "middle rule allows");
-        assert!(!engine.decide_in_view(&view, &none).allowed(), "no match denies");
-        let t = [time(&engine, &view, &last), time(&engine, &view, &middle), time(&engine, &view, &none)];
+        assert!(
+            engine.decide_in_view(&view, &last).allowed(),
+            "last rule allows"
+        );
+        assert!(
+            engine.decide_in_view(&view, &middle).allowed(),
+            "middle rule allows"
+        );
+        assert!(
+            !engine.decide_in_view(&view, &none).allowed(),
+            "no match denies"
+        );
+        let t = [
+            time(&engine, &view, &last),
+            time(&engine, &view, &middle),
+            time(&engine, &view, &none),
+        ];
         println!(
             "{n:>7} {:>12.0} {:>12.0} {:>12.0} {:>9.1} ms  (parse+validate {:.1} ms)",
-            t[0], t[1], t[2],
-            ms(compiled), ms(parsed)
+            t[0],
+            t[1],
+            t[2],
+            ms(compiled),
+            ms(parsed)
         );
         let worst = t.iter().copied().fold(0.0, f64::max);
         base.get_or_insert(worst);

@@ -96,6 +96,7 @@ pub struct Decision {
 
 /// What NetworkPolicy said about the connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NetworkOutcome {
     /// Allow only when both the source's egress and the destination's ingress allow.
     pub verdict: Verdict,
@@ -156,10 +157,10 @@ impl Decision {
                 self.errors.join("; ")
             ),
         });
-        if let Some(n) = &self.network {
-            if !matches!(self.step, Step::NetworkAllowed | Step::NetworkNotIsolated) {
-                out.push_str(&format!("; network policy: {}", n.verdict));
-            }
+        if let Some(n) = &self.network
+            && !matches!(self.step, Step::NetworkAllowed | Step::NetworkNotIsolated)
+        {
+            out.push_str(&format!("; network policy: {}", n.verdict));
         }
         for s in &self.shadow {
             out.push_str(&format!(

@@ -71,17 +71,17 @@ fn decode_where(path: &str, keep: impl Fn(u8) -> bool) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            if let (Some(h), Some(l)) = (
+        if b == b'%'
+            && let (Some(h), Some(l)) = (
                 bytes.get(i + 1).copied().and_then(hex),
                 bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                let v = h * 16 + l;
-                if keep(v) {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
+            )
+        {
+            let v = h * 16 + l;
+            if keep(v) {
+                out.push(v);
+                i += 3;
+                continue;
             }
         }
         out.push(b);

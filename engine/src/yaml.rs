@@ -47,8 +47,8 @@ pub enum Value {
     },
     /// A sequence.
     Seq(Vec<Node>),
-    /// A mapping, in input order.
-    Map(Vec<(String, Node)>),
+    /// A mapping, in input order: key, the key's position, value.
+    Map(Vec<(String, Pos, Node)>),
 }
 
 /// Parses every document of a YAML stream. Empty documents are skipped.
@@ -137,7 +137,13 @@ fn convert(y: &MarkedYaml<'_>, depth: usize) -> Result<Node, Diagnostic> {
                     YamlData::Representation(t, _, _) => t.to_string(),
                     _ => return Err(at_pos("mapping keys must be plain strings")),
                 };
-                entries.push((key, convert(v, depth + 1)?));
+                let key_pos = Pos {
+                    line: k.span.start.line(),
+                    column: k.span.start.col() + 1,
+                    index: k.span.start.index(),
+                    len: key.chars().count(),
+                };
+                entries.push((key, key_pos, convert(v, depth + 1)?));
             }
             Value::Map(entries)
         }
@@ -265,7 +271,7 @@ impl<'a> At<'a> {
                 path: self.path.to_string(),
                 entries: entries
                     .iter()
-                    .map(|(k, v)| (k.as_str(), v, false))
+                    .map(|(k, kp, v)| (k.as_str(), *kp, v, false))
                     .collect(),
             }),
             Value::Null => Ok(Fields {
@@ -283,7 +289,7 @@ impl<'a> At<'a> {
             Value::Null => Ok(Vec::new()),
             Value::Map(entries) => entries
                 .iter()
-                .map(|(k, v)| {
+                .map(|(k, _, v)| {
                     let path = join(self.path, k);
                     Ok((
                         k.clone(),
@@ -343,7 +349,7 @@ pub fn join(path: &str, key: &str) -> String {
 pub struct Fields<'a> {
     node: &'a Node,
     path: String,
-    entries: Vec<(&'a str, &'a Node, bool)>,
+    entries: Vec<(&'a str, Pos, &'a Node, bool)>,
 }
 
 /// A field taken from a mapping: the node and its full path.
@@ -370,12 +376,12 @@ impl<'a> Fields<'a> {
     pub fn take(&mut self, key: &str) -> Option<Field<'a>> {
         let path = join(&self.path, key);
         for e in &mut self.entries {
-            if e.0 == key && !e.2 {
-                e.2 = true;
-                if e.1.value == Value::Null {
+            if e.0 == key && !e.3 {
+                e.3 = true;
+                if e.2.value == Value::Null {
                     return None;
                 }
-                return Some(Field { node: e.1, path });
+                return Some(Field { node: e.2, path });
             }
         }
         None
@@ -397,17 +403,21 @@ impl<'a> Fields<'a> {
     pub fn ignore(&mut self, keys: &[&str]) {
         for e in &mut self.entries {
             if keys.contains(&e.0) {
-                e.2 = true;
+                e.3 = true;
             }
         }
     }
 
     /// Rejects any field not taken. `known` lists the accepted names for the hint.
     pub fn finish(self, known: &[&str]) -> DResult<()> {
-        for (key, node, used) in &self.entries {
+        for (key, key_pos, _, used) in &self.entries {
             if !used {
                 let path = join(&self.path, key);
-                let mut d = error_at(node, &path, format!("unknown field `{key}`"));
+                let key_node = Node {
+                    pos: *key_pos,
+                    value: Value::Null,
+                };
+                let mut d = error_at(&key_node, &path, format!("unknown field `{key}`"));
                 if let Some(s) = closest(key, known) {
                     d.help = Some(format!("did you mean `{s}`?"));
                 } else if !known.is_empty() {
@@ -461,7 +471,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
 
     #[test]
@@ -472,11 +482,12 @@ mod tests {
             panic!("not a map")
         };
         assert_eq!(m[0].0, "b");
-        let Value::Map(inner) = &m[0].1.value else {
+        let Value::Map(inner) = &m[0].2.value else {
             panic!("not a map")
         };
-        assert_eq!(inner[0].1.pos.line, 4);
-        assert_eq!(inner[0].1.pos.column, 6);
+        assert_eq!(inner[0].2.pos.line, 4);
+        assert_eq!(inner[0].2.pos.column, 6);
+        assert_eq!((inner[0].1.line, inner[0].1.column), (4, 3), "key position");
     }
 
     #[test]
@@ -486,6 +497,7 @@ mod tests {
         f.take("selector");
         let err = f.finish(&["selector", "rules"]).unwrap_err();
         assert_eq!(err.message, "unknown field `rulez`");
+        assert_eq!(err.location.as_ref().unwrap().column, 1, "points at the key");
         assert_eq!(err.help.as_deref(), Some("did you mean `rules`?"));
         assert_eq!(err.location.unwrap().line, 2);
     }

