@@ -670,7 +670,7 @@ fn parse_condition(at: At<'_>) -> DResult<Condition> {
     let key_text = Str {
         value: key_f.at().string()?,
         path: key_f.path.clone(),
-        node: key_f.node.clone(),
+        pos: key_f.node.pos,
     };
     let Some(key) = ConditionKey::parse(&key_text.value) else {
         return Err(key_text

@@ -168,13 +168,18 @@ pub type DResult<T> = Result<T, Diagnostic>;
 
 /// Builds a diagnostic at a node.
 pub fn error_at(node: &Node, path: &str, message: impl Into<String>) -> Diagnostic {
+    error_at_pos(node.pos, path, message)
+}
+
+/// Builds a diagnostic at a position.
+pub fn error_at_pos(pos: Pos, path: &str, message: impl Into<String>) -> Diagnostic {
     let mut d = Diagnostic::new(message);
     d.location = Some(Location {
         file: String::new(),
-        line: node.pos.line,
-        column: node.pos.column,
-        offset: node.pos.index,
-        len: node.pos.len,
+        line: pos.line,
+        column: pos.column,
+        offset: pos.index,
+        len: pos.len,
     });
     if !path.is_empty() {
         d.path = Some(path.to_string());
@@ -256,8 +261,8 @@ impl<'a> At<'a> {
             let value = at.string()?;
             out.push(Str {
                 value,
-                path: path.clone(),
-                node: item.node.clone(),
+                path,
+                pos: item.node.pos,
             });
         }
         Ok(out)
@@ -324,14 +329,14 @@ pub struct Str {
     pub value: String,
     /// Its field path.
     pub path: String,
-    /// Its node (position).
-    pub node: Node,
+    /// Its position.
+    pub pos: Pos,
 }
 
 impl Str {
     /// A diagnostic at this value.
     pub fn error(&self, message: impl Into<String>) -> Diagnostic {
-        error_at(&self.node, &self.path, message)
+        error_at_pos(self.pos, &self.path, message)
     }
 }
 
@@ -374,14 +379,16 @@ impl<'a> Field<'a> {
 impl<'a> Fields<'a> {
     /// Takes a field if present (a `null` value counts as absent).
     pub fn take(&mut self, key: &str) -> Option<Field<'a>> {
-        let path = join(&self.path, key);
         for e in &mut self.entries {
             if e.0 == key && !e.3 {
                 e.3 = true;
                 if e.2.value == Value::Null {
                     return None;
                 }
-                return Some(Field { node: e.2, path });
+                return Some(Field {
+                    node: e.2,
+                    path: join(&self.path, key),
+                });
             }
         }
         None
@@ -413,11 +420,7 @@ impl<'a> Fields<'a> {
         for (key, key_pos, _, used) in &self.entries {
             if !used {
                 let path = join(&self.path, key);
-                let key_node = Node {
-                    pos: *key_pos,
-                    value: Value::Null,
-                };
-                let mut d = error_at(&key_node, &path, format!("unknown field `{key}`"));
+                let mut d = error_at_pos(*key_pos, &path, format!("unknown field `{key}`"));
                 if let Some(s) = closest(key, known) {
                     d.help = Some(format!("did you mean `{s}`?"));
                 } else if !known.is_empty() {
@@ -497,7 +500,11 @@ mod tests {
         f.take("selector");
         let err = f.finish(&["selector", "rules"]).unwrap_err();
         assert_eq!(err.message, "unknown field `rulez`");
-        assert_eq!(err.location.as_ref().unwrap().column, 1, "points at the key");
+        assert_eq!(
+            err.location.as_ref().unwrap().column,
+            1,
+            "points at the key"
+        );
         assert_eq!(err.help.as_deref(), Some("did you mean `rules`?"));
         assert_eq!(err.location.unwrap().line, 2);
     }
