@@ -785,11 +785,44 @@ fn resolve<'a>(
                     ips: vec![ip],
                 }),
             },
-            None => Err(format!(
-                "NetworkPolicy needs the {side} workload or address, and the request gives neither"
-            )),
+            None => match spiffe_identity(ep.principal.as_deref()) {
+                // By identity: the one inventory workload running as that service account.
+                Some((ns, sa)) => {
+                    let mut matches = inventory
+                        .workloads
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, w)| w.namespace == ns && w.service_account == sa);
+                    match (matches.next(), matches.next()) {
+                        (Some((i, _)), None) => known(i),
+                        (Some(_), Some(_)) => Err(format!(
+                            "the {side} identity `{ns}/{sa}` is shared by several inventory workloads; give its workload or address"
+                        )),
+                        (None, _) => Err(format!(
+                            "no inventory workload runs as the {side} identity `{ns}/{sa}`"
+                        )),
+                    }
+                }
+                None => Err(format!(
+                    "NetworkPolicy needs the {side} workload, address or SPIFFE identity, and the request gives none"
+                )),
+            },
         },
     }
+}
+
+/// `spiffe://<td>/ns/<ns>/sa/<sa>` → `(ns, sa)`.
+fn spiffe_identity(principal: Option<&str>) -> Option<(&str, &str)> {
+    let rest = principal?.strip_prefix("spiffe://")?;
+    let mut parts = rest.split('/');
+    let (_td, ns_kw, ns, sa_kw, sa) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (ns_kw == "ns" && sa_kw == "sa" && parts.next().is_none()).then_some((ns, sa))
 }
 
 /// What the connection looks like from a rule: who is on the other side, and the
@@ -1602,7 +1635,7 @@ spec:
                 "error: a source with neither workload nor address",
                 &[("x/deny", DENY_ALL)],
                 " -> x/a:80",
-                "deny error NetworkPolicy needs the source workload or address, and the request gives neither",
+                "deny error NetworkPolicy needs the source workload, address or SPIFFE identity, and the request gives none",
             ),
             (
                 "error: a workload not in the inventory",

@@ -302,3 +302,31 @@ fn bundles_round_trip_and_refuse_corruption() {
     assert!(decode_bundle(b"PLS").is_err());
     assert!(decode_bundle(b"not a bundle at all, but long enough to have a header....").is_err());
 }
+
+#[test]
+fn network_policy_finds_the_source_by_its_spiffe_identity() {
+    let text = "apiVersion: palisade.dev/v1alpha1\nkind: Inventory\nmetadata: {name: i}\nspec:\n  workloads:\n  - {name: web, namespace: shop, serviceAccount: web, labels: {app: web}}\n  - {name: db, namespace: data, serviceAccount: db, labels: {app: db}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: data}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: shop}}\n      podSelector: {matchLabels: {app: web}}\n";
+    let engine = compile(
+        &load(&[SourceFile::new("n.yaml", text)]).unwrap(),
+        &Options::default(),
+    )
+    .unwrap();
+    let req = |principal: &str| -> palisade_engine::Request {
+        serde_json::from_value(serde_json::json!({
+            "protocol": "tcp",
+            "source": {"principal": principal},
+            "destination": {"port": 5432, "workload": {"namespace": "data", "name": "db"}}
+        }))
+        .unwrap()
+    };
+    let d = engine.decide(&req("spiffe://cluster.local/ns/shop/sa/web"));
+    assert!(d.allowed(), "{}", d.explain());
+    let d = engine.decide(&req("spiffe://cluster.local/ns/data/sa/db"));
+    assert!(!d.allowed(), "{}", d.explain());
+    let d = engine.decide(&req("spiffe://cluster.local/ns/shop/sa/nobody"));
+    assert_eq!(
+        d.step,
+        palisade_engine::Step::Error,
+        "unknown identity fails closed"
+    );
+}
