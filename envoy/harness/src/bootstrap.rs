@@ -1,8 +1,10 @@
 //! Envoy bootstrap generation: one listener per port, each with a TLS filter chain (server
 //! certificate, client certificate optional) and a plaintext one, selected by `tls_inspector`.
 //!
-//! HTTP listeners run an HTTP connection manager with the golden RBAC filters (verbatim, in
-//! chain order) before the router and a `direct_response` 200 route. TCP listeners run the
+//! HTTP listeners run an HTTP connection manager with the harness's `jwt_authn` filter (see
+//! [`crate::jwt`]: it verifies the probes' HS256 tokens and puts their payload into dynamic
+//! metadata for Istio's `requestPrincipals` / `request.auth.*` matchers), then the golden RBAC
+//! filters (verbatim, in chain order), then the router and a `direct_response` 200 route. TCP listeners run the
 //! golden network filters and then a `tcp_proxy` to the harness's [`EchoServer`]. (Not
 //! `envoy.filters.network.direct_response`: it writes its bytes and closes as soon as the
 //! connection is accepted, before the network RBAC filter sees the first byte, so it cannot
@@ -26,6 +28,7 @@ use serde_json::{Value, json};
 
 use crate::certs::Pki;
 use crate::error::{Context, Result};
+use crate::jwt::jwt_authn_filter;
 
 /// The bytes the TCP upstream ([`EchoServer`]) answers with.
 pub const TCP_RESPONSE: &str = "palisade-harness-ok";
@@ -68,7 +71,7 @@ fn answer(mut conn: TcpStream) {
 /// What a listener runs.
 #[derive(Debug, Clone)]
 pub enum ListenerKind {
-    /// HTTP connection manager with these HTTP filters (before the router).
+    /// HTTP connection manager with these HTTP filters (after `jwt_authn`, before the router).
     Http(Vec<Value>),
     /// These network filters, then a direct response.
     Tcp(Vec<Value>),
@@ -173,7 +176,8 @@ fn tls_socket(pki: &Pki) -> Value {
 }
 
 fn hcm(name: &str, http_filters: &[Value]) -> Value {
-    let mut filters = http_filters.to_vec();
+    let mut filters = vec![jwt_authn_filter()];
+    filters.extend(http_filters.iter().cloned());
     filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },

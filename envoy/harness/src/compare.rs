@@ -13,6 +13,7 @@ use crate::client::{HttpRequest, Transport, probe_tcp, send_http};
 use crate::envoy::{EnvoyProcess, validate_config};
 use crate::error::{Context, Error, Result};
 use crate::generate::{Context as GenContext, Generated, Kind, Peer, Probe, generate};
+use crate::jwt::mint;
 use crate::yaml::yaml_to_json;
 
 /// The address every listener of this process binds (a distinct 127/8 address per process so
@@ -73,6 +74,14 @@ pub struct CaseReport {
     pub denied: usize,
     /// Probes Envoy answered otherwise (with the answer).
     pub not_comparable: Vec<String>,
+    /// Compared probes that carried a JWT.
+    pub with_token: usize,
+    /// Compared probes whose engine verdict changes when their JWT is removed (so the token's
+    /// claims, checked by Envoy's RBAC metadata matchers, decided the outcome).
+    pub token_decisive: usize,
+    /// Probes whose token Envoy's `jwt_authn` rejected (HTTP 401): a harness fault, since the
+    /// engine is given the payload as verified.
+    pub token_rejected: Vec<String>,
     /// Disagreements.
     pub differences: Vec<Difference>,
     /// Attributes not varied.
@@ -178,6 +187,10 @@ impl Harness<'_> {
             let envoy_allowed = match envoy_answer {
                 EnvoyAnswer::Allow => true,
                 EnvoyAnswer::Deny => false,
+                EnvoyAnswer::Other(what) if probe.jwt.is_some() && what == "HTTP 401" => {
+                    report.token_rejected.push(probe.describe());
+                    continue;
+                }
                 EnvoyAnswer::Other(what) => {
                     report
                         .not_comparable
@@ -192,6 +205,16 @@ impl Harness<'_> {
                 report.denied += 1;
             }
             let (engine_allowed, explanation) = decide(probe, addr);
+            if probe.jwt.is_some() {
+                report.with_token += 1;
+                let tokenless = Probe {
+                    jwt: None,
+                    ..probe.clone()
+                };
+                if decide(&tokenless, addr).0 != engine_allowed {
+                    report.token_decisive += 1;
+                }
+            }
             if engine_allowed != envoy_allowed {
                 report.differences.push(Difference {
                     case: case.name.clone(),
@@ -229,6 +252,12 @@ impl Harness<'_> {
                 let mut headers = probe.headers.clone();
                 if let Some(x) = &probe.xff {
                     headers.push(("x-forwarded-for".into(), x.clone()));
+                }
+                if let Some(payload) = probe.jwt_payload() {
+                    headers.push((
+                        "authorization".into(),
+                        format!("Bearer {}", mint(&payload)?),
+                    ));
                 }
                 let req = HttpRequest {
                     method: probe.method.clone(),

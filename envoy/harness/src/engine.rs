@@ -40,7 +40,9 @@ impl Oracle for EngineOracle {
 
 /// The engine request for a probe, as Envoy sees it: destination workload `foo`
 /// (`app=httpbin, version=v1`), the listener's address and port, the peer's loopback address,
-/// its certificate's URI SAN, SNI, and `remote.ip` from `x-forwarded-for`.
+/// its certificate's URI SAN, SNI, `remote.ip` from `x-forwarded-for`, and the payload of the
+/// probe's JWT as `jwt_authn` verified it (the `Authorization` header itself is not forwarded
+/// to RBAC, so it is not among the headers).
 pub fn to_request(probe: &Probe, listen: Ipv4Addr) -> Request {
     let principal = match &probe.peer {
         Peer::Mtls(uri) => Some(uri.clone()),
@@ -98,7 +100,10 @@ pub fn to_request(probe: &Probe, listen: Ipv4Addr) -> Request {
         mtls: Some(principal_present(probe)),
         sni: if probe.tls() { probe.sni.clone() } else { None },
         http,
-        jwt: None,
+        jwt: match probe.kind {
+            Kind::Http => probe.jwt_payload(),
+            Kind::Tcp => None,
+        },
         ..Request::default()
     }
 }

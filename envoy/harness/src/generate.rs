@@ -5,17 +5,32 @@
 //! templates, header presence, plaintext vs TLS vs mTLS). It also builds, for each rule and
 //! each `from` × `to` pair, a request satisfying every drivable field at once (so ALLOW rules
 //! really match end to end) and then mutates one field at a time: other matching values,
-//! non-matching values, and values hitting the `not*` twin.
+//! non-matching values, and values hitting the `not*` twin. That satisfying request and its
+//! mutations are built twice: on the baseline, and on a *contrast* baseline where one field of
+//! every other rule of the case is set to a value that keeps that rule from matching, so that
+//! the rule under test alone decides (otherwise a broad ALLOW rule such as `methods: [GET]`
+//! elsewhere in the case would allow every GET probe whatever the rule under test says).
+//!
+//! JWT attributes (`requestPrincipals`, `request.auth.principal`, `request.auth.audiences`,
+//! `request.auth.presenter`, `request.auth.claims[..]`) are driven with HS256 tokens whose
+//! claims the generator chooses (see [`crate::jwt`]): for each value a token that matches it,
+//! tokens that miss it (near-miss issuer or subject, empty or missing `sub`, the other split of
+//! a principal with several `/`, empty strings for `*`, list-valued claims that do or do not
+//! contain a match, a nested claim flattened or put one level up, the claim missing) and no
+//! token at all. Claims Envoy's JWT verification insists on typing (`iss`, `sub`, `jti` must be
+//! strings, `exp`/`nbf`/`iat` numbers) only get values it accepts.
 //!
 //! Values a loopback test cannot produce are not varied and are listed per case in
-//! [`Generated::undrivable`]: peer and destination addresses outside `127.0.0.0/8`, JWT
-//! attributes (`requestPrincipals`, `request.auth.*`), `experimental.envoy.filters.*`
-//! metadata, methods that are not HTTP tokens, paths not starting with `/`.
+//! [`Generated::undrivable`]: peer and destination addresses outside `127.0.0.0/8`,
+//! `experimental.envoy.filters.*` metadata, methods that are not HTTP tokens, paths not
+//! starting with `/`, and JWT attributes on TCP listeners (a TCP connection carries no token).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use crate::jwt::EXPIRY;
 
 /// Which listener type a probe goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,6 +51,28 @@ pub enum Peer {
     /// Mutual TLS with a client certificate whose URI SAN is this.
     Mtls(String),
 }
+
+/// A JWT claim value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Claim {
+    /// A string.
+    Str(String),
+    /// A list of strings.
+    List(Vec<String>),
+}
+
+impl Claim {
+    fn to_json(&self) -> Value {
+        match self {
+            Claim::Str(s) => Value::String(s.clone()),
+            Claim::List(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
+        }
+    }
+}
+
+/// The claims of a token: key path (top-level claim, then nested keys) to value. No path is
+/// a prefix of another.
+pub type Claims = BTreeMap<Vec<String>, Claim>;
 
 /// One request to send to Envoy and to decide with the engine.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,12 +97,25 @@ pub struct Probe {
     pub headers: Vec<(String, String)>,
     /// `x-forwarded-for` (drives `remote.ip`).
     pub xff: Option<String>,
+    /// The claims of the JWT sent as `Authorization: Bearer` (HTTP only); `None`: no token.
+    pub jwt: Option<Claims>,
 }
 
 impl Probe {
     /// Whether the connection uses TLS.
     pub fn tls(&self) -> bool {
         !matches!(self.peer, Peer::Plain)
+    }
+
+    /// The token's payload: `exp` ([`EXPIRY`]) and the claims, nested paths as nested objects.
+    pub fn jwt_payload(&self) -> Option<Value> {
+        let claims = self.jwt.as_ref()?;
+        let mut obj = Map::new();
+        obj.insert("exp".into(), Value::from(EXPIRY));
+        for (path, claim) in claims {
+            insert_path(&mut obj, path, claim.to_json());
+        }
+        Some(Value::Object(obj))
     }
 
     /// A one-line description.
@@ -93,7 +143,30 @@ impl Probe {
                 if let Some(x) = &self.xff {
                     s.push_str(&format!(" xff={x}"));
                 }
+                if let Some(p) = self.jwt_payload() {
+                    s.push_str(&format!(" jwt={p}"));
+                }
                 s
+            }
+        }
+    }
+}
+
+fn insert_path(obj: &mut Map<String, Value>, path: &[String], v: Value) {
+    match path {
+        [] => {}
+        [k] => {
+            obj.insert(k.clone(), v);
+        }
+        [k, rest @ ..] => {
+            let e = obj
+                .entry(k.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !e.is_object() {
+                *e = Value::Object(Map::new());
+            }
+            if let Value::Object(m) = e {
+                insert_path(m, rest, v);
             }
         }
     }
@@ -134,23 +207,80 @@ enum Set {
     Sni(Option<String>),
     Xff(Option<String>),
     SourceIp(Ipv4Addr),
+    /// Send a token with these claims set (`Some`) or removed (`None`), the other claims
+    /// staying as they are.
+    Jwt(Vec<(Vec<String>, Option<Claim>)>),
+    /// Send no token.
+    NoJwt,
 }
 
 impl Set {
-    /// Which dimension it sets (two settings of one dimension conflict).
-    fn dim(&self) -> String {
+    /// Which dimensions it sets (two settings of one dimension conflict). A JWT claim's
+    /// dimension is its top-level key.
+    fn dims(&self) -> Vec<String> {
+        let one = |d: String| vec![d];
         match self {
-            Set::Peer(_) => "peer".into(),
-            Set::Method(_) => "method".into(),
-            Set::Host(_) => "host".into(),
-            Set::Path(_) => "path".into(),
-            Set::Port(_) => "port".into(),
-            Set::Header(n, _) => format!("header:{n}"),
-            Set::Sni(_) => "sni".into(),
-            Set::Xff(_) => "xff".into(),
-            Set::SourceIp(_) => "source-ip".into(),
+            Set::Peer(_) => one("peer".into()),
+            Set::Method(_) => one("method".into()),
+            Set::Host(_) => one("host".into()),
+            Set::Path(_) => one("path".into()),
+            Set::Port(_) => one("port".into()),
+            Set::Header(n, _) => one(format!("header:{n}")),
+            Set::Sni(_) => one("sni".into()),
+            Set::Xff(_) => one("xff".into()),
+            Set::SourceIp(_) => one("source-ip".into()),
+            Set::Jwt(claims) => claims
+                .iter()
+                .map(|(p, _)| format!("jwt:{}", p.first().map(String::as_str).unwrap_or("")))
+                .collect(),
+            Set::NoJwt => one("jwt".into()),
         }
     }
+
+    /// Whether the two cannot both be applied (one would undo the other).
+    fn conflicts(&self, other: &Set) -> bool {
+        let token = |s: &Set| matches!(s, Set::Jwt(_) | Set::NoJwt);
+        if (matches!(self, Set::NoJwt) && token(other))
+            || (matches!(other, Set::NoJwt) && token(self))
+        {
+            return true;
+        }
+        let mine = self.dims();
+        other.dims().iter().any(|d| mine.contains(d))
+    }
+}
+
+/// The JWT settings for a request principal: `iss` and `sub` (`None`: claim absent).
+fn rp(iss: Option<&str>, sub: Option<&str>) -> Set {
+    let c = |v: Option<&str>| v.map(|s| Claim::Str(s.to_string()));
+    Set::Jwt(vec![
+        (vec!["iss".into()], c(iss)),
+        (vec!["sub".into()], c(sub)),
+    ])
+}
+
+/// A principal string `iss/sub` split at its last `/`; without `/` it is all issuer and the
+/// subject is empty.
+fn rp_split(s: &str) -> Set {
+    match s.rsplit_once('/') {
+        Some((iss, sub)) => rp(Some(iss), Some(sub)),
+        None => rp(Some(s), Some("")),
+    }
+}
+
+/// `request.auth.claims[a][b]` → `[a, b]`.
+fn claim_path(key: &str) -> Option<Vec<String>> {
+    let mut rest = key.strip_prefix("request.auth.claims")?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (k, after) = rest.strip_prefix('[')?.split_once(']')?;
+        if k.is_empty() {
+            return None;
+        }
+        out.push(k.to_string());
+        rest = after;
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// One field of a rule: settings that match it and settings that do not.
@@ -504,6 +634,152 @@ impl Walker<'_> {
         f
     }
 
+    /// `requestPrincipals` / `request.auth.principal` values (`iss/sub`, split at the last
+    /// `/`; `p*`, `*s`, `*`) to tokens.
+    fn request_principal_field(&self, values: &[String]) -> Field {
+        let mut f = Field::default();
+        for v in values {
+            if v == "*" {
+                f.matching.push(rp(Some("issuer"), Some("subject")));
+                f.matching
+                    .push(rp(Some("https://issuer.example.com"), Some("subject")));
+                f.non_matching.push(rp(Some("issuer"), Some("")));
+                f.non_matching.push(rp(Some(""), Some("subject")));
+                f.non_matching.push(rp(None, Some("subject")));
+                f.non_matching.push(rp(Some("issuer"), None));
+            } else if let Some(p) = v.strip_suffix('*') {
+                if p.contains('/') {
+                    f.matching.push(rp_split(&format!("{p}x")));
+                    f.non_matching.push(rp_split(p));
+                    f.non_matching.push(rp_split(&format!("{p}x/y")));
+                    f.non_matching.push(rp_split(&format!("x{p}x")));
+                } else {
+                    f.matching.push(rp_split(&format!("{p}x/subject")));
+                    f.matching.push(rp(Some(p), Some("subject")));
+                    f.non_matching.push(rp(Some(&format!("{p}x")), Some("")));
+                    f.non_matching.push(rp(Some(&format!("{p}x")), None));
+                    f.non_matching.push(rp_split(&format!("x{p}/subject")));
+                }
+            } else if let Some(sfx) = v.strip_prefix('*') {
+                if sfx.contains('/') {
+                    f.matching.push(rp_split(&format!("issuer{sfx}")));
+                    f.non_matching.push(rp_split(&format!("issuer{sfx}x")));
+                    f.non_matching.push(rp_split(&format!("issuer/x{sfx}")));
+                } else {
+                    f.matching.push(rp_split(&format!("issuer/x{sfx}")));
+                    f.matching.push(rp(Some("issuer"), Some(sfx)));
+                    f.non_matching
+                        .push(rp(Some("issuer"), Some(&format!("{sfx}x"))));
+                    f.non_matching.push(rp(Some(sfx), Some("")));
+                    f.non_matching.push(rp(Some(""), Some(&format!("x{sfx}"))));
+                    f.non_matching.push(rp(None, Some(&format!("x{sfx}"))));
+                }
+            } else {
+                f.matching.push(rp_split(v));
+                f.non_matching.push(rp_split(&format!("{v}x")));
+                f.non_matching.push(rp_split(&format!("x{v}")));
+                if let Some((iss, sub)) = v.rsplit_once('/') {
+                    f.non_matching.push(rp(Some(iss), Some("")));
+                    f.non_matching.push(rp(Some(iss), None));
+                    f.non_matching.push(rp(Some(v), Some("")));
+                    f.non_matching
+                        .push(rp(Some(iss), Some(&format!("{sub}/x"))));
+                    if let Some((first_iss, first_sub)) = v.split_once('/')
+                        && first_iss != iss
+                    {
+                        f.non_matching.push(rp(Some(first_iss), Some(first_sub)));
+                    }
+                } else {
+                    f.non_matching.push(rp(Some(v), None));
+                    f.non_matching.push(rp(Some(v), Some("x")));
+                    f.non_matching.push(rp(Some(v), Some("/")));
+                }
+            }
+        }
+        f.non_matching.push(Set::NoJwt);
+        f
+    }
+
+    /// `request.auth.audiences` (`aud`), `request.auth.presenter` (`azp`) and
+    /// `request.auth.claims[..]` values to tokens: string claims, lists with and without a
+    /// match, empty strings and lists, the claim missing, nested claims misplaced, no token.
+    fn claim_field(&mut self, key: &str, path: &[String], values: &[String]) -> Option<Field> {
+        let top = path.first().map(String::as_str).unwrap_or("");
+        if path.len() == 1 && ["exp", "nbf", "iat"].contains(&top) {
+            self.undrivable.insert(format!(
+                "{key}: Envoy verifies `{top}` as a time (a number), Istio matches strings"
+            ));
+            return None;
+        }
+        // Envoy rejects tokens whose `iss`, `sub` or `jti` is not a string.
+        let lists = !(path.len() == 1 && ["iss", "sub", "jti"].contains(&top));
+        let set = |c: Option<Claim>| Set::Jwt(vec![(path.to_vec(), c)]);
+        let str_set = |s: &str| set(Some(Claim::Str(s.to_string())));
+        let list_set =
+            |l: &[&str]| set(Some(Claim::List(l.iter().map(|s| s.to_string()).collect())));
+        let mut f = Field::default();
+        for v in values {
+            for m in matching(v, "x") {
+                f.matching.push(str_set(&m));
+                if lists {
+                    f.matching.push(list_set(&[&m]));
+                    f.matching.push(list_set(&["other", &m]));
+                }
+            }
+            for n in non_matching(v, "x") {
+                f.non_matching.push(str_set(&n));
+                if lists {
+                    f.non_matching.push(list_set(&[&n, "y"]));
+                }
+            }
+            if v == "*" {
+                f.non_matching.push(str_set(""));
+                if lists {
+                    f.non_matching.push(list_set(&[""]));
+                    f.non_matching.push(list_set(&[]));
+                }
+            }
+            if path.len() > 1
+                && let Some(m) = matching(v, "x").into_iter().next()
+            {
+                // The value one level up, and under the dotted key.
+                for misplaced in [vec![top.to_string()], vec![path.join(".")]] {
+                    f.non_matching.push(Set::Jwt(vec![
+                        (path.to_vec(), None),
+                        (misplaced, Some(Claim::Str(m.clone()))),
+                    ]));
+                }
+            }
+        }
+        f.non_matching.push(set(None));
+        f.non_matching.push(Set::NoJwt);
+        Some(f)
+    }
+
+    /// A JWT attribute: driven on HTTP, impossible on TCP.
+    fn jwt_field(&mut self, key: &str, values: &[String]) -> Option<Field> {
+        if self.kind == Kind::Tcp {
+            self.undrivable
+                .insert(format!("{key}: HTTP-only, a TCP connection carries no JWT"));
+            return None;
+        }
+        match key {
+            "requestPrincipals" | "request.auth.principal" => {
+                Some(self.request_principal_field(values))
+            }
+            "request.auth.audiences" => self.claim_field(key, &["aud".into()], values),
+            "request.auth.presenter" => self.claim_field(key, &["azp".into()], values),
+            _ => match claim_path(key) {
+                Some(path) => self.claim_field(key, &path, values),
+                None => {
+                    self.undrivable
+                        .insert(format!("{key}: not a request.auth key the harness knows"));
+                    None
+                }
+            },
+        }
+    }
+
     /// A `source` or `operation` key (or a `when` key) with its values.
     fn field(&mut self, key: &str, values: &[String]) -> Option<Field> {
         let f = match key {
@@ -518,6 +794,8 @@ impl Walker<'_> {
             "connection.sni" => self.sni_field(values),
             "ipBlocks" | "source.ip" => self.ip_field(key, values, false),
             "remoteIpBlocks" | "remote.ip" => self.ip_field(key, values, true),
+            "requestPrincipals" => return self.jwt_field(key, values),
+            _ if key.starts_with("request.auth.") => return self.jwt_field(key, values),
             _ => {
                 if let Some(name) = key
                     .strip_prefix("request.headers[")
@@ -525,9 +803,7 @@ impl Walker<'_> {
                 {
                     self.header_field(name, values)
                 } else {
-                    let why = if key.starts_with("request.auth") || key == "requestPrincipals" {
-                        "needs a JWT (jwt_authn not configured)"
-                    } else if key == "destination.ip" {
+                    let why = if key == "destination.ip" {
                         "the destination is a loopback listener"
                     } else if key.starts_with("experimental.") {
                         "needs filter metadata no filter sets"
@@ -600,6 +876,7 @@ fn baseline(kind: Kind) -> Probe {
         path: "/".into(),
         headers: Vec::new(),
         xff: None,
+        jwt: None,
     }
 }
 
@@ -620,6 +897,16 @@ fn apply(mut p: Probe, sets: &[&Set]) -> Probe {
             Set::Sni(s) => p.sni = s.clone(),
             Set::Xff(x) => p.xff = x.clone(),
             Set::SourceIp(ip) => p.source_ip = *ip,
+            Set::Jwt(entries) => {
+                let claims = p.jwt.get_or_insert_with(Claims::new);
+                for (path, claim) in entries {
+                    claims.retain(|k, _| !(k.starts_with(path) || path.starts_with(k)));
+                    if let Some(c) = claim {
+                        claims.insert(path.clone(), c.clone());
+                    }
+                }
+            }
+            Set::NoJwt => p.jwt = None,
         }
     }
     // SNI needs TLS.
@@ -633,6 +920,7 @@ fn apply(mut p: Probe, sets: &[&Set]) -> Probe {
         p.path = b.path;
         p.headers.clear();
         p.xff = None;
+        p.jwt = None;
     }
     p.headers.sort();
     p
@@ -647,6 +935,8 @@ pub fn generate(policies: &[Value], kind: Kind, ctx: &Context) -> Generated {
     };
     let mut probes: BTreeSet<Probe> = BTreeSet::new();
     let base = baseline(kind);
+    // The fields of every rule, one entry per `from` × `to` pair.
+    let mut combos: Vec<Vec<RuleField>> = Vec::new();
     // Neutral connections.
     for peer in [
         Peer::Plain,
@@ -677,9 +967,26 @@ pub fn generate(policies: &[Value], kind: Kind, ctx: &Context) -> Generated {
                     let mut fields = from_fields.clone();
                     fields.extend(rule_fields(&mut w, *to));
                     fields.extend(when.iter().cloned());
-                    rule_probes(&base, &fields, &mut probes);
+                    combos.push(fields);
                 }
             }
+        }
+    }
+    for (i, fields) in combos.iter().enumerate() {
+        single_probes(&base, fields, &mut probes);
+        let chosen = choose(fields);
+        satisfying_probes(&base, fields, &chosen, &mut probes);
+        let others: Vec<&[RuleField]> = combos
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, f)| f.as_slice())
+            .collect();
+        let breakers = contrast(&others, &chosen);
+        if !breakers.is_empty() {
+            let refs: Vec<&Set> = breakers.iter().collect();
+            let contrast_base = apply(base.clone(), &refs);
+            satisfying_probes(&contrast_base, fields, &chosen, &mut probes);
         }
     }
     let ports = probes.iter().map(|p| p.port).collect();
@@ -690,10 +997,8 @@ pub fn generate(policies: &[Value], kind: Kind, ctx: &Context) -> Generated {
     }
 }
 
-/// Single-attribute variants of the baseline, then the rule-satisfying request and its
-/// one-field mutations.
-fn rule_probes(base: &Probe, fields: &[RuleField], out: &mut BTreeSet<Probe>) {
-    // Each value alone on the baseline.
+/// Each value of each field alone on the baseline.
+fn single_probes(base: &Probe, fields: &[RuleField], out: &mut BTreeSet<Probe>) {
     for rf in fields {
         for f in rf.positive.iter().chain(rf.negative.iter()) {
             for s in f.matching.iter().chain(f.non_matching.iter()) {
@@ -701,31 +1006,65 @@ fn rule_probes(base: &Probe, fields: &[RuleField], out: &mut BTreeSet<Probe>) {
             }
         }
     }
-    // One matching value per positive field (first one whose dimension is still free),
-    // avoiding values the field's negated twin names.
+}
+
+/// Settings that each keep one of `others` (the fields of the other rules) from matching:
+/// per rule the first setting (a non-matching value of a positive field, or a matching value
+/// of a negated one) that neither undoes an earlier pick nor touches what `keep` (the rule
+/// under test's choice) sets. A rule with no such setting is left alone.
+fn contrast(others: &[&[RuleField]], keep: &[&Set]) -> Vec<Set> {
+    let mut out: Vec<Set> = Vec::new();
+    for fields in others {
+        let mut candidates = fields.iter().flat_map(|rf| {
+            rf.positive
+                .iter()
+                .flat_map(|f| f.non_matching.iter())
+                .chain(rf.negative.iter().flat_map(|f| f.matching.iter()))
+        });
+        if let Some(s) = candidates.find(|s| {
+            out.contains(s)
+                || (!out.iter().any(|c| c.conflicts(s)) && !keep.iter().any(|k| k.conflicts(s)))
+        }) && !out.contains(s)
+        {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+/// One matching value per positive field, for a request satisfying the whole rule.
+fn choose(fields: &[RuleField]) -> Vec<&Set> {
+    // One matching value per positive field (first one that does not undo an earlier choice,
+    // or that was already chosen), avoiding values the field's negated twin names.
     let mut chosen: Vec<&Set> = Vec::new();
     for rf in fields {
         if let Some(pos) = &rf.positive {
             let neg: Vec<&Set> = rf.negative.iter().flat_map(|n| n.matching.iter()).collect();
-            if let Some(s) = pos
-                .matching
-                .iter()
-                .find(|s| !neg.contains(s) && !chosen.iter().any(|c| c.dim() == s.dim()))
+            if let Some(s) = pos.matching.iter().find(|s| {
+                !neg.contains(s) && (chosen.contains(s) || !chosen.iter().any(|c| c.conflicts(s)))
+            }) && !chosen.contains(&s)
             {
                 chosen.push(s);
             }
         }
     }
-    let satisfying = apply(base.clone(), &chosen);
-    out.insert(satisfying.clone());
+    chosen
+}
+
+/// The request satisfying the rule (`chosen` on `base`) and its one-field mutations.
+fn satisfying_probes(
+    base: &Probe,
+    fields: &[RuleField],
+    chosen: &[&Set],
+    out: &mut BTreeSet<Probe>,
+) {
+    let satisfying = apply(base.clone(), chosen);
+    out.insert(satisfying);
     for rf in fields {
         for f in rf.positive.iter().chain(rf.negative.iter()) {
             for s in f.matching.iter().chain(f.non_matching.iter()) {
-                let mut sets: Vec<&Set> = chosen
-                    .iter()
-                    .copied()
-                    .filter(|c| c.dim() != s.dim())
-                    .collect();
+                let mut sets: Vec<&Set> =
+                    chosen.iter().copied().filter(|c| !c.conflicts(s)).collect();
                 sets.push(s);
                 out.insert(apply(base.clone(), &sets));
             }
@@ -780,12 +1119,90 @@ mod tests {
     }
 
     #[test]
-    fn jwt_and_foreign_addresses_are_reported_not_varied() {
+    fn foreign_addresses_are_reported_not_varied_and_jwts_are_driven() {
         let policy = json!({"spec": {"rules": [{
             "from": [{"source": {"requestPrincipals": ["i/s"], "ipBlocks": ["10.0.0.1"]}}],
         }]}});
         let g = generate(&[policy], Kind::Http, &ctx());
+        assert_eq!(g.undrivable.len(), 1, "{:?}", g.undrivable);
+        assert!(g.undrivable.iter().all(|u| u.starts_with("ipBlocks")));
+        let payloads: Vec<Value> = g.probes.iter().filter_map(Probe::jwt_payload).collect();
+        let has = |p: Value| payloads.contains(&p);
+        assert!(has(json!({"iss": "i", "sub": "s", "exp": EXPIRY})));
+        assert!(has(json!({"iss": "i", "sub": "sx", "exp": EXPIRY})));
+        assert!(has(json!({"iss": "i", "exp": EXPIRY})));
+        assert!(g.probes.iter().any(|p| p.jwt.is_none()));
+    }
+
+    #[test]
+    fn jwt_attributes_on_tcp_are_reported() {
+        let policy = json!({"spec": {"rules": [{
+            "from": [{"source": {"requestPrincipals": ["i/s"]}}],
+            "when": [{"key": "request.auth.audiences", "values": ["a"]}],
+        }]}});
+        let g = generate(&[policy], Kind::Tcp, &ctx());
         assert_eq!(g.undrivable.len(), 2, "{:?}", g.undrivable);
+        assert!(g.probes.iter().all(|p| p.jwt.is_none()));
+    }
+
+    #[test]
+    fn request_principal_forms_give_istio_split_tokens() {
+        let f = |v: &str| {
+            let policy =
+                json!({"spec": {"rules": [{"from": [{"source": {"requestPrincipals": [v]}}]}]}});
+            generate(&[policy], Kind::Http, &ctx())
+                .probes
+                .iter()
+                .filter_map(Probe::jwt_payload)
+                .map(|mut p| {
+                    p.as_object_mut().unwrap().remove("exp");
+                    p
+                })
+                .collect::<Vec<_>>()
+        };
+        // Last-slash split of a URL issuer, and the first-slash split as a near miss.
+        let url = f("https://example.com/sub");
+        assert!(url.contains(&json!({"iss": "https://example.com", "sub": "sub"})));
+        assert!(url.contains(&json!({"iss": "https:", "sub": "/example.com/sub"})));
+        // No slash: all issuer, empty subject; missing subject as a near miss.
+        let bare = f("iss");
+        assert!(bare.contains(&json!({"iss": "iss", "sub": ""})));
+        assert!(bare.contains(&json!({"iss": "iss"})));
+        let prefix = f("https://example.com/*");
+        assert!(prefix.contains(&json!({"iss": "https://example.com", "sub": "x"})));
+        assert!(prefix.contains(&json!({"iss": "https://example.com", "sub": ""})));
+        let suffix = f("*-sfx");
+        assert!(suffix.contains(&json!({"iss": "issuer", "sub": "x-sfx"})));
+        assert!(suffix.contains(&json!({"sub": "x-sfx"})));
+        let any = f("*");
+        assert!(any.contains(&json!({"iss": "issuer", "sub": "subject"})));
+        assert!(any.contains(&json!({"iss": "", "sub": "subject"})));
+    }
+
+    #[test]
+    fn claims_are_driven_as_strings_lists_nested_and_misplaced() {
+        let policy = json!({"spec": {"rules": [{"when": [
+            {"key": "request.auth.audiences", "values": ["aud-*"]},
+            {"key": "request.auth.claims[iss]", "values": ["i"]},
+            {"key": "request.auth.claims[n1][n2]", "values": ["v"]},
+        ]}]}});
+        let g = generate(&[policy], Kind::Http, &ctx());
+        assert!(g.undrivable.is_empty(), "{:?}", g.undrivable);
+        let payloads: Vec<Value> = g.probes.iter().filter_map(Probe::jwt_payload).collect();
+        // One token satisfying all three conditions at once.
+        assert!(payloads.iter().any(|p| p["aud"] == json!("aud-")
+            && p["iss"] == json!("i")
+            && p["n1"] == json!({"n2": "v"})));
+        assert!(
+            payloads
+                .iter()
+                .any(|p| p["aud"] == json!(["other", "aud-x"]))
+        );
+        assert!(payloads.iter().any(|p| p["aud"] == json!(["xaud-", "y"])));
+        assert!(payloads.iter().any(|p| p["n1"] == json!("v")));
+        assert!(payloads.iter().any(|p| p["n1.n2"] == json!("v")));
+        // `iss` stays a string (Envoy rejects other types).
+        assert!(payloads.iter().all(|p| !p["iss"].is_array()));
     }
 
     #[test]

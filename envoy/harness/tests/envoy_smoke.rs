@@ -1,5 +1,6 @@
 //! Envoy install, bootstrap validation and the clients, against a deny-all and an allow-all
-//! listener (no engine involved).
+//! listener, and the `jwt_authn` filter feeding Istio-style JWT metadata matchers (no engine
+//! involved).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,6 +15,7 @@ use palisade_envoy_harness::bootstrap::{EchoServer, ListenerKind, ListenerSpec, 
 use palisade_envoy_harness::certs::Pki;
 use palisade_envoy_harness::client::{HttpRequest, Transport, probe_tcp, send_http};
 use palisade_envoy_harness::envoy::{EnvoyProcess, find_or_install_envoy, validate_config};
+use palisade_envoy_harness::jwt::{EXPIRY, mint};
 use serde_json::json;
 
 fn repo_root() -> &'static Path {
@@ -98,4 +100,100 @@ fn envoy_enforces_deny_all_and_allow_all_over_every_transport() {
         assert!(!probe_tcp(src, at(base + 2), t).unwrap(), "{t:?}");
         assert!(probe_tcp(src, at(base + 3), t).unwrap(), "{t:?}");
     }
+}
+
+#[test]
+fn jwt_authn_verifies_harness_tokens_and_feeds_rbac_metadata_matchers() {
+    let envoy = find_or_install_envoy(repo_root()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path()).unwrap();
+    // What Istio generates for `requestPrincipals: ["https://issuer.example.com/*"]` and
+    // `request.auth.claims[n1][n2]: ["v"]` (one list-or-string matcher).
+    let md = |path: &[&str], value: serde_json::Value| {
+        let mut p = vec![json!({"key": "payload"})];
+        p.extend(path.iter().map(|k| json!({"key": k})));
+        json!({"metadata": {"filter": "envoy.filters.http.jwt_authn", "path": p, "value": value}})
+    };
+    let allow_jwt = json!({"name": "envoy.filters.http.rbac", "typedConfig": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+        "rules": {"policies": {"p": {
+            "permissions": [{"any": true}],
+            "principals": [{"andIds": {"ids": [
+                md(&["iss"], json!({"stringMatch": {"exact": "https://issuer.example.com"}})),
+                md(&["sub"], json!({"stringMatch": {"safeRegex": {"regex": ".+"}}})),
+                md(&["n1", "n2"], json!({"orMatch": {"valueMatchers": [
+                    {"listMatch": {"oneOf": {"stringMatch": {"exact": "v"}}}},
+                    {"stringMatch": {"exact": "v"}},
+                ]}})),
+            ]}}],
+        }}},
+    }});
+    let addr = Ipv4Addr::new(127, 0, 0, 1);
+    let port = 40000 + (std::process::id() % 20000) as u16;
+    let listeners = vec![ListenerSpec {
+        name: "http_jwt".into(),
+        address: addr,
+        port,
+        kind: ListenerKind::Http(vec![allow_jwt]),
+    }];
+    let cfg = dir.path().join("envoy.json");
+    let echo = EchoServer::start().unwrap().port;
+    std::fs::write(
+        &cfg,
+        serde_json::to_vec_pretty(&bootstrap(&listeners, &pki, echo)).unwrap(),
+    )
+    .unwrap();
+    validate_config(&envoy, &cfg).unwrap();
+    let _proc = EnvoyProcess::start(&envoy, &cfg, dir.path()).unwrap();
+
+    let send = |token: Option<String>| {
+        let req = HttpRequest {
+            method: "GET".into(),
+            host: "h".into(),
+            path: "/".into(),
+            headers: token
+                .map(|t| vec![("authorization".to_string(), format!("Bearer {t}"))])
+                .unwrap_or_default(),
+        };
+        send_http(
+            None,
+            SocketAddr::from((addr, port)),
+            &Transport::Plain,
+            &req,
+        )
+        .unwrap()
+    };
+    let token = |p: serde_json::Value| Some(mint(&p).unwrap());
+    let good = json!({"iss": "https://issuer.example.com", "sub": "s", "n1": {"n2": ["x", "v"]}, "exp": EXPIRY});
+    assert_eq!(send(token(good.clone())), 200);
+    assert_eq!(
+        send(token(
+            json!({"iss": "https://issuer.example.com", "sub": "s", "n1": {"n2": "v"}, "exp": EXPIRY})
+        )),
+        200
+    );
+    // Near misses reach RBAC and are denied there.
+    assert_eq!(
+        send(token(
+            json!({"iss": "https://issuer.example.com", "sub": "", "n1": {"n2": "v"}, "exp": EXPIRY})
+        )),
+        403
+    );
+    assert_eq!(
+        send(token(
+            json!({"iss": "https://issuer.example.com", "sub": "s", "n1.n2": "v", "exp": EXPIRY})
+        )),
+        403
+    );
+    assert_eq!(send(None), 403);
+    // A token that fails verification is refused by jwt_authn, not passed on as "no token".
+    let mut forged = mint(&good).unwrap();
+    forged.push('A');
+    assert_eq!(send(Some(forged)), 401);
+    assert_eq!(
+        send(token(
+            json!({"iss": "https://issuer.example.com", "sub": "s", "exp": 1000})
+        )),
+        401
+    );
 }

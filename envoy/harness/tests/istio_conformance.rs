@@ -19,6 +19,15 @@ use palisade_envoy_harness::envoy::find_or_install_envoy;
 
 /// Below this many compared requests the test would be close to vacuous.
 const MIN_COMPARED: usize = 1000;
+/// Minimum compared requests carrying a JWT (`requestPrincipals`, `request.auth.*`).
+const MIN_WITH_TOKEN: usize = 1000;
+/// Minimum requests whose verdict the JWT decided (the engine's verdict flips without it).
+/// In the golden corpus only `multiple-policies` (policy `httpbin-6`, `requestPrincipals:
+/// [requestPrincipals1, requestPrincipals2]`) has a rule a token alone can satisfy: the other
+/// JWT rules (`allow-full-rule` rule 1, `single-policy`) also need `principals` together with
+/// `notPrincipals: ["*"]` (never both), or methods/paths that cannot be sent, or peer addresses
+/// outside loopback. So exactly its two matching tokens can flip a verdict.
+const MIN_TOKEN_DECISIVE: usize = 2;
 
 fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -61,21 +70,26 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
         println!("  {s}");
     }
     println!(
-        "\n{:<42} {:>5} {:>8} {:>6} {:>5} {:>6} {:>5}",
-        "case", "sent", "compared", "allow", "deny", "n/c", "diffs"
+        "\n{:<42} {:>5} {:>8} {:>6} {:>5} {:>6} {:>5} {:>5} {:>6}",
+        "case", "sent", "compared", "allow", "deny", "n/c", "diffs", "jwt", "jwt-d"
     );
     for r in &reports {
         println!(
-            "{:<42} {:>5} {:>8} {:>6} {:>5} {:>6} {:>5}",
+            "{:<42} {:>5} {:>8} {:>6} {:>5} {:>6} {:>5} {:>5} {:>6}",
             r.name,
             r.sent,
             r.compared,
             r.allowed,
             r.denied,
             r.not_comparable.len(),
-            r.differences.len()
+            r.differences.len(),
+            r.with_token,
+            r.token_decisive
         );
     }
+    println!(
+        "(jwt: compared requests carrying a token; jwt-d: those whose verdict the token decided)"
+    );
     println!("\nattributes not driven (not varied), per case:");
     for r in &reports {
         for u in &r.undrivable {
@@ -87,6 +101,14 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
         for n in &r.not_comparable {
             println!("  {}: {n}", r.name);
         }
+    }
+    let rejected: Vec<_> = reports
+        .iter()
+        .flat_map(|r| r.token_rejected.iter().map(move |t| (&r.name, t)))
+        .collect();
+    println!("\ntokens Envoy's jwt_authn rejected ({}):", rejected.len());
+    for (case, t) in &rejected {
+        println!("  {case}: {t}");
     }
     let diffs: Vec<_> = reports.iter().flat_map(|r| r.differences.iter()).collect();
     println!("\ndifferences ({}):", diffs.len());
@@ -116,6 +138,18 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
     assert!(
         allowed >= 100 && denied >= 100,
         "Envoy allowed {allowed} and denied {denied}: the probes do not exercise both verdicts"
+    );
+    let with_token: usize = reports.iter().map(|r| r.with_token).sum();
+    let token_decisive: usize = reports.iter().map(|r| r.token_decisive).sum();
+    println!("{with_token} requests with a JWT, {token_decisive} decided by it");
+    assert!(
+        with_token >= MIN_WITH_TOKEN && token_decisive >= MIN_TOKEN_DECISIVE,
+        "only {with_token} requests carried a JWT and {token_decisive} were decided by it"
+    );
+    assert!(
+        rejected.is_empty(),
+        "Envoy rejected {} generated tokens",
+        rejected.len()
     );
     assert!(
         case_errors.is_empty(),
