@@ -1142,9 +1142,9 @@ impl<'r> Facts<'r> {
             Attr::Principal => self.principal.is_some_and(|v| any_str(&[v])),
             Attr::SourceNamespace => self.principal.is_some_and(|v| any_str(&[v])),
             Attr::RequestPrincipal => {
-                let iss = self.claim(&["iss".to_string()]);
-                let sub = self.claim(&["sub".to_string()]);
-                match (&p.values, iss.first(), sub.first()) {
+                // `iss` and `sub` must be strings (a verifier rejects anything else).
+                let string_claim = |k: &str| self.req.jwt.as_ref()?.get(k)?.as_str();
+                match (&p.values, string_claim("iss"), string_claim("sub")) {
                     (Values::IssSub(pairs), Some(i), Some(s)) => {
                         pairs.iter().any(|(mi, ms)| mi.matches(i) && ms.matches(s))
                     }
