@@ -116,7 +116,53 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    run("cargo test", cargo().args(["test", "--workspace"]))
+    cargo_test()
+}
+
+/// Runs `cargo test --workspace`, echoing its output, and closes with the totals of every
+/// test binary as one plain `N passed, N failed` line.
+fn cargo_test() -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    eprintln!("==> cargo test");
+    let mut child = cargo()
+        .args(["test", "--workspace"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count(rest, " passed");
+                failed += count(rest, " failed");
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("cargo test did not finish: {e}"))?;
+    println!("tests: {passed} passed, {failed} failed");
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo test failed ({status})"))
+    }
+}
+
+/// The number before `what` in a `test result:` line (`ok. 12 passed; 0 failed; …`).
+fn count(line: &str, what: &str) -> u64 {
+    line.split(';')
+        .find_map(|part| {
+            let part = part
+                .trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ");
+            part.strip_suffix(what.trim_start())
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn bench() -> Result<(), String> {
@@ -124,4 +170,16 @@ fn bench() -> Result<(), String> {
         "engine benchmark (release)",
         cargo().args(["bench", "-p", "palisade-engine", "--bench", "decide"]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_come_from_cargo_test_result_lines() {
+        let l = "ok. 12 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!((count(l, " passed"), count(l, " failed")), (12, 3));
+        assert_eq!(count("FAILED. 1 passed; 2 failed; 0 ignored", " failed"), 2);
+    }
 }
