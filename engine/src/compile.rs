@@ -320,6 +320,8 @@ pub struct Engine {
     pub views: Vec<WorkloadView>,
     /// NetworkPolicies.
     pub network: CompiledNetwork,
+    /// ContainerPolicies (decided by [`Engine::decide_container`]).
+    pub container: Vec<crate::container::ContainerPolicy>,
 }
 
 /// Compiles a validated policy set.
@@ -333,6 +335,7 @@ pub fn compile(set: &PolicySet, options: &Options) -> Result<Engine, Errors> {
         add_policy(&mut engine, p);
     }
     engine.network = netpol::compile(&set.network, &set.inventory)?;
+    engine.container.clone_from(&set.container);
     let views: Vec<WorkloadView> = engine
         .inventory
         .workloads

@@ -34,6 +34,7 @@
 pub mod authz;
 pub mod bundle;
 pub mod compile;
+pub mod container;
 pub mod decision;
 pub mod diag;
 pub mod inventory;
@@ -109,6 +110,8 @@ pub struct PolicySet {
     pub authorization: Vec<AuthorizationPolicy>,
     /// NetworkPolicies, in input order.
     pub network: Vec<NetworkPolicy>,
+    /// ContainerPolicies, in input order.
+    pub container: Vec<container::ContainerPolicy>,
     /// The merged inventory.
     pub inventory: Inventory,
 }
@@ -211,6 +214,16 @@ fn load_document(
                 .map_err(describe)?;
             set.network.push(p);
         }
+        ("palisade.dev/v1alpha1", "ContainerPolicy") => {
+            let p = container::parse(
+                top,
+                meta.name.clone(),
+                meta.namespace.clone(),
+                format!("{}:{}", origin.file, origin.line),
+            )
+            .map_err(describe)?;
+            set.container.push(p);
+        }
         ("palisade.dev/v1alpha1", "Inventory") => {
             let inv = inventory::parse(top).map_err(describe)?;
             set.inventory.merge(inv);
@@ -233,7 +246,7 @@ fn load_document(
             return Err(kind_f
                 .at()
                 .error(format!("unsupported document kind `{kind}` (apiVersion `{api}`)"))
-                .with_help("Palisade reads AuthorizationPolicy (security.istio.io/v1), NetworkPolicy (networking.k8s.io/v1) and Inventory (palisade.dev/v1alpha1)"));
+                .with_help("Palisade reads AuthorizationPolicy (security.istio.io/v1), NetworkPolicy (networking.k8s.io/v1), ContainerPolicy and Inventory (palisade.dev/v1alpha1)"));
         }
     }
     Ok(())
