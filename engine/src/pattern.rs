@@ -92,8 +92,76 @@ impl Glob {
 
     /// Whether the whole value matches.
     pub fn matches(&self, v: &str) -> bool {
-        glob_match(&self.0, v.as_bytes())
+        let v = v.as_bytes();
+        let has_no_slash = self.0.iter().any(|p| matches!(p, GlobPart::NoSlash));
+        let newline_in_literal = self
+            .0
+            .iter()
+            .any(|p| matches!(p, GlobPart::Lit(l) if l.contains('\n')));
+        if has_no_slash || newline_in_literal {
+            // Trust-domain globs (one `[^/]*`, bounded by the first `/`) and the
+            // never-seen literal newline keep the backtracking matcher.
+            return glob_match(&self.0, v);
+        }
+        // Wildcards never match a newline and no literal holds one.
+        if v.contains(&b'\n') {
+            return false;
+        }
+        wildcard_match(&self.0, v)
     }
+}
+
+/// One token of the linear matcher: a byte, any one byte, or any run of bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    Byte(u8),
+    One,
+    Star,
+}
+
+/// The classic iterative wildcard match (`?` and `*`), backtracking only to the last star:
+/// O(pattern × value) time, so long principals cannot make it explode.
+fn wildcard_match(parts: &[GlobPart], v: &[u8]) -> bool {
+    let mut toks = Vec::new();
+    for p in parts {
+        match p {
+            GlobPart::Lit(l) => toks.extend(l.bytes().map(Tok::Byte)),
+            GlobPart::Star => toks.push(Tok::Star),
+            GlobPart::Plus => {
+                toks.push(Tok::One);
+                toks.push(Tok::Star);
+            }
+            GlobPart::NoSlash => return glob_match(parts, v),
+        }
+    }
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&b) = v.get(j) {
+        match toks.get(i) {
+            Some(Tok::One) => {
+                i += 1;
+                j += 1;
+            }
+            Some(Tok::Byte(c)) if *c == b => {
+                i += 1;
+                j += 1;
+            }
+            Some(Tok::Star) => {
+                star = Some((i, j));
+                i += 1;
+            }
+            _ => match star {
+                Some((si, sj)) => {
+                    i = si + 1;
+                    j = sj + 1;
+                    star = Some((si, sj + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    toks.get(i..)
+        .is_some_and(|rest| rest.iter().all(|t| *t == Tok::Star))
 }
 
 fn glob_match(parts: &[GlobPart], v: &[u8]) -> bool {
@@ -262,6 +330,21 @@ mod tests {
         assert!(plus.matches("spiffe://td/ns/a/sa/x"));
         assert!(!plus.matches("spiffe:///sa/x"));
         assert!(!Glob(vec![GlobPart::Star]).matches("a\nb"));
+    }
+
+    #[test]
+    fn long_principals_match_in_linear_time() {
+        // `namespaces: ["a*"]` → `.*/ns/a.*/.*`: three wildcards.
+        let ns = Glob(Glob::from_star_text(&["", "/ns/a", "/", ""]));
+        let long = format!("spiffe://td/{}", "x/".repeat(8 * 1024));
+        let start = std::time::Instant::now();
+        assert!(!ns.matches(&long));
+        assert!(ns.matches(&format!("{long}ns/abc/sa/x")));
+        assert!(
+            start.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
