@@ -7,10 +7,14 @@
 //! - `cargo xtask setup`: only the installs.
 //! - `cargo xtask wasm`: only the wasm builds of the engine.
 //! - `cargo xtask bench`: the engine benchmark (release build).
+//! - `cargo xtask oci <plugin.wasm> [--out <dir>] [--tag <name:tag>]`: the proxy-wasm plugin
+//!   as an OCI image for Istio's `WasmPlugin`, without Docker (see `oci.rs`).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+mod oci;
 
 /// The wasm targets the engine must build for.
 const WASM_TARGETS: &[&str] = &["wasm32-unknown-unknown", "wasm32-wasip1", "wasm32-wasip2"];
@@ -22,8 +26,12 @@ fn main() -> ExitCode {
         "setup" => setup(),
         "wasm" => wasm(),
         "bench" => bench(),
+        "oci" => oci::run(
+            &env::args().skip(2).collect::<Vec<_>>(),
+            target_dir().join("oci"),
+        ),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|wasm|bench>");
+            eprintln!("usage: cargo xtask <test|setup|wasm|bench|oci>");
             return ExitCode::from(2);
         }
     };
@@ -40,6 +48,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/` at the root).
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
 fn cargo() -> Command {
