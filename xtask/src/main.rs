@@ -6,6 +6,8 @@
 //!   command and what CI runs.
 //! - `cargo xtask setup`: only the installs.
 //! - `cargo xtask wasm`: only the wasm builds of the engine.
+//! - `cargo xtask plugin`: only the proxy-wasm plugin build (`--target wasm32-wasip1 --profile
+//!   plugin`), which the real-Envoy plugin tests load.
 //! - `cargo xtask bench`: the engine benchmark (release build).
 //! - `cargo xtask oci <plugin.wasm> [--out <dir>] [--tag <name:tag>]`: the proxy-wasm plugin
 //!   as an OCI image for Istio's `WasmPlugin`, without Docker (see `oci.rs`).
@@ -22,9 +24,13 @@ const WASM_TARGETS: &[&str] = &["wasm32-unknown-unknown", "wasm32-wasip1", "wasm
 fn main() -> ExitCode {
     let task = env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
-        "test" => setup().and_then(|()| wasm()).and_then(|()| test()),
+        "test" => setup()
+            .and_then(|()| wasm())
+            .and_then(|()| plugin())
+            .and_then(|()| test()),
         "setup" => setup(),
         "wasm" => wasm(),
+        "plugin" => plugin(),
         "bench" => bench(),
         "oci" => oci::run(
             &env::args().skip(2).collect::<Vec<_>>(),
@@ -109,6 +115,23 @@ fn wasm() -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+/// Builds the proxy-wasm plugin (the tests of `plugin/proxy-wasm` load it into Envoy).
+fn plugin() -> Result<(), String> {
+    run(
+        "proxy-wasm plugin (wasm32-wasip1, profile plugin)",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip1",
+            "--profile",
+            "plugin",
+            "-p",
+            "palisade-proxy-wasm",
+        ]),
+    )
 }
 
 /// Formatting, lints, then every test of the workspace.

@@ -87,6 +87,79 @@ pub fn send_http(
     }
 }
 
+/// A whole HTTP/1.1 response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lower-cased) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (everything after the head until the server closed; not de-chunked).
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Like [`send_http`], but reads the whole response (`Connection: close`) and returns its
+/// status, headers and body.
+pub fn send_http_full(
+    source: Option<IpAddr>,
+    to: SocketAddr,
+    transport: &Transport,
+    req: &HttpRequest,
+) -> Result<HttpResponse> {
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+        req.method, req.path, req.host
+    );
+    for (k, v) in &req.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = connect(source, to, transport)?;
+    stream
+        .write_all(head.as_bytes())
+        .context(|| format!("writing request to {to}"))?;
+    stream.flush().context(|| "flush".into())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            // TLS peers may close without close_notify: keep what arrived.
+            Err(_) if !buf.is_empty() => break,
+            Err(e) => return Err(Error(format!("reading from {to}: {e}"))),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| Error(format!("bad status line `{status_line}` from {to}")))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
 /// Opens a connection, writes a short line and reports whether any bytes came back (`true`, the
 /// listener's direct response) or the connection was closed or reset with nothing (`false`).
 pub fn probe_tcp(source: Option<IpAddr>, to: SocketAddr, transport: &Transport) -> Result<bool> {

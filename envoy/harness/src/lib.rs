@@ -13,7 +13,8 @@
 //! tokens and configures `jwt_authn`,
 //! [`bootstrap`] writes the configuration, [`client`] sends HTTP/TCP probes, [`generate`] turns
 //! a policy into probes, [`cases`] reads `cases.json`, [`compare`] runs a case on both sides, and `engine` adapts
-//! `palisade-engine` to the comparison.
+//! `palisade-engine` to the comparison. [`plugin`] builds the Palisade proxy-wasm plugin and
+//! the filter entries that load it.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod envoy;
 pub mod error;
 pub mod generate;
 pub mod jwt;
+pub mod plugin;
 pub mod yaml;
 
 pub use error::{Error, Result};

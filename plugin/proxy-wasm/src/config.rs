@@ -1,0 +1,518 @@
+//! The plugin configuration (Envoy's `PluginConfig.configuration`, Istio's `pluginConfig`):
+//! parsed, validated and compiled once per filter configuration into a [`Plugin`], which every
+//! request context then shares read-only.
+//!
+//! Every option is documented in the README section "The Envoy plugin". Unknown fields are
+//! rejected; any problem is a [`ConfigError`] whose text is what `on_configure` logs before
+//! returning `false` (Envoy then refuses the configuration and keeps the previous one).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use palisade_engine::{
+    Decision, Engine, Errors, Options, PathNormalization, Protocol, Request, SourceFile, Step,
+    Verdict, WorkloadRef, compile::WorkloadView, decode_bundle, load, netpol,
+};
+use serde::Deserialize;
+
+/// Whether denials are enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Deny what the policy denies (the default).
+    #[default]
+    Enforce,
+    /// Decide, count and log, never block.
+    DryRun,
+}
+
+/// The local workload: the destination whose policies apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadConfig {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name; when it names an inventory workload, labels come from the inventory.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its pod labels (select the AuthorizationPolicies that apply).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Its service account.
+    #[serde(default)]
+    pub service_account: Option<String>,
+}
+
+/// The configuration JSON as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Inline YAML (one or more documents: AuthorizationPolicy, NetworkPolicy, Inventory).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// A compiled bundle (`palisade compile` output), base64.
+    #[serde(default)]
+    pub bundle: Option<String>,
+    /// Which filter this configuration serves: `http` (`envoy.filters.http.wasm`, the
+    /// default) or `tcp` (`envoy.filters.network.wasm`). One `.wasm` serves both; Envoy does
+    /// not tell a plugin which filter created it, so the configuration does.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The local workload; when absent it is read from Envoy's node metadata.
+    #[serde(default)]
+    pub workload: Option<WorkloadConfig>,
+    /// The mesh's trust domain (default `cluster.local`).
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    /// Other trust domains treated as the same.
+    #[serde(default)]
+    pub trust_domain_aliases: Option<Vec<String>>,
+    /// Policies in this namespace apply mesh-wide (default `istio-system`).
+    #[serde(default)]
+    pub root_namespace: Option<String>,
+    /// `NONE`, `BASE` (default), `MERGE_SLASHES`, `DECODE_AND_MERGE_SLASHES`.
+    #[serde(default)]
+    pub path_normalization: Option<PathNormalization>,
+    /// Trusted `x-forwarded-for` hops for `remote.ip`: 0 (default) uses the direct peer; N
+    /// uses the N-th address from the right of `x-forwarded-for`.
+    #[serde(default)]
+    pub trusted_xff_hops: u32,
+    /// `enforce` (default) or `dry-run`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The status of an HTTP denial (default 403).
+    #[serde(default)]
+    pub deny_status: Option<u32>,
+    /// The body of an HTTP denial (default `RBAC: access denied`).
+    #[serde(default)]
+    pub deny_body: Option<String>,
+}
+
+/// The local workload as Istio describes it in Envoy's node metadata
+/// (`NAMESPACE`, `WORKLOAD_NAME`, `LABELS`, `SERVICE_ACCOUNT`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeMetadata {
+    /// `NAMESPACE`.
+    pub namespace: Option<String>,
+    /// `WORKLOAD_NAME`.
+    pub workload_name: Option<String>,
+    /// `LABELS`.
+    pub labels: BTreeMap<String, String>,
+    /// `SERVICE_ACCOUNT`.
+    pub service_account: Option<String>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigError {
+    /// Not JSON, or a field of the wrong type, or an unknown field.
+    Json(String),
+    /// An option's value is invalid.
+    Invalid(String),
+    /// The policies do not load or compile (the engine's diagnostics).
+    Policy(Errors),
+    /// The bundle does not decode.
+    Bundle(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Json(e) => write!(f, "invalid plugin configuration: {e}"),
+            ConfigError::Invalid(e) => write!(f, "invalid plugin configuration: {e}"),
+            ConfigError::Policy(e) => write!(f, "invalid policy: {e}"),
+            ConfigError::Bundle(e) => write!(f, "invalid `bundle`: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The default body of an HTTP denial, as Envoy's RBAC filter sends it.
+pub const DEFAULT_DENY_BODY: &str = "RBAC: access denied";
+
+/// A compiled configuration: everything a request context needs, immutable.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    /// The compiled policies.
+    pub engine: Engine,
+    /// The local workload's view (built once).
+    pub view: WorkloadView,
+    /// The local workload, as put into each request's `destination.workload`.
+    pub workload: WorkloadRef,
+    /// Which filter this configuration serves.
+    pub protocol: Protocol,
+    /// Trusted `x-forwarded-for` hops.
+    pub trusted_xff_hops: u32,
+    /// Enforce or dry-run.
+    pub mode: Mode,
+    /// HTTP denial status.
+    pub deny_status: u32,
+    /// HTTP denial body.
+    pub deny_body: String,
+}
+
+impl Plugin {
+    /// Parses, validates and compiles a configuration. `node` is consulted only when the
+    /// configuration has no `workload`.
+    pub fn configure(json: &[u8], node: &NodeMetadata) -> Result<Plugin, ConfigError> {
+        let text = std::str::from_utf8(json)
+            .map_err(|_| ConfigError::Json("the configuration is not UTF-8".into()))?;
+        let config: PluginConfig = if text.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "the configuration is empty: set `policy` or `bundle`".into(),
+            ));
+        } else {
+            serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?
+        };
+        Plugin::from_config(config, node)
+    }
+
+    /// Validates and compiles a parsed configuration.
+    pub fn from_config(config: PluginConfig, node: &NodeMetadata) -> Result<Plugin, ConfigError> {
+        let engine = match (&config.policy, &config.bundle) {
+            (Some(policy), None) => {
+                let options = options(&config)?;
+                let set = load(&[SourceFile::new("pluginConfig.policy", policy.as_str())])
+                    .map_err(ConfigError::Policy)?;
+                palisade_engine::compile(&set, &options).map_err(ConfigError::Policy)?
+            }
+            (None, Some(bundle)) => {
+                if config.trust_domain.is_some()
+                    || config.trust_domain_aliases.is_some()
+                    || config.root_namespace.is_some()
+                    || config.path_normalization.is_some()
+                {
+                    return Err(ConfigError::Invalid(
+                        "`trustDomain`, `trustDomainAliases`, `rootNamespace` and \
+                         `pathNormalization` are fixed when a bundle is compiled; pass them to \
+                         `palisade compile` instead"
+                            .into(),
+                    ));
+                }
+                let compact: String = bundle
+                    .chars()
+                    .filter(|c| !c.is_ascii_whitespace())
+                    .collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(compact.as_bytes())
+                    .map_err(|e| ConfigError::Bundle(format!("not base64: {e}")))?;
+                decode_bundle(&bytes).map_err(|e| ConfigError::Bundle(e.to_string()))?
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set one of `policy` or `bundle`, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::Invalid(
+                    "set `policy` (inline YAML) or `bundle` (base64)".into(),
+                ));
+            }
+        };
+        let deny_status = config.deny_status.unwrap_or(403);
+        if !(200..=599).contains(&deny_status) {
+            return Err(ConfigError::Invalid(format!(
+                "`denyStatus` {deny_status} is not an HTTP status between 200 and 599"
+            )));
+        }
+        let workload = local_workload(config.workload, node)?;
+        let named = workload
+            .name
+            .as_ref()
+            .and_then(|name| engine.view_of(&workload.namespace, name).cloned());
+        let (view, workload) = match named {
+            Some(view) => (view, workload),
+            None => {
+                let labels: Vec<(String, String)> = workload
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                // Not in the inventory: described inline, so NetworkPolicy looks it up by labels.
+                let inline = WorkloadRef {
+                    name: None,
+                    ..workload
+                };
+                (engine.build_view(&inline.namespace, &labels), inline)
+            }
+        };
+        Ok(Plugin {
+            engine,
+            view,
+            workload,
+            protocol: config.protocol,
+            trusted_xff_hops: config.trusted_xff_hops,
+            mode: config.mode,
+            deny_status,
+            deny_body: config
+                .deny_body
+                .unwrap_or_else(|| DEFAULT_DENY_BODY.to_string()),
+        })
+    }
+
+    /// A one-line summary for the log: mode, workload and the policies that apply.
+    pub fn summary(&self) -> String {
+        let name = self.workload.name.as_deref().unwrap_or("-");
+        format!(
+            "palisade: {} {} for workload {}/{} ({} AuthorizationPolicies apply: [{}]; {} NetworkPolicies)",
+            match self.protocol {
+                Protocol::Http => "http",
+                Protocol::Tcp => "tcp",
+            },
+            match self.mode {
+                Mode::Enforce => "enforce",
+                Mode::DryRun => "dry-run",
+            },
+            self.workload.namespace,
+            name,
+            self.view.policies.len(),
+            self.view.policies.join(", "),
+            self.engine.network.policies.len(),
+        )
+    }
+
+    /// Decides a request with the local workload's view: AuthorizationPolicy, then
+    /// NetworkPolicy when there are any (both must allow), as [`Engine::decide`] does.
+    pub fn decide(&self, request: &Request) -> Decision {
+        let mut decision = self.engine.decide_in_view(&self.view, request);
+        if decision.step == Step::Error || self.engine.network.is_empty() {
+            return decision;
+        }
+        match netpol::evaluate(&self.engine.network, &self.engine.inventory, request) {
+            Ok(outcome) => {
+                if outcome.verdict == Verdict::Deny && decision.verdict == Verdict::Allow {
+                    decision.verdict = Verdict::Deny;
+                    decision.step = outcome.step;
+                    decision.rule = None;
+                } else if decision.step == Step::NoAllowPolicies
+                    && outcome.verdict == Verdict::Allow
+                {
+                    decision.step = outcome.step;
+                }
+                decision.network = Some(outcome);
+                decision
+            }
+            Err(e) => error_decision(e),
+        }
+    }
+}
+
+/// A fail-closed decision for an internal error (a property that cannot be read, say).
+pub fn error_decision(message: String) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        step: Step::Error,
+        rule: None,
+        shadow: Vec::new(),
+        audit: None,
+        network: None,
+        errors: vec![message],
+    }
+}
+
+fn options(config: &PluginConfig) -> Result<Options, ConfigError> {
+    let mut o = Options::default();
+    if let Some(td) = &config.trust_domain {
+        if td.is_empty() {
+            return Err(ConfigError::Invalid("`trustDomain` is empty".into()));
+        }
+        o.trust_domain.clone_from(td);
+    }
+    if let Some(a) = &config.trust_domain_aliases {
+        o.trust_domain_aliases.clone_from(a);
+    }
+    if let Some(r) = &config.root_namespace {
+        o.root_namespace.clone_from(r);
+    }
+    if let Some(p) = config.path_normalization {
+        o.path_normalization = p;
+    }
+    Ok(o)
+}
+
+fn local_workload(
+    config: Option<WorkloadConfig>,
+    node: &NodeMetadata,
+) -> Result<WorkloadRef, ConfigError> {
+    let w = match config {
+        Some(w) => w,
+        None => WorkloadConfig {
+            namespace: node.namespace.clone().ok_or_else(|| {
+                ConfigError::Invalid(
+                    "no local workload: set `workload` or run under Istio, whose node metadata \
+                     carries `NAMESPACE`"
+                        .into(),
+                )
+            })?,
+            name: node.workload_name.clone(),
+            labels: node.labels.clone(),
+            service_account: node.service_account.clone(),
+        },
+    };
+    if w.namespace.is_empty() {
+        return Err(ConfigError::Invalid("`workload.namespace` is empty".into()));
+    }
+    Ok(WorkloadRef {
+        namespace: w.namespace,
+        name: w.name,
+        labels: w.labels,
+        service_account: w.service_account,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+    use super::*;
+
+    const POLICY: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-get, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  rules:
+  - to: [{operation: {methods: ["GET"]}}]
+"#;
+
+    fn config(extra: serde_json::Value) -> Vec<u8> {
+        let mut c = serde_json::json!({
+            "policy": POLICY,
+            "workload": {"namespace": "shop", "labels": {"app": "cart"}},
+        });
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::to_vec(&c).unwrap()
+    }
+
+    fn err(json: &[u8]) -> String {
+        Plugin::configure(json, &NodeMetadata::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_minimal_configuration_compiles_with_the_documented_defaults() {
+        let p =
+            Plugin::configure(&config(serde_json::json!({})), &NodeMetadata::default()).unwrap();
+        assert_eq!(p.mode, Mode::Enforce);
+        assert_eq!(p.protocol, Protocol::Http);
+        assert_eq!(p.deny_status, 403);
+        assert_eq!(p.deny_body, "RBAC: access denied");
+        assert_eq!(p.trusted_xff_hops, 0);
+        assert_eq!(p.view.policies, vec!["shop/only-get".to_string()]);
+        assert!(p.summary().contains("shop/only-get"));
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let p = Plugin::configure(
+            &config(serde_json::json!({
+                "protocol": "tcp", "mode": "dry-run", "denyStatus": 401, "denyBody": "no",
+                "trustedXffHops": 2, "trustDomain": "example.org",
+                "trustDomainAliases": ["old.example"], "rootNamespace": "mesh",
+                "pathNormalization": "MERGE_SLASHES",
+            })),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        assert_eq!(p.protocol, Protocol::Tcp);
+        assert_eq!(p.mode, Mode::DryRun);
+        assert_eq!((p.deny_status, p.deny_body.as_str()), (401, "no"));
+        assert_eq!(p.trusted_xff_hops, 2);
+        assert_eq!(p.engine.options.trust_domain, "example.org");
+        assert_eq!(p.engine.options.trust_domain_aliases, vec!["old.example"]);
+        assert_eq!(p.engine.options.root_namespace, "mesh");
+        assert_eq!(
+            p.engine.options.path_normalization,
+            PathNormalization::MergeSlashes
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_by_name() {
+        let e = err(&config(serde_json::json!({"denyStatuss": 401})));
+        assert!(e.contains("unknown field `denyStatuss`"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_mode_is_refused() {
+        let e = err(&config(serde_json::json!({"mode": "audit"})));
+        assert!(e.contains("unknown variant `audit`"), "{e}");
+    }
+
+    #[test]
+    fn a_policy_error_carries_the_engines_diagnostic() {
+        let e = err(&serde_json::to_vec(&serde_json::json!({
+            "policy": "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x, namespace: y}\nspec: {action: MAYBE}\n",
+            "workload": {"namespace": "y"},
+        }))
+        .unwrap());
+        assert!(e.starts_with("invalid policy: "), "{e}");
+        assert!(e.contains("MAYBE"), "{e}");
+    }
+
+    #[test]
+    fn neither_or_both_sources_are_refused() {
+        let e = err(br#"{"workload": {"namespace": "shop"}}"#);
+        assert!(e.contains("set `policy`"), "{e}");
+        let e = err(&config(serde_json::json!({"bundle": "AAAA"})));
+        assert!(e.contains("not both"), "{e}");
+        assert!(err(b"").contains("empty"));
+        assert!(err(b"not json").contains("invalid plugin configuration"));
+    }
+
+    #[test]
+    fn a_bad_bundle_and_a_bad_status_are_refused() {
+        let e = err(br#"{"bundle": "!!", "workload": {"namespace": "shop"}}"#);
+        assert!(e.contains("not base64"), "{e}");
+        let e = err(br#"{"bundle": "AAAA", "workload": {"namespace": "shop"}}"#);
+        assert!(e.contains("not a Palisade bundle"), "{e}");
+        let e = err(&config(serde_json::json!({"denyStatus": 99})));
+        assert!(e.contains("`denyStatus` 99"), "{e}");
+    }
+
+    #[test]
+    fn a_bundle_decides_like_the_policy_it_was_compiled_from() {
+        let set = load(&[SourceFile::new("p.yaml", POLICY)]).unwrap();
+        let engine = palisade_engine::compile(&set, &Options::default()).unwrap();
+        let bytes = palisade_engine::encode_bundle(&engine).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let json = serde_json::json!({"bundle": b64, "workload": {"namespace": "shop", "labels": {"app": "cart"}}});
+        let p = Plugin::configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        assert_eq!(p.view.policies, vec!["shop/only-get".to_string()]);
+        let json = serde_json::json!({"bundle": "AAAA", "trustDomain": "x", "workload": {"namespace": "shop"}});
+        let e = err(&serde_json::to_vec(&json).unwrap());
+        assert!(e.contains("fixed when a bundle is compiled"), "{e}");
+    }
+
+    #[test]
+    fn the_workload_comes_from_node_metadata_when_not_configured() {
+        let node = NodeMetadata {
+            namespace: Some("shop".into()),
+            workload_name: Some("cart-v1".into()),
+            labels: [("app".to_string(), "cart".to_string())].into(),
+            service_account: Some("cart".into()),
+        };
+        let json = serde_json::to_vec(&serde_json::json!({"policy": POLICY})).unwrap();
+        let p = Plugin::configure(&json, &node).unwrap();
+        assert_eq!(p.view.policies, vec!["shop/only-get".to_string()]);
+        assert_eq!(p.workload.service_account.as_deref(), Some("cart"));
+        let e = err(&json);
+        assert!(e.contains("no local workload"), "{e}");
+    }
+}

@@ -1,0 +1,347 @@
+//! The proxy-wasm contexts (wasm32 only): read Envoy's attributes, ask the compiled
+//! [`Plugin`], act on the [`Outcome`].
+//!
+//! The SDK's trait helpers `unwrap` host errors; this glue calls `proxy_wasm::hostcalls`
+//! directly and turns every error into a fail-closed decision instead.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use palisade_engine::Protocol;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::attributes::{
+    AttributeError, RawAttributes, build_request, decode_labels, decode_string, paths,
+};
+use crate::config::{NodeMetadata, Plugin, error_decision};
+use crate::enforce::{Level, Outcome, POLICY_HEADER, outcome, serialize_pairs};
+
+/// The entry point Envoy calls after instantiating the module.
+#[allow(
+    unsafe_code,
+    reason = "proxy_wasm::main! exports `_initialize` with #[no_mangle], which the ABI requires"
+)]
+mod entry {
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+        proxy_wasm::set_root_context(|_| Box::new(super::Root::default()));
+    }}
+}
+
+/// `proxy_send_local_response` with response code details, which the SDK's
+/// `send_http_response` leaves empty.
+#[allow(
+    unsafe_code,
+    reason = "an ABI import: the SDK has no wrapper that passes response code details"
+)]
+mod abi {
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        fn proxy_send_local_response(
+            status_code: u32,
+            details_data: *const u8,
+            details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+    }
+
+    /// Sends a local reply; returns the host's status (0 = OK).
+    pub fn send_local_response(status: u32, details: &str, body: &[u8], headers: &[u8]) -> u32 {
+        // SAFETY: each pointer/length pair describes a live slice for the whole call; the host
+        // copies the bytes and keeps no pointer. -1: not a gRPC reply.
+        unsafe {
+            proxy_send_local_response(
+                status,
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        }
+    }
+}
+
+fn log(level: Level, message: &str) {
+    let level = match level {
+        Level::Debug => LogLevel::Debug,
+        Level::Info => LogLevel::Info,
+        Level::Warn => LogLevel::Warn,
+    };
+    let _ = hostcalls::log(level, message);
+}
+
+/// Counter ids, defined on first use and cached (one cache per root context, shared with its
+/// request contexts).
+#[derive(Debug, Default)]
+struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    fn increment(&self, name: &str) {
+        let Ok(mut ids) = self.ids.try_borrow_mut() else {
+            return;
+        };
+        let id = match ids.get(name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => {
+                    ids.insert(name.to_string(), id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// A property's raw bytes; `None` when Envoy does not have it.
+fn property(path: &[&str]) -> Result<Option<Vec<u8>>, AttributeError> {
+    hostcalls::get_property(path.to_vec())
+        .map_err(|s| AttributeError(format!("cannot read `{}`: {s:?}", path.join("."))))
+}
+
+fn node_metadata() -> NodeMetadata {
+    let string = |p: &[&str]| {
+        property(p)
+            .ok()
+            .flatten()
+            .and_then(|b| decode_string(&p.join("."), &b).ok())
+            .filter(|s| !s.is_empty())
+    };
+    NodeMetadata {
+        namespace: string(paths::NODE_NAMESPACE),
+        workload_name: string(paths::NODE_WORKLOAD_NAME),
+        labels: property(paths::NODE_LABELS)
+            .ok()
+            .flatten()
+            .and_then(|b| decode_labels(&b).ok())
+            .unwrap_or_default(),
+        service_account: string(paths::NODE_SERVICE_ACCOUNT),
+    }
+}
+
+/// The connection attributes every protocol reads.
+fn connection_attributes() -> Result<RawAttributes, AttributeError> {
+    Ok(RawAttributes {
+        source_address: property(paths::SOURCE_ADDRESS)?,
+        source_port: property(paths::SOURCE_PORT)?,
+        destination_address: property(paths::DESTINATION_ADDRESS)?,
+        destination_port: property(paths::DESTINATION_PORT)?,
+        mtls: property(paths::MTLS)?,
+        peer_uri_san: property(paths::PEER_URI_SAN)?,
+        sni: property(paths::SNI)?,
+        headers: None,
+        metadata: None,
+    })
+}
+
+fn http_attributes() -> Result<RawAttributes, AttributeError> {
+    let mut raw = connection_attributes()?;
+    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+        .map_err(|s| AttributeError(format!("cannot read the request headers: {s:?}")))?;
+    raw.headers = Some(
+        headers
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect(),
+    );
+    raw.metadata = property(paths::METADATA)?;
+    Ok(raw)
+}
+
+/// Decides with what could be read; any error is a fail-closed decision.
+fn decide(
+    plugin: Option<&Plugin>,
+    raw: Result<RawAttributes, AttributeError>,
+    what: impl Fn(&palisade_engine::Request) -> String,
+) -> Option<Outcome> {
+    let plugin = plugin?;
+    let (decision, what) = match raw.and_then(|r| build_request(&r, plugin)) {
+        Ok(request) => (plugin.decide(&request), what(&request)),
+        Err(e) => (error_decision(e.0), "request".to_string()),
+    };
+    Some(outcome(&decision, plugin, &what))
+}
+
+fn record(metrics: &Metrics, o: &Outcome) {
+    for c in &o.counters {
+        metrics.increment(c);
+    }
+    log(o.log.0, &o.log.1);
+}
+
+/// One per filter configuration.
+#[derive(Debug, Default)]
+struct Root {
+    plugin: Option<Rc<Plugin>>,
+    metrics: Rc<Metrics>,
+    protocol: Protocol,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(c) => c.unwrap_or_default(),
+            Err(s) => {
+                log(
+                    Level::Warn,
+                    &format!("palisade: cannot read the plugin configuration: {s:?}"),
+                );
+                return false;
+            }
+        };
+        match Plugin::configure(&config, &node_metadata()) {
+            Ok(p) => {
+                log(Level::Info, &p.summary());
+                self.protocol = p.protocol;
+                self.plugin = Some(Rc::new(p));
+                true
+            }
+            Err(e) => {
+                let _ = hostcalls::log(
+                    LogLevel::Error,
+                    &format!("palisade: configuration refused: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(match self.protocol {
+            Protocol::Http => ContextType::HttpContext,
+            Protocol::Tcp => ContextType::StreamContext,
+        })
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            plugin: self.plugin.clone(),
+            metrics: self.metrics.clone(),
+        }))
+    }
+
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(Tcp {
+            plugin: self.plugin.clone(),
+            metrics: self.metrics.clone(),
+            decided: None,
+        }))
+    }
+}
+
+/// One per HTTP request.
+struct Http {
+    plugin: Option<Rc<Plugin>>,
+    metrics: Rc<Metrics>,
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let Some(o) = decide(self.plugin.as_deref(), http_attributes(), |r| {
+            let h = r.http.clone().unwrap_or_default();
+            let from = r.source.principal.clone().unwrap_or_else(|| {
+                r.source
+                    .ip
+                    .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+            });
+            format!("{} {}{} from {from}", h.method, h.host, h.path)
+        }) else {
+            // No configuration: Envoy does not create contexts for a refused one; deny anyway.
+            let _ = abi::send_local_response(403, "palisade_not_configured", b"", &[]);
+            return Action::Pause;
+        };
+        record(&self.metrics, &o);
+        if !o.block {
+            return Action::Continue;
+        }
+        let headers = serialize_pairs(&[(POLICY_HEADER, o.policy.as_str())]);
+        let status = abi::send_local_response(o.status, &o.details, o.body.as_bytes(), &headers);
+        if status != 0 {
+            log(
+                Level::Warn,
+                &format!("palisade: local reply failed (status {status}); resetting the stream"),
+            );
+            let _ = hostcalls::reset_http_request();
+        }
+        Action::Pause
+    }
+}
+
+/// One per TCP connection: decides once, on the first data in either direction (the peer
+/// certificate is only known after the TLS handshake, which precedes any data).
+struct Tcp {
+    plugin: Option<Rc<Plugin>>,
+    metrics: Rc<Metrics>,
+    decided: Option<bool>,
+}
+
+impl Tcp {
+    /// Whether the connection may proceed (deciding it the first time).
+    fn allowed(&mut self) -> bool {
+        if let Some(allowed) = self.decided {
+            return allowed;
+        }
+        let allowed = match decide(self.plugin.as_deref(), connection_attributes(), |r| {
+            let from = r.source.principal.clone().unwrap_or_else(|| {
+                r.source
+                    .ip
+                    .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+            });
+            let port = r
+                .destination
+                .port
+                .map_or_else(String::new, |p| p.to_string());
+            format!("connection to port {port} from {from}")
+        }) {
+            Some(o) => {
+                record(&self.metrics, &o);
+                !o.block
+            }
+            None => false,
+        };
+        self.decided = Some(allowed);
+        if !allowed {
+            let _ = hostcalls::close_downstream();
+            let _ = hostcalls::close_upstream();
+        }
+        allowed
+    }
+}
+
+impl Context for Tcp {}
+
+impl StreamContext for Tcp {
+    fn on_downstream_data(&mut self, _size: usize, _end_of_stream: bool) -> Action {
+        if self.allowed() {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    fn on_upstream_data(&mut self, _size: usize, _end_of_stream: bool) -> Action {
+        // A server-first protocol sends before the client: decide before relaying it.
+        if self.allowed() {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+}
