@@ -56,6 +56,18 @@ pub trait Decider {
     fn load(&mut self, files: &[SourceFile], options: &Options) -> Result<(), String>;
     /// Decides one request with the policies last loaded.
     fn decide(&mut self, request: &Request) -> Result<Decision, String>;
+    /// The optional checks this implementation cannot answer (`step`, `audit`, `shadow`,
+    /// `network.ingressRule`, `network.egressRule`): the runner leaves them out and lists
+    /// each one left out in [`Report::unchecked`]. None by default.
+    fn unsupported_checks(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Why this implementation cannot be given this request at all (a host that cannot
+    /// express its transport, say): the case is then skipped and listed in
+    /// [`Report::skipped`], not counted as run. `None` by default.
+    fn cannot_express(&self, _request: &Request) -> Option<String> {
+        None
+    }
 }
 
 /// The engine, compiled natively and called directly.
@@ -194,6 +206,10 @@ pub struct Report {
     pub cases: Vec<CaseResult>,
     /// Problems outside any case (an unreadable directory or topic file).
     pub errors: Vec<String>,
+    /// Cases not run because the implementation cannot express their request, with why.
+    pub skipped: Vec<String>,
+    /// Optional checks left out because the implementation cannot answer them, per case.
+    pub unchecked: Vec<String>,
 }
 
 impl Report {
@@ -243,6 +259,13 @@ impl Report {
             self.total(),
             self.failed()
         );
+        if !self.skipped.is_empty() || !self.unchecked.is_empty() {
+            s.push_str(&format!(
+                "  ({} cases skipped, {} optional checks left out)\n",
+                self.skipped.len(),
+                self.unchecked.len()
+            ));
+        }
         for (topic, n, f) in self.per_topic() {
             s.push_str(&format!("  {topic:<24} {n:>4} cases, {f} failed\n"));
         }
@@ -253,6 +276,12 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.summary())?;
+        for line in &self.skipped {
+            writeln!(f, "SKIP {line}")?;
+        }
+        for line in &self.unchecked {
+            writeln!(f, "UNCHECKED {line}")?;
+        }
         for line in self.failures() {
             writeln!(f, "FAIL {line}")?;
         }
@@ -325,6 +354,54 @@ pub fn case_request(defaults: &Value, case: &Case) -> Result<Request, String> {
 
 /// Compares a decision with a case's expectations; every difference is named.
 pub fn check(case: &Case, d: &Decision) -> Result<(), String> {
+    check_except(case, d, &[])
+}
+
+/// The optional checks a case makes that are in `unsupported` (see
+/// [`Decider::unsupported_checks`]).
+pub fn left_out(case: &Case, unsupported: &[&str]) -> Vec<&'static str> {
+    let network = case.network.as_ref().and_then(|n| n.as_ref());
+    [
+        ("step", case.step.is_some()),
+        ("audit", case.audit.is_some()),
+        ("shadow", case.shadow.is_some()),
+        (
+            "network.ingressRule",
+            network.is_some_and(|n| n.ingress_rule.is_some()),
+        ),
+        (
+            "network.egressRule",
+            network.is_some_and(|n| n.egress_rule.is_some()),
+        ),
+    ]
+    .into_iter()
+    .filter(|(name, made)| *made && unsupported.contains(name))
+    .map(|(name, _)| name)
+    .collect()
+}
+
+/// [`check`], leaving out the optional checks named in `unsupported`.
+pub fn check_except(case: &Case, d: &Decision, unsupported: &[&str]) -> Result<(), String> {
+    let mut case = case.clone();
+    let left_out = left_out(&case, unsupported);
+    if left_out.contains(&"step") {
+        case.step = None;
+    }
+    if left_out.contains(&"audit") {
+        case.audit = None;
+    }
+    if left_out.contains(&"shadow") {
+        case.shadow = None;
+    }
+    if let Some(Some(n)) = &mut case.network {
+        if left_out.contains(&"network.ingressRule") {
+            n.ingress_rule = None;
+        }
+        if left_out.contains(&"network.egressRule") {
+            n.egress_rule = None;
+        }
+    }
+    let case = &case;
     let mut diffs = Vec::new();
     if d.verdict != case.expect {
         diffs.push(format!(
@@ -472,12 +549,27 @@ pub fn run_topic(
         }
     }
     cases.extend(topic.cases.iter().cloned());
+    let unsupported = decider.unsupported_checks();
     for case in &cases {
+        let request = case_request(&topic.defaults, case);
+        if let Ok(req) = &request
+            && let Some(why) = decider.cannot_express(req)
+        {
+            report
+                .skipped
+                .push(format!("[{name}] {}: {why}", case.name));
+            continue;
+        }
+        for check in left_out(case, unsupported) {
+            report
+                .unchecked
+                .push(format!("[{name}] {}: {check}", case.name));
+        }
         let outcome = match &loaded {
             Err(e) => Err(format!("topic not loaded: {e}")),
-            Ok(()) => case_request(&topic.defaults, case)
+            Ok(()) => request
                 .and_then(|req| decider.decide(&req))
-                .and_then(|d| check(case, &d)),
+                .and_then(|d| check_except(case, &d, unsupported)),
         };
         report.cases.push(CaseResult {
             topic: name.to_string(),

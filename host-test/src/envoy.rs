@@ -1,0 +1,309 @@
+//! An engine [`Request`] as Envoy 1.40 presents it to a proxy-wasm filter: properties and
+//! request headers.
+//!
+//! | property | encoding (Envoy's `serializeValue`) |
+//! |---|---|
+//! | `source.address`, `destination.address` | `ip:port` (`[v6]:port`); the bare IP when the request has no port |
+//! | `source.port`, `destination.port` | 8 bytes, little-endian integer |
+//! | `connection.mtls` | 1 byte, 0 or 1 |
+//! | `connection.uri_san_peer_certificate` | the principal (the first URI SAN), when the request has one |
+//! | `connection.requested_server_name` | the SNI; empty without one, as Envoy gives it |
+//! | `metadata` | the dynamic metadata, a serialized `envoy.config.core.v3.Metadata`: `filter_metadata["envoy.filters.http.jwt_authn"]` is the `google.protobuf.Struct` `{payload: <claims>}` (HTTP, when the request has verified claims) |
+//! | `request.method`, `request.path`, `request.url_path`, `request.host`, `request.scheme` | strings (HTTP) |
+//!
+//! The whole `metadata` message is served, as Envoy 1.40 serializes a message-typed
+//! property, so that every claim keeps its type (lists, numbers, booleans); the deeper path
+//! `metadata.filter_metadata.<filter>` (untyped pairs in Envoy 1.40) is not served.
+//!
+//! Headers: `:authority`, `:path`, `:method`, `:scheme` first, then every header of the
+//! request, one pair per value, in name order. `remote.ip`: when the request's original
+//! client differs from its direct peer, the client is appended to `x-forwarded-for` and the
+//! plugin must trust one hop ([`trusted_xff_hops`]).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use palisade_engine::{Protocol, Request};
+use serde_json::Value;
+
+use crate::abi::property_path;
+
+/// Properties keyed by path segments (stored NUL-joined, as the guest asks for them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PropertyMap(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl PropertyMap {
+    /// Sets a property.
+    pub fn insert(&mut self, path: &[&str], value: impl Into<Vec<u8>>) {
+        self.0.insert(property_path(path), value.into());
+    }
+
+    /// A property by segments.
+    pub fn get(&self, path: &[&str]) -> Option<&[u8]> {
+        self.get_raw(&property_path(path))
+    }
+
+    /// A property by its NUL-joined path.
+    pub fn get_raw(&self, path: &[u8]) -> Option<&[u8]> {
+        self.0.get(path).map(Vec::as_slice)
+    }
+
+    /// The map, NUL-joined paths to values.
+    pub fn into_inner(self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.0
+    }
+}
+
+/// What one stream shows the guest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamInput {
+    /// The stream's properties.
+    pub properties: PropertyMap,
+    /// Request header pairs (HTTP), pseudo-headers first.
+    pub request_headers: Vec<(String, String)>,
+    /// The request body (HTTP; empty: the headers end the stream).
+    pub request_body: Vec<u8>,
+    /// The first bytes from the client (TCP).
+    pub downstream_data: Vec<u8>,
+}
+
+/// The `trustedXffHops` the plugin needs to see this request's `remote.ip`: 1 when the
+/// original client differs from the direct peer (it is then the last `x-forwarded-for`
+/// entry), else 0.
+pub fn trusted_xff_hops(request: &Request) -> u32 {
+    match request.remote_ip {
+        Some(r) if Some(r) != request.source.ip => 1,
+        _ => 0,
+    }
+}
+
+/// `ip:port`, `[v6]:port`, or the bare address without a port.
+fn address(ip: IpAddr, port: Option<u16>) -> String {
+    match port {
+        Some(p) => SocketAddr::new(ip, p).to_string(),
+        None => ip.to_string(),
+    }
+}
+
+fn int(n: u16) -> Vec<u8> {
+    i64::from(n).to_le_bytes().to_vec()
+}
+
+impl StreamInput {
+    /// The properties and headers of an engine request, as Envoy 1.40 would show them.
+    pub fn from_request(request: &Request) -> StreamInput {
+        let mut p = PropertyMap::default();
+        let src = &request.source;
+        let dst = &request.destination;
+        if let Some(ip) = src.ip {
+            p.insert(&["source", "address"], address(ip, src.port));
+        }
+        if let Some(port) = src.port {
+            p.insert(&["source", "port"], int(port));
+        }
+        if let Some(ip) = dst.ip {
+            p.insert(&["destination", "address"], address(ip, dst.port));
+        }
+        if let Some(port) = dst.port {
+            p.insert(&["destination", "port"], int(port));
+        }
+        p.insert(&["connection", "mtls"], vec![u8::from(request.is_mtls())]);
+        if let Some(principal) = &src.principal {
+            p.insert(
+                &["connection", "uri_san_peer_certificate"],
+                principal.as_bytes(),
+            );
+        }
+        p.insert(
+            &["connection", "requested_server_name"],
+            request.sni.clone().unwrap_or_default(),
+        );
+        let mut headers = Vec::new();
+        if request.protocol == Protocol::Http {
+            let http = request.http.clone().unwrap_or_default();
+            headers.push((":authority".to_string(), http.host.clone()));
+            headers.push((":path".to_string(), http.path.clone()));
+            headers.push((":method".to_string(), http.method.clone()));
+            headers.push((":scheme".to_string(), "http".to_string()));
+            for (name, values) in &http.headers {
+                for v in values {
+                    headers.push((name.clone(), v.clone()));
+                }
+            }
+            if trusted_xff_hops(request) == 1
+                && let Some(remote) = request.remote_ip
+            {
+                headers.push(("x-forwarded-for".to_string(), remote.to_string()));
+            }
+            let url_path = http.path.split('?').next().unwrap_or_default().to_string();
+            p.insert(&["request", "method"], http.method.as_bytes());
+            p.insert(&["request", "path"], http.path.as_bytes());
+            p.insert(&["request", "url_path"], url_path);
+            p.insert(&["request", "host"], http.host.as_bytes());
+            p.insert(&["request", "scheme"], "http");
+            if let Some(claims) = &request.jwt {
+                let mut fields = serde_json::Map::new();
+                fields.insert("payload".into(), claims.clone());
+                p.insert(
+                    &["metadata"],
+                    filter_metadata(JWT_FILTER, &protobuf_struct(&fields)),
+                );
+            }
+        }
+        StreamInput {
+            properties: p,
+            request_headers: headers,
+            request_body: Vec::new(),
+            downstream_data: Vec::new(),
+        }
+    }
+}
+
+/// The filter whose dynamic metadata carries the verified JWT payload.
+pub const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
+
+/// An `envoy.config.core.v3.Metadata` with one `filter_metadata` entry (field 1:
+/// `map<string, google.protobuf.Struct>`).
+pub fn filter_metadata(filter: &str, serialized_struct: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::new();
+    len_delimited(&mut entry, 1, filter.as_bytes());
+    len_delimited(&mut entry, 2, serialized_struct);
+    let mut out = Vec::new();
+    len_delimited(&mut out, 1, &entry);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// google.protobuf.Struct, encoded by hand (a handful of fields; no protobuf dependency).
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = u8::try_from(v & 0x7f).unwrap_or(0);
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn tag(out: &mut Vec<u8>, field: u64, wire: u64) {
+    varint(out, (field << 3) | wire);
+}
+
+fn len_delimited(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    tag(out, field, 2);
+    varint(out, u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+    out.extend(bytes);
+}
+
+/// A JSON object as a serialized `google.protobuf.Struct` (`fields`: map<string, Value> = 1).
+pub fn protobuf_struct(fields: &serde_json::Map<String, Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in fields {
+        let mut entry = Vec::new();
+        len_delimited(&mut entry, 1, k.as_bytes());
+        len_delimited(&mut entry, 2, &protobuf_value(v));
+        len_delimited(&mut out, 1, &entry);
+    }
+    out
+}
+
+/// A JSON value as a serialized `google.protobuf.Value` (null 1, number 2, string 3, bool 4,
+/// struct 5, list 6).
+fn protobuf_value(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    match v {
+        Value::Null => {
+            tag(&mut out, 1, 0);
+            varint(&mut out, 0);
+        }
+        Value::Number(n) => {
+            tag(&mut out, 2, 1);
+            out.extend(n.as_f64().unwrap_or(0.0).to_le_bytes());
+        }
+        Value::String(s) => len_delimited(&mut out, 3, s.as_bytes()),
+        Value::Bool(b) => {
+            tag(&mut out, 4, 0);
+            varint(&mut out, u64::from(*b));
+        }
+        Value::Object(m) => len_delimited(&mut out, 5, &protobuf_struct(m)),
+        Value::Array(items) => {
+            let mut list = Vec::new();
+            for item in items {
+                len_delimited(&mut list, 1, &protobuf_value(item));
+            }
+            len_delimited(&mut out, 6, &list);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn request(json: serde_json::Value) -> Request {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn connection_properties_are_encoded_as_envoy_encodes_them() {
+        let r = request(serde_json::json!({
+            "source": {"ip": "10.0.0.1", "port": 40000, "principal": "spiffe://cluster.local/ns/a/sa/b"},
+            "destination": {"ip": "fd00::1", "port": 8080},
+            "http": {"method": "GET", "host": "h", "path": "/p?q=1"},
+        }));
+        let s = StreamInput::from_request(&r);
+        let p = &s.properties;
+        assert_eq!(p.get(&["source", "address"]), Some(&b"10.0.0.1:40000"[..]));
+        assert_eq!(
+            p.get(&["source", "port"]),
+            Some(&40000i64.to_le_bytes()[..])
+        );
+        assert_eq!(
+            p.get(&["destination", "address"]),
+            Some(&b"[fd00::1]:8080"[..])
+        );
+        assert_eq!(p.get(&["connection", "mtls"]), Some(&[1u8][..]));
+        assert_eq!(
+            p.get(&["connection", "requested_server_name"]),
+            Some(&b""[..])
+        );
+        assert_eq!(p.get(&["request", "url_path"]), Some(&b"/p"[..]));
+        assert_eq!(
+            s.request_headers.first(),
+            Some(&(":authority".to_string(), "h".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_different_original_client_becomes_the_last_forwarded_for_entry() {
+        let r = request(serde_json::json!({
+            "source": {"ip": "10.0.0.1"}, "remoteIp": "203.0.113.7",
+            "http": {"headers": {"x-forwarded-for": "1.1.1.1"}},
+        }));
+        assert_eq!(trusted_xff_hops(&r), 1);
+        let s = StreamInput::from_request(&r);
+        let xff: Vec<&str> = s
+            .request_headers
+            .iter()
+            .filter(|(k, _)| k == "x-forwarded-for")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(xff, vec!["1.1.1.1", "203.0.113.7"]);
+    }
+
+    #[test]
+    fn a_struct_encodes_each_value_kind() {
+        let m = serde_json::json!({"s": "x", "n": 1.5, "b": true, "l": ["a"], "o": {"k": null}});
+        let bytes = protobuf_struct(m.as_object().unwrap());
+        // `b`: entry(key "b", value bool true) — fields sorted by key.
+        assert_eq!(
+            bytes.get(..9).unwrap(),
+            &[0x0a, 0x07, 0x0a, 0x01, b'b', 0x12, 0x02, 0x20, 0x01]
+        );
+    }
+}

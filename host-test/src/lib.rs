@@ -1,0 +1,38 @@
+//! Palisade's wasmtime test host: loads the proxy-wasm plugin's `.wasm` unchanged, drives it
+//! through the proxy-wasm ABI v0.2.1 as Envoy does, and reads back what it decided — so the
+//! test suite can prove the `.wasm` decides like the native engine.
+//!
+//! - [`host`]: [`ProxyWasmHost`] (a module compiled once), [`Plugin::configure`] (one VM per
+//!   plugin configuration), [`PluginInstance::http`] and [`PluginInstance::tcp`] (one stream
+//!   each), [`PluginInstance::metrics`];
+//! - [`imports`](crate::host): one small function per host import, each returning a status;
+//! - [`envoy`]: an engine `Request` as Envoy 1.40's properties and request headers;
+//! - [`decider`]: the guest behind the corpus's `Decider` trait;
+//! - [`abi`]: the ABI's numbers and the pairs serialization.
+//!
+//! ```no_run
+//! use palisade_host_test::ProxyWasmHost;
+//!
+//! let wasm = std::fs::read("palisade_proxy_wasm.wasm").unwrap();
+//! let host = ProxyWasmHost::new(&wasm).unwrap();
+//! let mut vm = host
+//!     .configure(r#"{"policy": "", "workload": {"namespace": "shop"}}"#)
+//!     .unwrap();
+//! let request = serde_json::from_str(r#"{"http": {"method": "GET", "path": "/"}}"#).unwrap();
+//! let outcome = vm.http(&request);
+//! println!("allowed: {}, metrics: {:?}", outcome.allowed, vm.metrics());
+//! ```
+
+pub mod abi;
+pub mod decider;
+pub mod envoy;
+pub mod host;
+mod imports;
+
+pub use abi::{Action, LogLevel};
+pub use decider::ProxyWasmDecider;
+pub use envoy::{PropertyMap, StreamInput};
+pub use host::{
+    ConfigRefused, GuestTrap, HostError, HostSettings, HttpCall, HttpFixture, HttpOutcome,
+    LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, TcpOutcome, TrapKind,
+};

@@ -1,0 +1,38 @@
+//! The whole decision corpus through the proxy-wasm plugin's `.wasm` in the test host, behind
+//! the same `Decider` trait as the native engine.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use palisade_corpus::run;
+use palisade_host_test::ProxyWasmDecider;
+
+#[test]
+fn the_proxy_wasm_guest_decides_every_corpus_case_as_expected() {
+    let host = common::host();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("corpus")
+        .join("cases");
+    let mut decider = ProxyWasmDecider::new(host);
+    let started = Instant::now();
+    let report = run(&dir, &mut decider);
+    println!("{report}");
+    println!(
+        "executed {} corpus cases through the proxy-wasm guest ({} VMs configured) in {:?}",
+        report.total(),
+        decider.configured(),
+        started.elapsed()
+    );
+    assert!(report.total() >= 300, "{}", report.total());
+    assert_eq!(report.failed(), 0, "{report}");
+}
