@@ -1,0 +1,136 @@
+//! `palisade-oci-hook`: an OCI runtime hook (`createRuntime` or `prestart`) that lets a
+//! container start only if Palisade's ContainerPolicies allow it.
+//!
+//! ```text
+//! palisade-oci-hook (--bundle <file> | --policy <file|dir>) [--component <file.wasm>]
+//!                   [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>]
+//!                   [--annotation <key=value>]...
+//! ```
+//!
+//! The OCI state comes on stdin; exit 0 allows, 1 denies (the reasons on stderr), 2 is a
+//! fail-closed deny (the hook could not decide).
+
+use std::env;
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use palisade_oci_hook::cache::DEFAULT_CACHE_DIR;
+use palisade_oci_hook::component::{DEFAULT_FUEL, Guest};
+use palisade_oci_hook::policy::PolicyPath;
+use palisade_oci_hook::{Args, Outcome, run};
+
+const USAGE: &str = "usage: palisade-oci-hook (--bundle <file> | --policy <file|dir>) \
+[--component <file.wasm>] [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>] \
+[--annotation <key=value>]...
+       palisade-oci-hook --precompile [--component <file.wasm>] [--cache-dir <dir>]
+Reads the OCI state on stdin and <bundle>/config.json; exits 0 to allow, 1 to deny, 2 when it
+cannot decide (fail closed). Environment: PALISADE_BUNDLE, PALISADE_POLICY, PALISADE_COMPONENT,
+PALISADE_CACHE_DIR (default /var/cache/palisade-oci-hook).";
+
+/// The component installed next to the binary.
+const COMPONENT_FILE: &str = "palisade_component.wasm";
+
+enum Mode {
+    Hook(Args),
+    Precompile(Args),
+    Help,
+}
+
+fn main() -> ExitCode {
+    match parse(env::args_os().skip(1).collect()) {
+        Ok(Mode::Help) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Ok(Mode::Precompile(args)) => precompile(&args),
+        Ok(Mode::Hook(args)) => {
+            let outcome = run(&args, io::stdin().lock());
+            eprint!("{}", outcome.report());
+            ExitCode::from(outcome.exit_code())
+        }
+        Err(e) => {
+            let outcome = Outcome::Failed(format!("{e}\n{USAGE}"));
+            eprint!("{}", outcome.report());
+            ExitCode::from(outcome.exit_code())
+        }
+    }
+}
+
+/// Compiles the component into the cache (run once at install time).
+fn precompile(args: &Args) -> ExitCode {
+    let Some(wasm) = &args.component else {
+        eprintln!("palisade-oci-hook: no component: give `--component <file.wasm>`");
+        return ExitCode::from(2);
+    };
+    match Guest::new(wasm, args.cache_dir.as_deref(), args.fuel) {
+        Ok(g) => {
+            eprintln!("palisade-oci-hook: component ready ({:?})", g.cache);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade-oci-hook: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
+    let mut args = Args {
+        policy: env::var_os("PALISADE_BUNDLE")
+            .map(|p| PolicyPath::Bundle(p.into()))
+            .or_else(|| env::var_os("PALISADE_POLICY").map(|p| PolicyPath::Yaml(p.into()))),
+        component: env::var_os("PALISADE_COMPONENT").map(PathBuf::from),
+        cache_dir: Some(
+            env::var_os("PALISADE_CACHE_DIR")
+                .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from),
+        ),
+        fuel: DEFAULT_FUEL,
+        ..Args::default()
+    };
+    let mut precompile = false;
+    let mut it = argv.into_iter();
+    while let Some(flag) = it.next() {
+        let flag = flag
+            .into_string()
+            .map_err(|f| format!("unknown argument `{}`", f.to_string_lossy()))?;
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("`{name}` needs a value"));
+        match flag.as_str() {
+            "--bundle" => args.policy = Some(PolicyPath::Bundle(value("--bundle")?.into())),
+            "--policy" => args.policy = Some(PolicyPath::Yaml(value("--policy")?.into())),
+            "--component" => args.component = Some(value("--component")?.into()),
+            "--cache-dir" => args.cache_dir = Some(value("--cache-dir")?.into()),
+            "--no-cache" => args.cache_dir = None,
+            "--record" => args.record = Some(value("--record")?.into()),
+            "--native" => args.native = true,
+            "--precompile" => precompile = true,
+            "--fuel" => {
+                let v = value("--fuel")?;
+                args.fuel = v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                    format!("`--fuel` needs a number, got `{}`", v.to_string_lossy())
+                })?;
+            }
+            "--annotation" => {
+                let v = value("--annotation")?;
+                let v = v.to_string_lossy();
+                let (k, val) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("`--annotation` needs `key=value`, got `{v}`"))?;
+                args.annotations.push((k.to_string(), val.to_string()));
+            }
+            "-h" | "--help" => return Ok(Mode::Help),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if args.component.is_none() {
+        args.component = env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join(COMPONENT_FILE)));
+    }
+    Ok(if precompile {
+        Mode::Precompile(args)
+    } else {
+        Mode::Hook(args)
+    })
+}

@@ -1,0 +1,175 @@
+//! One hook invocation: read the inputs, load the policy, decide, and say so.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::component::{Admission, DEFAULT_FUEL, Guest, admit_native};
+use crate::input::{self, HookInput};
+use crate::policy::PolicyPath;
+
+/// What the hook was asked to do (flags and environment, already read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// The policy (`--bundle`, `--policy`, `PALISADE_BUNDLE`, `PALISADE_POLICY`).
+    pub policy: Option<PolicyPath>,
+    /// The component (`--component`, `PALISADE_COMPONENT`, else next to the binary).
+    pub component: Option<PathBuf>,
+    /// The precompiled-component cache (`--cache-dir`, `PALISADE_CACHE_DIR`); `None`: no cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Decide with the native engine instead of the component (`--native`).
+    pub native: bool,
+    /// Keep a copy of the inputs and the decision under this directory (`--record`).
+    pub record: Option<PathBuf>,
+    /// Fuel for each call into the component (`--fuel`).
+    pub fuel: u64,
+    /// Annotations applied over the container's own (`--annotation k=v`).
+    pub annotations: Vec<(String, String)>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            policy: None,
+            component: None,
+            cache_dir: None,
+            native: false,
+            record: None,
+            fuel: DEFAULT_FUEL,
+            annotations: Vec::new(),
+        }
+    }
+}
+
+/// How the hook ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The container may start (exit 0).
+    Allowed(Admission),
+    /// A policy denies it (exit 1).
+    Denied(Admission),
+    /// The hook could not decide: the container is denied (exit 2).
+    Failed(String),
+}
+
+impl Outcome {
+    /// The process exit code: 0 allow, 1 deny, 2 fail closed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Allowed(_) => 0,
+            Outcome::Denied(_) => 1,
+            Outcome::Failed(_) => 2,
+        }
+    }
+
+    /// What the hook writes to stderr (empty on a plain allow).
+    pub fn report(&self) -> String {
+        match self {
+            Outcome::Allowed(a) if a.skipped.is_none() => String::new(),
+            Outcome::Allowed(a) | Outcome::Denied(a) => {
+                format!("palisade-oci-hook: {}\n", a.explanation)
+            }
+            Outcome::Failed(why) => {
+                format!("palisade-oci-hook: container start denied (fail closed): {why}\n")
+            }
+        }
+    }
+}
+
+/// Runs the hook on the state read from `stdin`.
+pub fn run(args: &Args, stdin: impl Read) -> Outcome {
+    let state = match input::read_limited(stdin, "the OCI state on stdin") {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let input = input::from_state(state.clone());
+    let outcome = match &input {
+        Ok(i) => decide(args, i),
+        Err(e) => Outcome::Failed(e.clone()),
+    };
+    if let Some(dir) = &args.record
+        && let Err(e) = record(dir, &state, input.as_ref().ok(), &outcome)
+    {
+        eprintln!("palisade-oci-hook: warning: cannot record: {e}");
+    }
+    outcome
+}
+
+fn decide(args: &Args, input: &HookInput) -> Outcome {
+    let policy = match &args.policy {
+        Some(p) => p,
+        None => {
+            return Outcome::Failed(
+                "no policy: give `--bundle <file>` or `--policy <file|dir>` (or set `PALISADE_BUNDLE` / `PALISADE_POLICY`)".into(),
+            );
+        }
+    };
+    let result = policy.read().and_then(|policy| {
+        if args.native {
+            admit_native(
+                &policy,
+                &input.state_json,
+                &input.config_json,
+                &args.annotations,
+            )
+        } else {
+            let wasm = args
+                .component
+                .clone()
+                .ok_or_else(|| "no component: give `--component <file.wasm>`".to_string())?;
+            let mut guest = Guest::new(&wasm, args.cache_dir.as_deref(), args.fuel)?;
+            guest.load(&policy)?;
+            guest.admit(&input.state_json, &input.config_json, &args.annotations)
+        }
+    });
+    match result {
+        Ok(a) if a.allowed => Outcome::Allowed(a),
+        Ok(a) => Outcome::Denied(a),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Writes `<dir>/<id>/state.json`, `config.json` (as received) and `expect.json` (the
+/// decision: allowed, and the violated controls).
+fn record(
+    dir: &Path,
+    state: &str,
+    input: Option<&HookInput>,
+    outcome: &Outcome,
+) -> Result<(), String> {
+    let name = input
+        .map(|i| sanitize(&i.id))
+        .unwrap_or_else(|| format!("unreadable-{}", std::process::id()));
+    let out = dir.join(name);
+    fs::create_dir_all(&out).map_err(|e| format!("`{}`: {e}", out.display()))?;
+    let write = |file: &str, text: &str| {
+        let p = out.join(file);
+        fs::write(&p, text).map_err(|e| format!("`{}`: {e}", p.display()))
+    };
+    write("state.json", state)?;
+    if let Some(i) = input {
+        write("config.json", &i.config_json)?;
+    }
+    let expect = match outcome {
+        Outcome::Allowed(a) | Outcome::Denied(a) => serde_json::json!({
+            "allowed": a.allowed,
+            "controls": a.violations.iter().map(|v| v.control.as_str()).collect::<Vec<_>>(),
+        }),
+        Outcome::Failed(e) => serde_json::json!({"allowed": false, "error": e}),
+    };
+    let text = serde_json::to_string_pretty(&expect).map_err(|e| e.to_string())?;
+    write("expect.json", &format!("{text}\n"))
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(128)
+        .collect()
+}
