@@ -132,6 +132,12 @@ pub fn send_http_full(
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
+        // Stop once a `content-length` body is complete rather than waiting for the close:
+        // Envoy closes a `Connection: close` stream only after its delayed-close timeout (1 s)
+        // unless the client closes first.
+        if complete(&buf) {
+            break;
+        }
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
@@ -158,6 +164,19 @@ pub fn send_http_full(
         headers,
         body: body.to_string(),
     })
+}
+
+/// Whether `buf` holds a whole response head and the `content-length` body that follows it.
+fn complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(buf.get(..end).unwrap_or_default());
+    head.split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| buf.len() >= end + 4 + len)
 }
 
 /// Opens a connection, writes a short line and reports whether any bytes came back (`true`, the

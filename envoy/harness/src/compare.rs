@@ -1,19 +1,24 @@
 //! Running one case on both sides: the golden RBAC filters in a real Envoy, and the input
-//! policy in `palisade-engine`, over the same generated probes.
+//! policy in `palisade-engine`, over the same generated probes — and, when
+//! [`Harness::plugin`] is set, on a third side: the Palisade proxy-wasm plugin with the input
+//! policy, on a second set of listeners in the same Envoy process (see [`plugin_address`]).
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
+use serde_json::{Value, json};
+
 use crate::bootstrap::{ListenerKind, ListenerSpec, bootstrap};
 use crate::cases::Case;
 use crate::cases::TrustDomainBundle;
 use crate::certs::Pki;
-use crate::client::{HttpRequest, Transport, probe_tcp, send_http};
+use crate::client::{HttpRequest, Transport, probe_tcp, send_http, send_http_full};
 use crate::envoy::{EnvoyProcess, validate_config};
 use crate::error::{Context, Error, Result};
 use crate::generate::{Context as GenContext, Generated, Kind, Peer, Probe, generate};
 use crate::jwt::mint;
+use crate::plugin::{POLICY_HEADER, http_filter, network_filter};
 use crate::yaml::yaml_to_json;
 
 /// The address every listener of this process binds (a distinct 127/8 address per process so
@@ -23,6 +28,32 @@ pub fn listen_address() -> Ipv4Addr {
     let b = u8::try_from((pid >> 8) % 200).unwrap_or(0);
     let c = u8::try_from(pid % 250).unwrap_or(0);
     Ipv4Addr::new(127, 10u8.saturating_add(b), c.saturating_add(1), 1)
+}
+
+/// The address of the plugin's listeners in the same process: [`listen_address`] with the last
+/// octet 2, so that they can take the same ports (a policy's `ports` must see the port the
+/// probe names). The destination address differs from the RBAC listeners'; no case drives
+/// `destination.ip` with a loopback value (see [`crate::generate`]), so no decision depends on it.
+pub fn plugin_address() -> Ipv4Addr {
+    let [a, b, c, _] = listen_address().octets();
+    Ipv4Addr::new(a, b, c, 2)
+}
+
+/// The plugin configuration for a case: the input policy inline, the golden files' proxy
+/// (namespace `foo`, labels `app=httpbin, version=v1`), the case's trust domain and aliases,
+/// and `trustedXffHops: 1` on HTTP — the RBAC listeners run `use_remote_address: false` with
+/// no trusted hops, so their `remote_ip` is the rightmost `x-forwarded-for` address, which is
+/// the plugin's `trustedXffHops: 1`. (`protocol: tcp` is added by
+/// [`crate::plugin::network_filter`].)
+pub fn plugin_configuration(input: &str, kind: Kind, bundle: &TrustDomainBundle) -> Value {
+    let hops = if kind == Kind::Http { 1 } else { 0 };
+    json!({
+        "policy": input,
+        "workload": {"namespace": "foo", "labels": {"app": "httpbin", "version": "v1"}},
+        "trustDomain": bundle.trust_domain,
+        "trustDomainAliases": bundle.aliases,
+        "trustedXffHops": hops,
+    })
 }
 
 /// Decides a probe sent to a listener at this address: (allowed, explanation).
@@ -44,6 +75,21 @@ pub enum EnvoyAnswer {
     Deny,
     /// Anything else (e.g. HTTP 400 for a request Envoy refuses to parse): not comparable.
     Other(String),
+}
+
+/// One probe where Envoy's RBAC filters and the plugin disagree.
+#[derive(Debug, Clone)]
+pub struct ParityDifference {
+    /// The case name.
+    pub case: String,
+    /// The probe.
+    pub request: String,
+    /// The RBAC listener's answer.
+    pub rbac: String,
+    /// The plugin listener's answer (with `x-palisade-policy`).
+    pub plugin: String,
+    /// The engine's answer and explanation, for the investigation.
+    pub engine: String,
 }
 
 /// One probe where the two sides disagree.
@@ -86,6 +132,16 @@ pub struct CaseReport {
     pub differences: Vec<Difference>,
     /// Attributes not varied.
     pub undrivable: Vec<String>,
+    /// Probes compared between the RBAC listener and the plugin listener (both answered allow
+    /// or deny); 0 when the plugin is not run.
+    pub plugin_compared: usize,
+    /// Probes the plugin allowed / denied.
+    pub plugin_allowed: usize,
+    /// See [`CaseReport::plugin_allowed`].
+    pub plugin_denied: usize,
+    /// Disagreements between the RBAC listener and the plugin listener (a plugin answer other
+    /// than allow or deny when RBAC gave one counts as a disagreement).
+    pub plugin_differences: Vec<ParityDifference>,
 }
 
 /// Everything a case run needs besides the case itself.
@@ -101,6 +157,11 @@ pub struct Harness<'a> {
     pub pki: &'a Pki,
     /// The TCP upstream's port.
     pub echo_port: u16,
+    /// The Palisade plugin (`.wasm`): when set, every case also gets one plugin listener per
+    /// port at [`plugin_address`], loaded with the case's input policy
+    /// ([`plugin_configuration`]; HTTP listeners run the same `jwt_authn` filter before it),
+    /// every probe is sent there too, and the answers are compared with the RBAC listener's.
+    pub plugin: Option<&'a Path>,
 }
 
 impl Harness<'_> {
@@ -145,7 +206,7 @@ impl Harness<'_> {
 
         // Envoy side.
         let addr = listen_address();
-        let listeners: Vec<ListenerSpec> = ports
+        let mut listeners: Vec<ListenerSpec> = ports
             .iter()
             .map(|&port| ListenerSpec {
                 name: format!("{}_{port}", case.kind),
@@ -157,6 +218,19 @@ impl Harness<'_> {
                 },
             })
             .collect();
+        if let Some(wasm) = self.plugin {
+            let config = plugin_configuration(&input_text, kind, &bundle);
+            let filter = match kind {
+                Kind::Http => ListenerKind::Http(vec![http_filter(wasm, &config)]),
+                Kind::Tcp => ListenerKind::Tcp(vec![network_filter(wasm, &config)]),
+            };
+            listeners.extend(ports.iter().map(|&port| ListenerSpec {
+                name: format!("plugin_{}_{port}", case.kind),
+                address: plugin_address(),
+                port,
+                kind: filter.clone(),
+            }));
+        }
         let dir = self.work.join(&case.name);
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let cfg = dir.join("envoy.json");
@@ -184,6 +258,27 @@ impl Harness<'_> {
                     )));
                 }
             };
+            if self.plugin.is_some() {
+                let plugin_answer = match self.send(plugin_address(), probe) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return Err(Error(format!(
+                            "case {} (plugin listener): {}: {e}\n{}",
+                            case.name,
+                            probe.describe(),
+                            proc.log_tail()
+                        )));
+                    }
+                };
+                self.compare_plugin(
+                    &mut report,
+                    case,
+                    probe,
+                    &envoy_answer,
+                    &plugin_answer,
+                    || decide(probe, addr),
+                );
+            }
             let envoy_allowed = match envoy_answer {
                 EnvoyAnswer::Allow => true,
                 EnvoyAnswer::Deny => false,
@@ -228,6 +323,57 @@ impl Harness<'_> {
         Ok(report)
     }
 
+    /// Records the RBAC listener's and the plugin listener's answers to one probe.
+    fn compare_plugin(
+        &self,
+        report: &mut CaseReport,
+        case: &Case,
+        probe: &Probe,
+        rbac: &EnvoyAnswer,
+        plugin: &EnvoyAnswer,
+        engine: impl Fn() -> (bool, String),
+    ) {
+        let rbac_allowed = match rbac {
+            EnvoyAnswer::Allow => true,
+            EnvoyAnswer::Deny => false,
+            // Not comparable on the RBAC side (e.g. a 400 from the codec, a 401 from
+            // jwt_authn): the plugin listener runs the same connection manager and filters in
+            // front of it, so it is recorded with the RBAC side's answer.
+            EnvoyAnswer::Other(_) => return,
+        };
+        let plugin_allowed = match plugin {
+            EnvoyAnswer::Allow => true,
+            EnvoyAnswer::Deny => false,
+            EnvoyAnswer::Other(what) => {
+                let (allowed, why) = engine();
+                report.plugin_differences.push(ParityDifference {
+                    case: case.name.clone(),
+                    request: probe.describe(),
+                    rbac: verdict(rbac_allowed).into(),
+                    plugin: what.clone(),
+                    engine: format!("{}: {why}", verdict(allowed)),
+                });
+                return;
+            }
+        };
+        report.plugin_compared += 1;
+        if plugin_allowed {
+            report.plugin_allowed += 1;
+        } else {
+            report.plugin_denied += 1;
+        }
+        if plugin_allowed != rbac_allowed {
+            let (allowed, why) = engine();
+            report.plugin_differences.push(ParityDifference {
+                case: case.name.clone(),
+                request: probe.describe(),
+                rbac: verdict(rbac_allowed).into(),
+                plugin: verdict(plugin_allowed).into(),
+                engine: format!("{}: {why}", verdict(allowed)),
+            });
+        }
+    }
+
     fn send(&self, addr: Ipv4Addr, probe: &Probe) -> Result<EnvoyAnswer> {
         let transport = match &probe.peer {
             Peer::Plain => Transport::Plain,
@@ -265,6 +411,19 @@ impl Harness<'_> {
                     path: probe.path.clone(),
                     headers,
                 };
+                if addr == plugin_address() {
+                    // The plugin names its reason: `x-palisade-policy: error` is a fail-closed
+                    // internal error, not a policy decision.
+                    let r = send_http_full(from, to, &transport, &req)?;
+                    return Ok(match (r.status, r.header(POLICY_HEADER)) {
+                        (403, Some("error")) => {
+                            EnvoyAnswer::Other("HTTP 403 (plugin error, failed closed)".into())
+                        }
+                        (200, _) => EnvoyAnswer::Allow,
+                        (403, _) => EnvoyAnswer::Deny,
+                        (other, _) => EnvoyAnswer::Other(format!("HTTP {other}")),
+                    });
+                }
                 Ok(match send_http(from, to, &transport, &req)? {
                     200 => EnvoyAnswer::Allow,
                     403 => EnvoyAnswer::Deny,

@@ -14,10 +14,12 @@
 //! [`bootstrap`] writes the configuration, [`client`] sends HTTP/TCP probes, [`generate`] turns
 //! a policy into probes, [`cases`] reads `cases.json`, [`compare`] runs a case on both sides, and `engine` adapts
 //! `palisade-engine` to the comparison. [`plugin`] builds the Palisade proxy-wasm plugin and
-//! the filter entries that load it.
+//! the filter entries that load it. [`access_log`] is the recorded-traffic access-log format
+//! (`envoy/access-log.json`).
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod bootstrap;
 pub mod cases;
 pub mod certs;

@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 
 use crate::error::{Context, Error, Result};
 
+/// The response header the plugin names the deciding policy in on an HTTP denial
+/// (`<rule id>`, `none`, or `error` for a fail-closed internal error).
+pub const POLICY_HEADER: &str = "x-palisade-policy";
+
 /// The plugin's cargo package.
 pub const PACKAGE: &str = "palisade-proxy-wasm";
 /// The target it is built for.

@@ -1,5 +1,7 @@
-//! Istio's golden RBAC filters in a real Envoy versus `palisade-engine`, on requests generated
-//! from each case's input policy. Installs Envoy into `<repo>/.venv` when missing.
+//! Istio's golden RBAC filters in a real Envoy versus `palisade-engine`, and versus the Palisade
+//! proxy-wasm plugin running the case's input policy on a second set of listeners in the same
+//! Envoy, on requests generated from each case's input policy. Installs Envoy into
+//! `<repo>/.venv` when missing and builds the plugin.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,6 +18,7 @@ use palisade_envoy_harness::certs::Pki;
 use palisade_envoy_harness::compare::{CaseReport, Harness, Oracle};
 use palisade_envoy_harness::engine::EngineOracle;
 use palisade_envoy_harness::envoy::find_or_install_envoy;
+use palisade_envoy_harness::plugin::build_plugin;
 
 /// Below this many compared requests the test would be close to vacuous.
 const MIN_COMPARED: usize = 1000;
@@ -37,6 +40,7 @@ fn repo_root() -> &'static Path {
 fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
     let started = Instant::now();
     let envoy = find_or_install_envoy(repo_root()).unwrap();
+    let wasm = build_plugin(repo_root()).unwrap();
     let corpus = corpus_dir(repo_root());
     let cases = load_cases(&corpus).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -48,6 +52,7 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
         work: work.path(),
         pki: &pki,
         echo_port: echo.port,
+        plugin: Some(&wasm),
     };
     let oracle: &dyn Oracle = &EngineOracle;
 
@@ -118,6 +123,41 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
             d.case, d.request, d.envoy, d.engine
         );
     }
+    println!(
+        "\nparity: Envoy RBAC (golden filters) vs the Palisade plugin (input policy), same Envoy"
+    );
+    println!(
+        "{:<42} {:>8} {:>6} {:>5} {:>11}",
+        "case", "requests", "allow", "deny", "differences"
+    );
+    for r in &reports {
+        println!(
+            "{:<42} {:>8} {:>6} {:>5} {:>11}",
+            r.name,
+            r.plugin_compared,
+            r.plugin_allowed,
+            r.plugin_denied,
+            r.plugin_differences.len()
+        );
+    }
+    let parity: Vec<_> = reports
+        .iter()
+        .flat_map(|r| r.plugin_differences.iter())
+        .collect();
+    println!("\nparity differences ({}):", parity.len());
+    for d in &parity {
+        println!(
+            "  [{}] {}\n      rbac: {}\n      plugin: {}\n      engine: {}",
+            d.case, d.request, d.rbac, d.plugin, d.engine
+        );
+    }
+    let plugin_compared: usize = reports.iter().map(|r| r.plugin_compared).sum();
+    println!(
+        "parity: {} cases, {plugin_compared} requests compared, {} differences",
+        reports.len(),
+        parity.len()
+    );
+
     println!("\ncases that could not be run ({}):", case_errors.len());
     for e in &case_errors {
         println!("  {e}");
@@ -160,5 +200,14 @@ fn golden_rbac_filters_in_envoy_agree_with_the_engine() {
         diffs.is_empty(),
         "{} differences between Envoy and the engine",
         diffs.len()
+    );
+    assert!(
+        plugin_compared >= compared,
+        "the plugin answered only {plugin_compared} of {compared} requests"
+    );
+    assert!(
+        parity.is_empty(),
+        "{} differences between Envoy's RBAC and the plugin",
+        parity.len()
     );
 }
