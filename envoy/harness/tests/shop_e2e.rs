@@ -832,12 +832,17 @@ fn the_shop_runs_end_to_end_in_envoy() {
     println!("trap, Envoy's log:\n  {}", trap_lines.join("\n  "));
 
     // ---- 6. The access log: one JSON object per line with every field of the format.
+    // 16 HTTP requests (12 in step 1, 2 + 1 + 1 after the updates, 2 to the trap) and 3 TCP
+    // connections (2 to postgres, 1 to the trap).
+    const RECORDED: usize = 19;
     let fields = access_log::fields().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let lines: Vec<Value> = loop {
         let text = std::fs::read_to_string(dir.path().join("access.log")).unwrap_or_default();
+        // Only complete lines (a flush may be under way).
         let lines: Vec<Value> = text
-            .lines()
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
             .collect();
         let trap_logged = lines.iter().any(|l| {
@@ -845,12 +850,13 @@ fn the_shop_runs_end_to_end_in_envoy() {
                 .as_str()
                 .is_some_and(|a| a.ends_with(&format!(":{}", trap_http.port())))
         });
-        if (trap_logged && lines.len() >= 20) || Instant::now() > deadline {
+        if (trap_logged && lines.len() >= RECORDED) || Instant::now() > deadline {
             break lines;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     println!("access log: {} lines", lines.len());
+    assert_eq!(lines.len(), RECORDED, "{lines:#?}");
     for l in &lines {
         for f in &fields {
             assert!(l.get(f).is_some(), "line without `{f}`: {l}");
