@@ -85,6 +85,11 @@ pub enum Command {
     },
     /// Decide the built-in example's sample requests and print them as a table.
     Demo,
+    /// Replay recorded traffic (Envoy access logs, Hubble flows, request records) through
+    /// the proxy-wasm plugin's `.wasm` and the native engine; report counts per rule, every
+    /// wasm/native disagreement and every record decided unlike the live system. Exit 0 when
+    /// the `.wasm` and the native engine agree, 3 when they disagree, 2 on invalid input.
+    Replay(crate::replay::ReplayArgs),
 }
 
 /// The mesh settings that change how policies are read ([`Options`]).

@@ -9,6 +9,7 @@ mod args;
 mod commands;
 mod demo;
 mod input;
+mod replay;
 mod report;
 mod summary;
 
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         } => commands::compile(paths, bundle, mesh, output),
         Command::Inspect { bundle } => commands::inspect(bundle, output),
         Command::Demo => demo::demo(output),
+        Command::Replay(args) => replay::replay(args, output),
     };
     match result {
         Ok(status) => ExitCode::from(status),

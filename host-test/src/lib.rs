@@ -8,7 +8,9 @@
 //! - [`imports`](crate::host): one small function per host import, each returning a status;
 //! - [`envoy`]: an engine `Request` as Envoy 1.40's properties and request headers;
 //! - [`decider`]: the guest behind the corpus's `Decider` trait;
-//! - [`abi`]: the ABI's numbers and the pairs serialization.
+//! - [`abi`]: the ABI's numbers and the pairs serialization;
+//! - [`replay`]: recorded requests through the `.wasm` and the native engine side by side
+//!   (`palisade replay`).
 //!
 //! ```no_run
 //! use palisade_host_test::ProxyWasmHost;
@@ -28,10 +30,12 @@ pub mod decider;
 pub mod envoy;
 pub mod host;
 mod imports;
+pub mod replay;
 
 pub use abi::{Action, LogLevel};
 pub use decider::ProxyWasmDecider;
 pub use envoy::{PropertyMap, StreamInput};
+pub use replay::{Replayer, Unroutable, same_decision};
 pub use host::{
     ConfigRefused, GuestTrap, HostError, HostSettings, HttpCall, HttpFixture, HttpOutcome,
     LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, TcpOutcome, TrapKind,

@@ -1,0 +1,673 @@
+//! `palisade replay`: recorded traffic through the proxy-wasm plugin's `.wasm` (in the
+//! wasmtime test host) and through the native engine, side by side.
+//!
+//! It reports the allow and deny counts per deciding rule and policy, every record the
+//! `.wasm` and the native engine decide differently, and — where the recording carries the
+//! live outcome — every record this policy decides differently from the live system.
+//!
+//! Exit status: 0 when the `.wasm` and the native engine agree on every record, 3 when they
+//! disagree on any, 2 on invalid input.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use palisade_engine::{
+    Decision, Diagnostic, Errors, Location, Request, SourceFile, Verdict, WorkloadRef,
+};
+use palisade_host_test::{ProxyWasmHost, Replayer, same_decision};
+use palisade_traffic::{Format as TrafficFormat, Live, Record, policy_of, rule_or_none};
+use serde::Serialize;
+
+use crate::args::{Format, MeshArgs};
+use crate::commands::step_name;
+use crate::input;
+use crate::report::{Failure, print_result};
+
+/// Exit status: the `.wasm` and the native engine disagree on some record.
+pub const DISAGREE: u8 = 3;
+
+/// The plugin as `cargo xtask plugin` builds it, relative to the target directory.
+const PLUGIN_WASM: &str = "wasm32-wasip1/plugin/palisade_proxy_wasm.wasm";
+
+/// Inputs larger than this get a progress bar (on a terminal).
+const PROGRESS_FROM: usize = 10_000;
+
+/// At most this many disagreements, live differences and unroutable records are listed in
+/// the human output (all of them in JSON).
+const LIST_AT_MOST: usize = 50;
+
+/// `palisade replay`'s arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Policy files or directories (YAML, read as `check` reads them).
+    #[arg(long, short = 'p', required = true, num_args = 1.., value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
+    /// The recorded traffic: JSON lines.
+    #[arg(long, short = 't', value_name = "FILE")]
+    pub traffic: PathBuf,
+    /// The recording's format [default: auto, from the first line].
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
+    /// The proxy-wasm plugin [default: `$PALISADE_PROXY_WASM`, else the plugin built beside
+    /// this binary or in `$CARGO_TARGET_DIR`: `<target>/wasm32-wasip1/plugin/palisade_proxy_wasm.wasm`].
+    #[arg(long, value_name = "PLUGIN.wasm")]
+    pub wasm: Option<PathBuf>,
+    /// An inventory file (workloads, their addresses), added to the policies: destinations
+    /// are found by address in it.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Decide every record as received by this workload (`<namespace>/<name>` in the
+    /// inventory), whatever its destination.
+    #[arg(long, value_name = "NS/NAME")]
+    pub workload: Option<String>,
+    /// Skip lines that do not parse (they are counted and listed) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// From the first line.
+    Auto,
+    /// Envoy access-log JSON lines (the format in `envoy/`).
+    Envoy,
+    /// `hubble observe -o json` lines.
+    Hubble,
+    /// Palisade request records.
+    Records,
+}
+
+impl FormatArg {
+    fn traffic(self) -> Option<TrafficFormat> {
+        match self {
+            FormatArg::Auto => None,
+            FormatArg::Envoy => Some(TrafficFormat::Envoy),
+            FormatArg::Hubble => Some(TrafficFormat::Hubble),
+            FormatArg::Records => Some(TrafficFormat::Records),
+        }
+    }
+}
+
+/// A decision as reported.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shown {
+    /// Allow or deny (absent when the side failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// The deciding rule, or the step in parentheses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The one-paragraph explanation, or the failure.
+    pub explanation: String,
+}
+
+impl Shown {
+    fn of(d: &Decision) -> Shown {
+        Shown {
+            verdict: Some(d.verdict),
+            rule: Some(decider(d)),
+            explanation: d.explain(),
+        }
+    }
+
+    fn failed(e: &str) -> Shown {
+        Shown {
+            verdict: None,
+            rule: None,
+            explanation: format!("error: {e}"),
+        }
+    }
+
+    fn human(&self) -> String {
+        match (self.verdict, &self.rule) {
+            (Some(v), Some(r)) => format!("{v} by {r}"),
+            _ => self.explanation.clone(),
+        }
+    }
+}
+
+/// The deciding rule's id, or the deciding step in parentheses.
+fn decider(d: &Decision) -> String {
+    match &d.rule {
+        Some(r) => r.id.clone(),
+        None => format!("({})", step_name(d.step)),
+    }
+}
+
+/// A record the `.wasm` and the native engine decide differently.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Disagreement {
+    /// Its line in the recording.
+    pub line: usize,
+    /// Its name, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The request.
+    pub request: Request,
+    /// The plugin's decision.
+    pub wasm: Shown,
+    /// The native engine's decision.
+    pub native: Shown,
+}
+
+/// A record this policy decides differently from the live system.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveDifference {
+    /// Its line in the recording.
+    pub line: usize,
+    /// Its name, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What differs: `verdict`, or `rule` (both denied, by different rules).
+    pub differs: &'static str,
+    /// What the live system did.
+    pub live: Live,
+    /// What this policy decides (the native engine).
+    pub policy: Shown,
+    /// The request.
+    pub request: Request,
+}
+
+/// A record no sidecar can be found for.
+#[derive(Debug, Serialize)]
+pub struct Unrouted {
+    /// Its line.
+    pub line: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// Allow and deny counts under one key.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Count {
+    /// Allowed.
+    pub allowed: usize,
+    /// Denied.
+    pub denied: usize,
+}
+
+impl Count {
+    fn add(&mut self, v: Verdict) {
+        match v {
+            Verdict::Allow => self.allowed = self.allowed.saturating_add(1),
+            Verdict::Deny => self.denied = self.denied.saturating_add(1),
+        }
+    }
+}
+
+/// Counts for one deciding rule (or step).
+#[derive(Debug, Serialize)]
+pub struct RuleCount {
+    /// The rule id, or the step in parentheses.
+    pub rule: String,
+    /// Its policy (`<namespace>/<name>`), or the step.
+    pub policy: String,
+    /// The counts.
+    #[serde(flatten)]
+    pub count: Count,
+}
+
+/// Counts for one policy.
+#[derive(Debug, Serialize)]
+pub struct PolicyCount {
+    /// `<namespace>/<name>`, or the step in parentheses.
+    pub policy: String,
+    /// The counts.
+    #[serde(flatten)]
+    pub count: Count,
+}
+
+/// The live comparison.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveSummary {
+    /// Records that carry the live outcome.
+    pub compared: usize,
+    /// Of those, decided as live.
+    pub same: usize,
+    /// The others.
+    pub differences: Vec<LiveDifference>,
+}
+
+/// `palisade replay`'s result.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayResult {
+    /// The recording.
+    pub traffic: String,
+    /// Its format.
+    pub format: Option<TrafficFormat>,
+    /// The plugin module.
+    pub wasm: String,
+    /// Records read.
+    pub records: usize,
+    /// Lines skipped as invalid (`--skip-invalid`).
+    pub skipped: Vec<palisade_traffic::LineError>,
+    /// Lines that carry no decision (Hubble replies, later TCP segments, ...).
+    pub ignored: usize,
+    /// Plugin VMs configured (one per destination workload and protocol).
+    pub vms: usize,
+    /// Whether the `.wasm` and the native engine agree on every record.
+    pub agree: bool,
+    /// The native engine's totals.
+    pub native: Count,
+    /// The plugin's totals.
+    pub wasm_totals: Count,
+    /// Native counts by deciding rule.
+    pub rules: Vec<RuleCount>,
+    /// Native counts by deciding policy.
+    pub policies: Vec<PolicyCount>,
+    /// Every disagreement.
+    pub disagreements: Vec<Disagreement>,
+    /// Records whose destination sidecar is unknown (not decided).
+    pub unroutable: Vec<Unrouted>,
+    /// The comparison with the live outcome.
+    pub live: LiveSummary,
+}
+
+/// Finds the plugin: `--wasm`, `$PALISADE_PROXY_WASM`, beside this binary
+/// (`<target>/<profile>/palisade` → `<target>/wasm32-wasip1/plugin/…`), `$CARGO_TARGET_DIR`.
+pub fn plugin_path(arg: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(p) = arg {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("PALISADE_PROXY_WASM") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(target) = exe.parent().and_then(Path::parent)
+    {
+        candidates.push(target.join(PLUGIN_WASM));
+    }
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(t).join(PLUGIN_WASM));
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            Failure::message("no proxy-wasm plugin found")
+                .with_help("build it with `cargo xtask plugin`, or pass `--wasm <plugin.wasm>`")
+        })
+}
+
+/// A line error as a diagnostic pointing at its line of the recording.
+fn line_failure(file: &SourceFile, e: &palisade_traffic::LineError) -> Failure {
+    let offset: usize = file
+        .text
+        .split_inclusive('\n')
+        .take(e.line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let len = file
+        .text
+        .get(offset..)
+        .and_then(|t| t.lines().next())
+        .map_or(0, str::len);
+    let mut d = Diagnostic::new(format!("invalid traffic line {}: {}", e.line, e.message))
+        .with_help("fix the line, or pass `--skip-invalid` to skip and count invalid lines");
+    d.location = Some(Location {
+        file: file.name.clone(),
+        line: e.line,
+        column: 1,
+        offset,
+        len,
+    });
+    Failure::invalid(Errors::one(d), std::slice::from_ref(file))
+}
+
+fn parse_workload(w: &str) -> Result<WorkloadRef, Failure> {
+    match w.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(WorkloadRef {
+                namespace: ns.into(),
+                name: Some(name.into()),
+                ..WorkloadRef::default()
+            })
+        }
+        _ => Err(Failure::message(format!(
+            "invalid `--workload` `{w}`: expected `<namespace>/<name>`"
+        ))),
+    }
+}
+
+/// `palisade replay`.
+pub fn replay(args: &ReplayArgs, output: Format) -> Result<u8, Failure> {
+    let mut paths = args.policy.clone();
+    paths.extend(args.inventory.iter().cloned());
+    let sources = input::read_sources(&paths)?;
+    let options = args.mesh.options();
+    // Validate with full diagnostics first; the replayer compiles the same sources again.
+    input::build(&sources, &options)?;
+    let workload = args.workload.as_deref().map(parse_workload).transpose()?;
+
+    let name = args.traffic.display().to_string();
+    let text = std::fs::read_to_string(&args.traffic)
+        .map_err(|e| Failure::message(format!("cannot read `{name}`: {e}")))?;
+    let file = SourceFile::new(name.clone(), text);
+    let traffic = palisade_traffic::read(&file.text, args.format.traffic(), args.skip_invalid)
+        .map_err(|e| line_failure(&file, &e))?;
+
+    let wasm_path = plugin_path(args.wasm.as_deref())?;
+    let bytes = std::fs::read(&wasm_path).map_err(|e| {
+        Failure::message(format!("cannot read `{}`: {e}", wasm_path.display()))
+            .with_help("build it with `cargo xtask plugin`, or pass `--wasm <plugin.wasm>`")
+    })?;
+    let host = ProxyWasmHost::new(&bytes)
+        .map_err(|e| Failure::message(format!("`{}`: {e}", wasm_path.display())))?;
+    let mut replayer = Replayer::new(host, &sources, &options).map_err(Failure::message)?;
+
+    let mut records = traffic.records;
+    if let Some(w) = &workload {
+        for r in &mut records {
+            r.request.destination.workload = Some(w.clone());
+        }
+    }
+    let progress = progress_bar(records.len());
+    let mut result = ReplayResult {
+        traffic: name,
+        format: traffic.format,
+        wasm: wasm_path.display().to_string(),
+        records: records.len(),
+        skipped: traffic.skipped,
+        ignored: traffic.ignored,
+        vms: 0,
+        agree: true,
+        native: Count::default(),
+        wasm_totals: Count::default(),
+        rules: Vec::new(),
+        policies: Vec::new(),
+        disagreements: Vec::new(),
+        unroutable: Vec::new(),
+        live: LiveSummary::default(),
+    };
+    let mut by_rule: BTreeMap<String, Count> = BTreeMap::new();
+    for record in records {
+        progress.inc(1);
+        replay_one(&mut replayer, record, &mut result, &mut by_rule);
+    }
+    progress.finish_and_clear();
+    result.vms = replayer.configured();
+    result.agree = result.disagreements.is_empty();
+    let mut by_policy: BTreeMap<String, Count> = BTreeMap::new();
+    for (rule, count) in by_rule {
+        let policy = policy_of(&rule);
+        let p = by_policy.entry(policy.clone()).or_default();
+        p.allowed = p.allowed.saturating_add(count.allowed);
+        p.denied = p.denied.saturating_add(count.denied);
+        result.rules.push(RuleCount {
+            rule,
+            policy,
+            count,
+        });
+    }
+    result.policies = by_policy
+        .into_iter()
+        .map(|(policy, count)| PolicyCount { policy, count })
+        .collect();
+    let status = if result.agree {
+        crate::commands::OK
+    } else {
+        DISAGREE
+    };
+    print_result(output, &result, || human(&result));
+    Ok(status)
+}
+
+fn progress_bar(n: usize) -> ProgressBar {
+    if n < PROGRESS_FROM || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(u64::try_from(n).unwrap_or(u64::MAX));
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} replaying {bar:40} {human_pos}/{human_len} records ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// One record through both sides.
+fn replay_one(
+    replayer: &mut Replayer,
+    record: Record,
+    result: &mut ReplayResult,
+    by_rule: &mut BTreeMap<String, Count>,
+) {
+    let wasm = match replayer.decide_wasm(&record.request) {
+        Ok(w) => w,
+        Err(unroutable) => {
+            result.unroutable.push(Unrouted {
+                line: record.line,
+                reason: unroutable.0,
+            });
+            return;
+        }
+    };
+    let native = replayer.decide_native(&record.request);
+    result.native.add(native.verdict);
+    by_rule
+        .entry(decider(&native))
+        .or_default()
+        .add(native.verdict);
+    let agree = match &wasm {
+        Ok(w) => {
+            result.wasm_totals.add(w.verdict);
+            same_decision(w, &native)
+        }
+        Err(_) => false,
+    };
+    if let Some(live) = &record.live {
+        result.live.compared = result.live.compared.saturating_add(1);
+        let rule = rule_or_none(native.rule.as_ref().map(|r| r.id.as_str()));
+        let differs = if live.verdict != native.verdict {
+            Some("verdict")
+        } else if live.verdict == Verdict::Deny && live.rule.as_deref().is_some_and(|l| l != rule) {
+            Some("rule")
+        } else {
+            None
+        };
+        match differs {
+            None => result.live.same = result.live.same.saturating_add(1),
+            Some(differs) => result.live.differences.push(LiveDifference {
+                line: record.line,
+                name: record.name.clone(),
+                differs,
+                live: live.clone(),
+                policy: Shown::of(&native),
+                request: record.request.clone(),
+            }),
+        }
+    }
+    if !agree {
+        result.disagreements.push(Disagreement {
+            line: record.line,
+            name: record.name,
+            request: record.request,
+            wasm: match &wasm {
+                Ok(w) => Shown::of(w),
+                Err(e) => Shown::failed(e),
+            },
+            native: Shown::of(&native),
+        });
+    }
+}
+
+/// A request in one line: `GET host/path from <principal|ip>` or `TCP :port from ...`.
+fn brief(r: &Request) -> String {
+    let from = r
+        .source
+        .principal
+        .clone()
+        .or_else(|| r.source.ip.map(|ip| ip.to_string()))
+        .unwrap_or_else(|| "?".into());
+    let to = r
+        .destination
+        .workload
+        .as_ref()
+        .map(|w| {
+            format!(
+                "{}/{}",
+                w.namespace,
+                w.name.as_deref().unwrap_or("(inline)")
+            )
+        })
+        .or_else(|| r.destination.ip.map(|ip| ip.to_string()))
+        .unwrap_or_else(|| "?".into());
+    let port = r
+        .destination
+        .port
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    match &r.http {
+        Some(h) if r.protocol == palisade_engine::Protocol::Http => {
+            format!(
+                "{} {}{} to {to}{port} from {from}",
+                h.method, h.host, h.path
+            )
+        }
+        _ => format!("TCP to {to}{port} from {from}"),
+    }
+}
+
+fn label(line: usize, name: Option<&String>) -> String {
+    match name {
+        Some(n) => format!("line {line} ({n})"),
+        None => format!("line {line}"),
+    }
+}
+
+fn human(r: &ReplayResult) -> String {
+    let mut out = String::new();
+    let format = r.format.map_or("-".to_string(), |f| f.to_string());
+    let _ = writeln!(
+        out,
+        "replayed {} records from {} ({format}; {} skipped, {} ignored) through {} ({} VMs) and the native engine",
+        r.records,
+        r.traffic,
+        r.skipped.len(),
+        r.ignored,
+        r.wasm,
+        r.vms
+    );
+    for s in &r.skipped {
+        let _ = writeln!(out, "  skipped {s}");
+    }
+    let _ = writeln!(
+        out,
+        "native: {} allowed, {} denied; wasm: {} allowed, {} denied",
+        r.native.allowed, r.native.denied, r.wasm_totals.allowed, r.wasm_totals.denied
+    );
+    let _ = writeln!(out);
+    let width = r
+        .rules
+        .iter()
+        .map(|c| c.rule.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(out, "{:<width$}  {:>7}  {:>7}", "rule", "allowed", "denied");
+    for c in &r.rules {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>7}  {:>7}",
+            c.rule, c.count.allowed, c.count.denied
+        );
+    }
+    let _ = writeln!(out);
+    let width = r
+        .policies
+        .iter()
+        .map(|c| c.policy.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>7}  {:>7}",
+        "policy", "allowed", "denied"
+    );
+    for c in &r.policies {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>7}  {:>7}",
+            c.policy, c.count.allowed, c.count.denied
+        );
+    }
+    let _ = writeln!(out);
+    if r.disagreements.is_empty() {
+        let _ = writeln!(out, "wasm/native: agree on all {} records", r.records);
+    } else {
+        let _ = writeln!(
+            out,
+            "wasm/native: DISAGREE on {} records",
+            r.disagreements.len()
+        );
+        for d in r.disagreements.iter().take(LIST_AT_MOST) {
+            let _ = writeln!(
+                out,
+                "  {}: {}\n    wasm:   {}\n    native: {}\n    request: {}",
+                label(d.line, d.name.as_ref()),
+                brief(&d.request),
+                d.wasm.human(),
+                d.native.human(),
+                serde_json::to_string(&d.request).unwrap_or_default()
+            );
+        }
+    }
+    if !r.unroutable.is_empty() {
+        let _ = writeln!(
+            out,
+            "not decided: {} records have no known destination workload (give `--inventory` or `--workload`)",
+            r.unroutable.len()
+        );
+        for u in r.unroutable.iter().take(LIST_AT_MOST) {
+            let _ = writeln!(out, "  line {}: {}", u.line, u.reason);
+        }
+    }
+    let l = &r.live;
+    if l.compared == 0 {
+        let _ = writeln!(out, "live outcome: no record carries one");
+    } else {
+        let _ = writeln!(
+            out,
+            "live outcome: {} records carry one; this policy decides {} the same, {} differently",
+            l.compared,
+            l.same,
+            l.differences.len()
+        );
+        for d in l.differences.iter().take(LIST_AT_MOST) {
+            let live = match &d.live.rule {
+                Some(rule) => format!("{} by {rule}", d.live.verdict),
+                None => d.live.verdict.to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {}: {}\n    live: {live}; policy: {}",
+                label(d.line, d.name.as_ref()),
+                brief(&d.request),
+                d.policy.human()
+            );
+        }
+    }
+    let listed = r.disagreements.len().max(l.differences.len());
+    if listed > LIST_AT_MOST {
+        let _ = writeln!(
+            out,
+            "(lists cut at {LIST_AT_MOST}; `--output json` has every record)"
+        );
+    }
+    out
+}
