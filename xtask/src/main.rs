@@ -9,6 +9,8 @@
 //! - `cargo xtask plugin`: only the proxy-wasm plugin build (`--target wasm32-wasip1 --profile
 //!   plugin`), which the real-Envoy plugin tests load.
 //! - `cargo xtask bench`: the engine benchmark (release build).
+//! - `cargo xtask bench-hook [--runs N]`: the OCI hook's start-to-exit time, component (cached)
+//!   beside `--native` (see `bench_hook.rs`).
 //! - `cargo xtask oci <plugin.wasm> [--out <dir>] [--tag <name:tag>]`: the proxy-wasm plugin
 //!   as an OCI image for Istio's `WasmPlugin`, without Docker (see `oci.rs`).
 
@@ -16,6 +18,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench_hook;
 mod oci;
 
 /// The wasm targets the engine must build for.
@@ -32,6 +35,11 @@ fn main() -> ExitCode {
         "wasm" => wasm(),
         "plugin" => plugin(),
         "bench" => bench(),
+        "bench-hook" => bench_hook::run(
+            &env::args().skip(2).collect::<Vec<_>>(),
+            &root(),
+            &target_dir(),
+        ),
         "oci" => oci::run(
             &env::args().skip(2).collect::<Vec<_>>(),
             target_dir().join("oci"),
@@ -103,7 +111,47 @@ fn setup() -> Result<(), String> {
     let envoy =
         palisade_envoy_harness::envoy::find_or_install_envoy(&root()).map_err(|e| e.to_string())?;
     eprintln!("    {}", envoy.display());
-    Ok(())
+    container_runtimes()
+}
+
+/// The container runtimes the OCI hook's tests start containers with (Debian packages; root
+/// only — as another user those tests skip and say so).
+fn container_runtimes() -> Result<(), String> {
+    const PACKAGES: &[&str] = &["runc", "crun", "podman", "busybox-static", "hyperfine"];
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !root {
+        eprintln!(
+            "==> container runtimes: not root, not installing {missing:?} (the runtime tests skip)"
+        );
+        return Ok(());
+    }
+    run(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    run(
+        &format!("apt-get install {}", missing.join(" ")),
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// Builds the engine for every wasm target.
