@@ -11,6 +11,9 @@
 //! - `cargo xtask bench`: the engine benchmark (release build).
 //! - `cargo xtask bench-hook [--runs N]`: the OCI hook's start-to-exit time, component (cached)
 //!   beside `--native` (see `bench_hook.rs`).
+//! - `cargo xtask record-traffic [--out <dir>]`: the shop's scripted traffic through the real
+//!   Envoy with the plugin, its access log copied to `examples/shop/traffic/` (see
+//!   `record_traffic.rs`).
 //! - `cargo xtask oci <plugin.wasm> [--out <dir>] [--tag <name:tag>]`: the proxy-wasm plugin
 //!   as an OCI image for Istio's `WasmPlugin`, without Docker (see `oci.rs`).
 
@@ -20,6 +23,7 @@ use std::process::{Command, ExitCode};
 
 mod bench_hook;
 mod oci;
+mod record_traffic;
 
 /// The wasm targets the engine must build for.
 const WASM_TARGETS: &[&str] = &["wasm32-unknown-unknown", "wasm32-wasip1", "wasm32-wasip2"];
@@ -40,12 +44,17 @@ fn main() -> ExitCode {
             &root(),
             &target_dir(),
         ),
+        "record-traffic" => record_traffic::run(
+            &env::args().skip(2).collect::<Vec<_>>(),
+            &root(),
+            &target_dir().join("record-traffic"),
+        ),
         "oci" => oci::run(
             &env::args().skip(2).collect::<Vec<_>>(),
             target_dir().join("oci"),
         ),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|wasm|bench|oci>");
+            eprintln!("usage: cargo xtask <test|setup|wasm|bench|oci|record-traffic>");
             return ExitCode::from(2);
         }
     };
