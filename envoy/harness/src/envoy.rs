@@ -119,6 +119,10 @@ impl EnvoyProcess {
                 "1",
                 "--log-level",
                 "warning",
+                // Access logs reach their files within 100 ms (Envoy's default is 10 s),
+                // so tests read what was logged without racing the flush.
+                "--file-flush-interval-msec",
+                "100",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

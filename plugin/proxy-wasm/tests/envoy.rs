@@ -322,7 +322,7 @@ fn the_plugin_enforces_in_a_real_envoy() {
     );
 
     // %RESPONSE_CODE_DETAILS% names the deciding policy, as Envoy's RBAC filter does.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut log = String::new();
     while Instant::now() < deadline && !log.contains("/xff 403") {
         std::thread::sleep(Duration::from_millis(100));
