@@ -11,6 +11,9 @@
 //! - `cargo xtask bench`: the engine benchmark (release build).
 //! - `cargo xtask bench-hook [--runs N]`: the OCI hook's start-to-exit time, component (cached)
 //!   beside `--native` (see `bench_hook.rs`).
+//! - `cargo xtask bench-envoy [--sizes 10,1000,5000] [--duration 4] [--rounds 3]`: the
+//!   proxy-wasm plugin against Envoy's RBAC filter in the real Envoy, under `wrk` (see
+//!   `bench_envoy.rs`).
 //! - `cargo xtask record-traffic [--out <dir>]`: the shop's scripted traffic through the real
 //!   Envoy with the plugin, its access log copied to `examples/shop/traffic/` (see
 //!   `record_traffic.rs`).
@@ -21,6 +24,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench_envoy;
 mod bench_hook;
 mod oci;
 mod record_traffic;
@@ -39,6 +43,11 @@ fn main() -> ExitCode {
         "wasm" => wasm(),
         "plugin" => plugin(),
         "bench" => bench(),
+        "bench-envoy" => bench_envoy::run(
+            &env::args().skip(2).collect::<Vec<_>>(),
+            &root(),
+            &target_dir().join("bench-envoy"),
+        ),
         "bench-hook" => bench_hook::run(
             &env::args().skip(2).collect::<Vec<_>>(),
             &root(),
@@ -54,7 +63,7 @@ fn main() -> ExitCode {
             target_dir().join("oci"),
         ),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|wasm|bench|oci|record-traffic>");
+            eprintln!("usage: cargo xtask <test|setup|wasm|bench|bench-envoy|oci|record-traffic>");
             return ExitCode::from(2);
         }
     };

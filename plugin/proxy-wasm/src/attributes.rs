@@ -438,11 +438,12 @@ pub fn build_request(raw: &RawAttributes, plugin: &Plugin) -> Result<Request, At
             .map(Vec::as_slice)
             .unwrap_or_default();
         request.remote_ip = remote_ip(xff, plugin.trusted_xff_hops, source_ip);
+        let (method, host, path) = (first(":method"), first(":authority"), first(":path"));
         request.http = Some(HttpAttributes {
-            method: first(":method"),
-            host: first(":authority"),
-            path: first(":path"),
-            headers: headers.clone(),
+            method,
+            host,
+            path,
+            headers,
         });
         request.jwt = match &raw.metadata {
             Some(m) => jwt_payload(m)?,

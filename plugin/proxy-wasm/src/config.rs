@@ -151,6 +151,9 @@ pub struct Plugin {
     pub deny_status: u32,
     /// HTTP denial body.
     pub deny_body: String,
+    /// Whether any compiled rule tests `connection.sni`; when none does, the glue does not
+    /// read the property (a host call per request that could not change a decision).
+    pub uses_sni: bool,
 }
 
 impl Plugin {
@@ -238,7 +241,14 @@ impl Plugin {
                 (engine.build_view(&inline.namespace, &labels), inline)
             }
         };
+        let uses_sni = engine
+            .rules
+            .iter()
+            .flat_map(|r| r.http.iter().chain(r.tcp.iter()))
+            .flat_map(|b| b.from.iter().chain(b.to.iter()).flatten().chain(&b.when))
+            .any(|p| p.attr == palisade_engine::compile::Attr::Sni);
         Ok(Plugin {
+            uses_sni,
             engine,
             view,
             workload,
@@ -399,6 +409,24 @@ spec:
         Plugin::configure(json, &NodeMetadata::default())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn sni_is_read_only_when_a_rule_tests_it() {
+        let p =
+            Plugin::configure(&config(serde_json::json!({})), &NodeMetadata::default()).unwrap();
+        assert!(!p.uses_sni);
+        let sni = format!(
+            "{POLICY}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {{name: sni, namespace: other}}\nspec:\n  action: DENY\n  rules:\n  \
+             - when: [{{key: connection.sni, values: [\"x.example\"]}}]\n"
+        );
+        let p = Plugin::configure(
+            &config(serde_json::json!({ "policy": sni })),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        assert!(p.uses_sni);
     }
 
     #[test]

@@ -63,6 +63,20 @@ pub struct Outcome {
 
 /// Maps a decision to an outcome. `what` describes the request for the log line.
 pub fn outcome(decision: &Decision, plugin: &Plugin, what: &str) -> Outcome {
+    outcome_with(decision, plugin, || what.to_string(), |_| true)
+}
+
+/// [`outcome`], building the log line only when `logged(level)` says the host keeps lines of
+/// that level; otherwise the line is left empty, so that the request path does not format
+/// the request and the decision's explanation only for the host to drop them (an allow is
+/// logged at debug, a denial at info, and Envoy runs at `warning` by default). Everything else
+/// is the same.
+pub fn outcome_with(
+    decision: &Decision,
+    plugin: &Plugin,
+    what: impl FnOnce() -> String,
+    logged: impl FnOnce(Level) -> bool,
+) -> Outcome {
     let policy = if decision.step == Step::Error {
         "error".to_string()
     } else {
@@ -131,13 +145,18 @@ pub fn outcome(decision: &Decision, plugin: &Plugin, what: &str) -> Outcome {
     } else {
         Level::Debug
     };
-    let log = (
-        level,
-        format!(
-            "palisade: {verb} {what} by policy {policy}: {}",
-            decision.explain()
-        ),
-    );
+    let log = if !logged(level) {
+        (level, String::new())
+    } else {
+        (
+            level,
+            format!(
+                "palisade: {verb} {} by policy {policy}: {}",
+                what(),
+                decision.explain()
+            ),
+        )
+    };
     Outcome {
         block,
         status: plugin.deny_status,
@@ -245,6 +264,28 @@ spec:
             ]
         );
         assert_eq!(o.log.0, Level::Debug);
+    }
+
+    #[test]
+    fn a_line_the_host_drops_is_not_built_and_nothing_else_changes() {
+        let p = plugin("enforce");
+        for (method, path) in [("GET", "/items"), ("GET", "/admin"), ("GET", "/audited")] {
+            let mut r = get(method, path);
+            r.destination.workload = Some(p.workload.clone());
+            let d = p.decide(&r);
+            let full = outcome(&d, &p, "GET cart/x");
+            let quiet = outcome_with(&d, &p, || unreachable!("described"), |_| false);
+            assert_eq!(quiet.log, (full.log.0, String::new()));
+            assert_eq!(
+                Outcome {
+                    log: full.log.clone(),
+                    ..quiet
+                },
+                full
+            );
+            let kept = outcome_with(&d, &p, || "GET cart/x".into(), |l| l == full.log.0);
+            assert_eq!(kept, full);
+        }
     }
 
     #[test]
