@@ -35,8 +35,8 @@ pub mod replay;
 pub use abi::{Action, LogLevel};
 pub use decider::ProxyWasmDecider;
 pub use envoy::{PropertyMap, StreamInput};
-pub use replay::{Replayer, Unroutable, same_decision};
 pub use host::{
     ConfigRefused, GuestTrap, HostError, HostSettings, HttpCall, HttpFixture, HttpOutcome,
     LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, TcpOutcome, TrapKind,
 };
+pub use replay::{Replayer, Unroutable, same_decision};

@@ -17,6 +17,8 @@
 //! - `cargo xtask record-traffic [--out <dir>]`: the shop's scripted traffic through the real
 //!   Envoy with the plugin, its access log copied to `examples/shop/traffic/` (see
 //!   `record_traffic.rs`).
+//! - `cargo xtask bench-replay [--records N]`: `palisade replay`'s records per second, native and
+//!   wasm, on the recorded sample scaled to a million records (release build).
 //! - `cargo xtask oci <plugin.wasm> [--out <dir>] [--tag <name:tag>]`: the proxy-wasm plugin
 //!   as an OCI image for Istio's `WasmPlugin`, without Docker (see `oci.rs`).
 
@@ -58,12 +60,15 @@ fn main() -> ExitCode {
             &root(),
             &target_dir().join("record-traffic"),
         ),
+        "bench-replay" => bench_replay(&env::args().skip(2).collect::<Vec<_>>()),
         "oci" => oci::run(
             &env::args().skip(2).collect::<Vec<_>>(),
             target_dir().join("oci"),
         ),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|wasm|bench|bench-envoy|oci|record-traffic>");
+            eprintln!(
+                "usage: cargo xtask <test|setup|wasm|plugin|bench|bench-envoy|bench-replay|record-traffic|oci>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -265,6 +270,25 @@ fn count(line: &str, what: &str) -> u64 {
                 .and_then(|n| n.trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// `palisade replay`'s throughput: the host-test benchmark `replay` (release build), after
+/// the plugin build it loads.
+fn bench_replay(args: &[String]) -> Result<(), String> {
+    plugin()?;
+    run(
+        "replay benchmark (release)",
+        cargo()
+            .args([
+                "bench",
+                "-p",
+                "palisade-host-test",
+                "--bench",
+                "replay",
+                "--",
+            ])
+            .args(args),
+    )
 }
 
 fn bench() -> Result<(), String> {
