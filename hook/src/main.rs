@@ -4,7 +4,7 @@
 //! ```text
 //! palisade-oci-hook (--bundle <file> | --policy <file|dir>) [--component <file.wasm>]
 //!                   [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>]
-//!                   [--annotation <key=value>]...
+//!                   [--annotation <key=value>]... [--state-file <file>] [--timing]
 //! ```
 //!
 //! The OCI state comes on stdin; exit 0 allows, 1 denies (the reasons on stderr), 2 is a
@@ -23,7 +23,7 @@ use palisade_oci_hook::{Args, Outcome, run};
 
 const USAGE: &str = "usage: palisade-oci-hook (--bundle <file> | --policy <file|dir>) \
 [--component <file.wasm>] [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>] \
-[--annotation <key=value>]...
+[--annotation <key=value>]... [--state-file <file>] [--timing]
        palisade-oci-hook --precompile [--component <file.wasm>] [--cache-dir <dir>]
 Reads the OCI state on stdin and <bundle>/config.json; exits 0 to allow, 1 to deny, 2 when it
 cannot decide (fail closed). Environment: PALISADE_BUNDLE, PALISADE_POLICY, PALISADE_COMPONENT,
@@ -46,7 +46,16 @@ fn main() -> ExitCode {
         }
         Ok(Mode::Precompile(args)) => precompile(&args),
         Ok(Mode::Hook(args)) => {
-            let outcome = run(&args, io::stdin().lock());
+            let outcome = match &args.state_file {
+                None => run(&args, io::stdin().lock()),
+                Some(p) => match std::fs::File::open(p) {
+                    Ok(f) => run(&args, f),
+                    Err(e) => Outcome::Failed(format!(
+                        "cannot open the state file `{}`: {e}",
+                        p.display()
+                    )),
+                },
+            };
             eprint!("{}", outcome.report());
             ExitCode::from(outcome.exit_code())
         }
@@ -103,7 +112,9 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
             "--cache-dir" => args.cache_dir = Some(value("--cache-dir")?.into()),
             "--no-cache" => args.cache_dir = None,
             "--record" => args.record = Some(value("--record")?.into()),
+            "--state-file" => args.state_file = Some(value("--state-file")?.into()),
             "--native" => args.native = true,
+            "--timing" => args.timing = true,
             "--precompile" => precompile = true,
             "--fuel" => {
                 let v = value("--fuel")?;

@@ -25,6 +25,10 @@ pub struct Args {
     pub fuel: u64,
     /// Annotations applied over the container's own (`--annotation k=v`).
     pub annotations: Vec<(String, String)>,
+    /// Print where the time went to stderr (`--timing`).
+    pub timing: bool,
+    /// Read the state from this file instead of stdin (`--state-file`: benchmarks, replay).
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -37,6 +41,8 @@ impl Default for Args {
             record: None,
             fuel: DEFAULT_FUEL,
             annotations: Vec::new(),
+            timing: false,
+            state_file: None,
         }
     }
 }
@@ -117,9 +123,22 @@ fn decide(args: &Args, input: &HookInput) -> Outcome {
                 .component
                 .clone()
                 .ok_or_else(|| "no component: give `--component <file.wasm>`".to_string())?;
+            let started = std::time::Instant::now();
             let mut guest = Guest::new(&wasm, args.cache_dir.as_deref(), args.fuel)?;
+            let ready = started.elapsed();
             guest.load(&policy)?;
-            guest.admit(&input.state_json, &input.config_json, &args.annotations)
+            let (loaded, load_fuel) = (started.elapsed(), guest.fuel_used());
+            let admission = guest.admit(&input.state_json, &input.config_json, &args.annotations);
+            if args.timing {
+                eprintln!(
+                    "palisade-oci-hook: timing: component ready ({:?}) {ready:?}, policy loaded +{:?} ({load_fuel} fuel), admitted +{:?} ({} fuel)",
+                    guest.cache,
+                    loaded.saturating_sub(ready),
+                    started.elapsed().saturating_sub(loaded),
+                    guest.fuel_used()
+                );
+            }
+            admission
         }
     });
     match result {

@@ -166,25 +166,18 @@ pub fn run(args: &[String], root: &Path, target_dir: &Path) -> Result<(), String
     Ok(())
 }
 
-/// The same two commands under hyperfine, when it is installed (Debian's `hyperfine`).
+/// The same two commands under hyperfine, when it is installed (Debian's `hyperfine`), without
+/// a shell (`-N`): the hook reads the state from `--state-file`.
 fn hyperfine(hook: &Path, state: &Path, component: &[PathBuf], native: &[PathBuf], runs: usize) {
     let line = |args: &[PathBuf]| {
-        let mut s = format!("{} ", hook.display());
+        let mut s = format!("{} --state-file {}", hook.display(), state.display());
         for a in args {
-            s.push_str(&format!("{} ", a.display()));
+            s.push_str(&format!(" {}", a.display()));
         }
-        format!("{s}< {}", state.display())
+        s
     };
     let status = Command::new("hyperfine")
-        .args([
-            "--warmup",
-            "20",
-            "--runs",
-            &runs.to_string(),
-            "--shell",
-            "sh",
-            "-N",
-        ])
+        .args(["-N", "--warmup", "20", "--runs", &runs.to_string()])
         .arg(line(component))
         .arg(line(native))
         .status();
