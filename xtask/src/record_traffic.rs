@@ -593,7 +593,12 @@ pub fn run(args: &[String], root: &Path, work: &Path) -> Result<(), String> {
     }
     let log = work.join("access.log");
     let mut config = bootstrap(&specs, &pki, echo.port);
-    config["node"] = json!({"id": "shop-record-traffic", "cluster": "shop"});
+    if let Some(o) = config.as_object_mut() {
+        o.insert(
+            "node".into(),
+            json!({"id": "shop-record-traffic", "cluster": "shop"}),
+        );
+    }
     add_access_log(&mut config, &access_log_entry(&log)?);
     let config_file = work.join("envoy.json");
     std::fs::write(
