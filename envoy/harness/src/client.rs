@@ -58,7 +58,7 @@ pub fn send_http(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let mut stream = connect(source, to, transport)?;
+    let (mut stream, _) = connect(source, to, transport)?;
     stream
         .write_all(head.as_bytes())
         .context(|| format!("writing request to {to}"))?;
@@ -116,6 +116,17 @@ pub fn send_http_full(
     transport: &Transport,
     req: &HttpRequest,
 ) -> Result<HttpResponse> {
+    send_http_from(source, to, transport, req).map(|(r, _)| r)
+}
+
+/// Like [`send_http_full`], and also returns the client's end of the connection (the
+/// address and port Envoy sees as `source.address`).
+pub fn send_http_from(
+    source: Option<IpAddr>,
+    to: SocketAddr,
+    transport: &Transport,
+    req: &HttpRequest,
+) -> Result<(HttpResponse, SocketAddr)> {
     let mut head = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
         req.method, req.path, req.host
@@ -124,7 +135,7 @@ pub fn send_http_full(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let mut stream = connect(source, to, transport)?;
+    let (mut stream, local) = connect(source, to, transport)?;
     stream
         .write_all(head.as_bytes())
         .context(|| format!("writing request to {to}"))?;
@@ -159,11 +170,14 @@ pub fn send_http_full(
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: body.to_string(),
-    })
+    Ok((
+        HttpResponse {
+            status,
+            headers,
+            body: body.to_string(),
+        },
+        local,
+    ))
 }
 
 /// Whether `buf` holds a whole response head and the `content-length` body that follows it.
@@ -182,24 +196,33 @@ fn complete(buf: &[u8]) -> bool {
 /// Opens a connection, writes a short line and reports whether any bytes came back (`true`, the
 /// listener's direct response) or the connection was closed or reset with nothing (`false`).
 pub fn probe_tcp(source: Option<IpAddr>, to: SocketAddr, transport: &Transport) -> Result<bool> {
-    let mut stream = connect(source, to, transport)?;
+    probe_tcp_from(source, to, transport).map(|(allowed, _)| allowed)
+}
+
+/// Like [`probe_tcp`], and also returns the client's end of the connection.
+pub fn probe_tcp_from(
+    source: Option<IpAddr>,
+    to: SocketAddr,
+    transport: &Transport,
+) -> Result<(bool, SocketAddr)> {
+    let (mut stream, local) = connect(source, to, transport)?;
     if stream
         .write_all(b"palisade-harness-probe\n")
         .and_then(|()| stream.flush())
         .is_err()
     {
-        return Ok(false);
+        return Ok((false, local));
     }
     let mut chunk = [0u8; 256];
     match stream.read(&mut chunk) {
-        Ok(n) => Ok(n > 0),
+        Ok(n) => Ok((n > 0, local)),
         Err(e)
             if e.kind() == std::io::ErrorKind::WouldBlock
                 || e.kind() == std::io::ErrorKind::TimedOut =>
         {
             Err(Error(format!("no answer from {to} within {TIMEOUT:?}")))
         }
-        Err(_) => Ok(false),
+        Err(_) => Ok((false, local)),
     }
 }
 
@@ -233,7 +256,12 @@ impl Write for Stream {
     }
 }
 
-fn connect(source: Option<IpAddr>, to: SocketAddr, transport: &Transport) -> Result<Stream> {
+/// Connects, returning the stream and its local address.
+fn connect(
+    source: Option<IpAddr>,
+    to: SocketAddr,
+    transport: &Transport,
+) -> Result<(Stream, SocketAddr)> {
     let sock = Socket::new(Domain::for_address(to), Type::STREAM, None)
         .context(|| "creating socket".into())?;
     if let Some(ip) = source {
@@ -248,8 +276,9 @@ fn connect(source: Option<IpAddr>, to: SocketAddr, transport: &Transport) -> Res
     tcp.set_write_timeout(Some(TIMEOUT))
         .context(|| "timeout".into())?;
     tcp.set_nodelay(true).context(|| "nodelay".into())?;
+    let local = tcp.local_addr().context(|| "local address".into())?;
     match transport {
-        Transport::Plain => Ok(Stream::Plain(tcp)),
+        Transport::Plain => Ok((Stream::Plain(tcp), local)),
         Transport::Tls { sni, client } => {
             let config = tls_config(sni.is_some(), client.as_deref())?;
             let name = match sni {
@@ -265,7 +294,7 @@ fn connect(source: Option<IpAddr>, to: SocketAddr, transport: &Transport) -> Res
                     .complete_io(&mut s.sock)
                     .context(|| format!("TLS handshake with {to}"))?;
             }
-            Ok(Stream::Tls(Box::new(s)))
+            Ok((Stream::Tls(Box::new(s)), local))
         }
     }
 }

@@ -15,7 +15,8 @@
 //! a policy into probes, [`cases`] reads `cases.json`, [`compare`] runs a case on both sides, and `engine` adapts
 //! `palisade-engine` to the comparison. [`plugin`] builds the Palisade proxy-wasm plugin and
 //! the filter entries that load it. [`access_log`] is the recorded-traffic access-log format
-//! (`envoy/access-log.json`).
+//! (`envoy/access-log.json`). [`shop`] runs `examples/shop` in Envoy with the plugin (the shop
+//! end-to-end and host-fidelity tests).
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod error;
 pub mod generate;
 pub mod jwt;
 pub mod plugin;
+pub mod shop;
 pub mod yaml;
 
 pub use error::{Error, Result};

@@ -20,295 +20,18 @@
 )]
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use palisade_envoy_harness::access_log;
-use palisade_envoy_harness::bootstrap::{EchoServer, ListenerKind, ListenerSpec, bootstrap};
-use palisade_envoy_harness::certs::Pki;
-use palisade_envoy_harness::client::{
-    HttpRequest, HttpResponse, Transport, probe_tcp, send_http_full,
+use palisade_envoy_harness::bootstrap::ListenerKind;
+use palisade_envoy_harness::client::{HttpResponse, Transport, probe_tcp, send_http_full};
+use palisade_envoy_harness::jwt::{EXPIRY, mint};
+use palisade_envoy_harness::plugin::{POLICY_HEADER, http_filter};
+use palisade_envoy_harness::shop::{
+    INTERNET, NO_SIDECAR, Shop, per_policy, request, spec, with_vm, workload,
 };
-use palisade_envoy_harness::compare::listen_address;
-use palisade_envoy_harness::envoy::{EnvoyProcess, find_or_install_envoy, validate_config};
-use palisade_envoy_harness::jwt::{EXPIRY, base64url, mint};
-use palisade_envoy_harness::plugin::{POLICY_HEADER, build_plugin, http_filter, network_filter};
 use serde_json::{Value, json};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn shop_dir() -> PathBuf {
-    repo_root().join("examples").join("shop")
-}
-
-/// The inventory's pod IPs and the loopback source address each workload's client uses
-/// here; the test inventory is `examples/shop/inventory.yaml` with these swapped in, so that
-/// NetworkPolicy finds the source pod of a connection by its address, as in a cluster.
-const WORKLOAD_IPS: &[(&str, &str, [u8; 4])] = &[
-    ("ingressgateway", "10.0.0.10", [127, 0, 0, 10]),
-    ("frontend", "10.1.0.10", [127, 0, 0, 11]),
-    ("cart", "10.1.0.20", [127, 0, 0, 12]),
-    ("catalog", "10.1.0.30", [127, 0, 0, 13]),
-    ("api", "10.2.0.10", [127, 0, 0, 14]),
-    ("processor", "10.2.0.20", [127, 0, 0, 15]),
-    ("postgres", "10.3.0.10", [127, 0, 0, 16]),
-];
-/// Clients outside the mesh (the Internet through the gateway, a pod without a sidecar).
-const INTERNET: [u8; 4] = [127, 0, 0, 70];
-const NO_SIDECAR: [u8; 4] = [127, 0, 0, 99];
-
-fn workload_ip(name: &str) -> Ipv4Addr {
-    WORKLOAD_IPS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, _, ip)| Ipv4Addr::from(*ip))
-        .unwrap()
-}
-
-/// The inventory with loopback addresses, then every policy file (sorted), as one multi-doc
-/// YAML string: the plugin's inline `policy`.
-fn shop_policy() -> String {
-    let mut inventory = std::fs::read_to_string(shop_dir().join("inventory.yaml")).unwrap();
-    for (name, from, to) in WORKLOAD_IPS {
-        let (from, to) = (
-            format!("ips: [{from}]"),
-            format!("ips: [{}]", Ipv4Addr::from(*to)),
-        );
-        assert!(
-            inventory.contains(&from),
-            "{name}: no `{from}` in inventory.yaml"
-        );
-        inventory = inventory.replace(&from, &to);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(shop_dir().join("policies"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut docs = vec![inventory];
-    docs.extend(files.iter().map(|f| std::fs::read_to_string(f).unwrap()));
-    docs.join("\n---\n")
-}
-
-/// The same policy compiled by the engine into a bundle (base64), as `palisade compile` does.
-fn shop_bundle(policy: &str) -> String {
-    let set =
-        palisade_engine::load(&[palisade_engine::SourceFile::new("shop.yaml", policy)]).unwrap();
-    let engine = palisade_engine::compile(&set, &palisade_engine::Options::default()).unwrap();
-    // Standard base64 with padding, from the harness's base64url.
-    let mut b64 = base64url(&palisade_engine::encode_bundle(&engine).unwrap())
-        .replace('-', "+")
-        .replace('_', "/");
-    while !b64.len().is_multiple_of(4) {
-        b64.push('=');
-    }
-    b64
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A module that speaks just enough of the proxy-wasm ABI (0.2.1) for Envoy to load and
-/// configure it, and then traps (`unreachable`) on the first request headers or downstream
-/// data. Encoded here so the test needs no WAT toolchain; as WAT:
-///
-/// ```text
-/// (module (memory (export "memory") 1)
-///   (func (export "proxy_abi_version_0_2_1"))
-///   (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 1024)
-///   (func (export "proxy_on_context_create") (param i32 i32))
-///   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
-///   (func (export "proxy_on_configure") (param i32 i32) (result i32) i32.const 1)
-///   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) unreachable)
-///   (func (export "proxy_on_new_connection") (param i32) (result i32) i32.const 0)
-///   (func (export "proxy_on_downstream_data") (param i32 i32 i32) (result i32) unreachable)
-///   (func (export "proxy_on_done") (param i32) (result i32) i32.const 1)
-///   (func (export "proxy_on_delete") (param i32)))
-/// ```
-fn trapping_module() -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn vector(items: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        leb(items.len(), &mut out);
-        for i in items {
-            out.extend(i);
-        }
-        out
-    }
-    fn section(id: u8, content: Vec<u8>, out: &mut Vec<u8>) {
-        out.push(id);
-        leb(content.len(), out);
-        out.extend(content);
-    }
-    const I32: u8 = 0x7f;
-    let types: Vec<Vec<u8>> = vec![
-        vec![0x60, 0, 0],                     // 0: () -> ()
-        vec![0x60, 1, I32, 1, I32],           // 1: (i32) -> i32
-        vec![0x60, 2, I32, I32, 0],           // 2: (i32, i32) -> ()
-        vec![0x60, 2, I32, I32, 1, I32],      // 3: (i32, i32) -> i32
-        vec![0x60, 3, I32, I32, I32, 1, I32], // 4: (i32, i32, i32) -> i32
-        vec![0x60, 1, I32, 0],                // 5: (i32) -> ()
-    ];
-    let (unreachable, i32_const) = (0x00u8, 0x41u8);
-    let funcs: Vec<(&str, u8, Vec<u8>)> = vec![
-        ("proxy_abi_version_0_2_1", 0, vec![]),
-        ("proxy_on_memory_allocate", 1, vec![i32_const, 0x80, 0x08]),
-        ("proxy_on_context_create", 2, vec![]),
-        ("proxy_on_vm_start", 3, vec![i32_const, 1]),
-        ("proxy_on_configure", 3, vec![i32_const, 1]),
-        ("proxy_on_request_headers", 4, vec![unreachable]),
-        ("proxy_on_new_connection", 1, vec![i32_const, 0]),
-        ("proxy_on_downstream_data", 4, vec![unreachable]),
-        ("proxy_on_done", 1, vec![i32_const, 1]),
-        ("proxy_on_delete", 5, vec![]),
-    ];
-    let name = |s: &str| {
-        let mut out = Vec::new();
-        leb(s.len(), &mut out);
-        out.extend(s.as_bytes());
-        out
-    };
-    let mut exports = vec![[name("memory"), vec![0x02, 0]].concat()];
-    let mut bodies = Vec::new();
-    for (i, (export, _, code)) in funcs.iter().enumerate() {
-        exports.push([name(export), vec![0x00, i as u8]].concat());
-        let body = [vec![0u8], code.clone(), vec![0x0b]].concat();
-        let mut entry = Vec::new();
-        leb(body.len(), &mut entry);
-        entry.extend(body);
-        bodies.push(entry);
-    }
-    let mut m = b"\0asm".to_vec();
-    m.extend(1u32.to_le_bytes());
-    section(1, vector(&types), &mut m);
-    section(
-        3,
-        vector(&funcs.iter().map(|f| vec![f.1]).collect::<Vec<_>>()),
-        &mut m,
-    );
-    section(5, vector(&[vec![0x00, 1]]), &mut m);
-    section(7, vector(&exports), &mut m);
-    section(10, vector(&bodies), &mut m);
-    m
-}
-
-/// The listeners, written to a watched directory for Envoy's file-based LDS.
-struct Lds {
-    dir: PathBuf,
-    version: u32,
-}
-
-impl Lds {
-    fn file(&self) -> PathBuf {
-        self.dir.join("listeners.json")
-    }
-
-    /// Writes a new version and moves it into place (Envoy reacts to the rename).
-    fn push(&mut self, listeners: &[Value]) {
-        self.version += 1;
-        let resources: Vec<Value> = listeners
-            .iter()
-            .map(|l| {
-                let mut l = l.clone();
-                l["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
-                l
-            })
-            .collect();
-        let doc = json!({"version_info": self.version.to_string(), "resources": resources});
-        let tmp = self.dir.join("listeners.json.next");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-        std::fs::rename(&tmp, self.file()).unwrap();
-    }
-}
-
-/// The running Envoy and what the checks need.
-struct Shop<'a> {
-    envoy: EnvoyProcess,
-    pki: &'a Pki,
-    log: PathBuf,
-}
-
-impl Shop<'_> {
-    fn mtls(&self, identity: &str, sni: &str) -> Transport {
-        Transport::Tls {
-            sni: Some(sni.into()),
-            client: Some(
-                self.pki
-                    .client(&format!("spiffe://cluster.local/{identity}"))
-                    .unwrap(),
-            ),
-        }
-    }
-
-    fn admin(&self, path: &str) -> String {
-        let to = SocketAddr::from(([127, 0, 0, 1], self.envoy.admin_port));
-        let req = HttpRequest {
-            method: "GET".into(),
-            host: "admin".into(),
-            path: path.into(),
-            headers: Vec::new(),
-        };
-        send_http_full(None, to, &Transport::Plain, &req)
-            .unwrap()
-            .body
-    }
-
-    /// The counters named `palisade_*` at `/stats/prometheus` (a counter never incremented is
-    /// not defined, so it is absent: read as 0).
-    fn metrics(&self) -> BTreeMap<String, u64> {
-        self.admin("/stats/prometheus")
-            .lines()
-            .filter(|l| l.starts_with("palisade_"))
-            .filter_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                let name = name.split('{').next()?;
-                Some((name.to_string(), value.parse().ok()?))
-            })
-            .collect()
-    }
-
-    /// A counter at `/stats` (e.g. `listener_manager.lds.update_rejected`).
-    fn stat(&self, name: &str) -> u64 {
-        self.admin(&format!("/stats?filter={name}"))
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn wait_stat(&self, name: &str, at_least: u64) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let v = self.stat(name);
-            if v >= at_least || Instant::now() > deadline {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn envoy_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
 
 fn http(
     from: [u8; 4],
@@ -319,183 +42,30 @@ fn http(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
-    let req = HttpRequest {
-        method: method.into(),
-        host: host.into(),
-        path: path.into(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
+    let req = request(method, host, path, headers);
     send_http_full(Some(IpAddr::V4(from.into())), to, transport, &req).unwrap()
 }
 
-/// A per-policy counter's name at `/stats/prometheus`.
-fn per_policy(rule: &str, outcome: &str) -> String {
-    format!("palisade.policy.{rule}.{outcome}")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+fn expectation(name: &str) -> (bool, String) {
+    palisade_envoy_harness::shop::expectation(name).unwrap()
 }
 
-/// `examples/shop/requests/<name>.json`: (expect allowed, deciding rule or "none").
-fn expectation(name: &str) -> (bool, String) {
-    let path = shop_dir().join("requests").join(format!("{name}.json"));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let allowed = match v["expect"].as_str() {
-        Some("allow") => true,
-        Some("deny") => false,
-        other => panic!("{name}: expect {other:?}"),
-    };
-    (allowed, v["rule"].as_str().unwrap_or("none").to_string())
+fn workload_ip(name: &str) -> std::net::Ipv4Addr {
+    palisade_envoy_harness::shop::workload_ip(name).unwrap()
 }
 
 #[test]
 fn the_shop_runs_end_to_end_in_envoy() {
     let t0 = Instant::now();
-    let root = repo_root();
-    let envoy_bin = find_or_install_envoy(&root).unwrap();
-    let wasm = build_plugin(&root).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path()).unwrap();
-    let echo = EchoServer::start().unwrap();
-
-    // Listener addresses: this process's 127/8 block (shared fixed ports stay free of
-    // concurrent runs), one address per workload since the gateway and the cart both use 8080.
-    let [a, b, c, _] = listen_address().octets();
-    let at = |d: u8, port: u16| SocketAddr::from(([a, b, c, d], port));
-    let gateway = at(10, 8080);
-    let cart = at(20, 8080);
-    let catalog = at(30, 9080);
-    let payments = at(40, 8443);
-    let postgres = at(50, 5432);
-    let trap_http = at(60, free_port());
-    let trap_tcp = at(61, free_port());
-    let corrupt = at(62, free_port());
-
-    let policy = shop_policy();
-    let bundle = shop_bundle(&policy);
-    let workload = |ns: &str, name: &str| json!({"namespace": ns, "name": name});
-    let cart_config = |extra: Value| {
-        let mut c = json!({"policy": policy, "workload": workload("shop", "cart")});
-        for (k, v) in extra.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        c
-    };
-    let trap_wasm = dir.path().join("trap.wasm");
-    std::fs::write(&trap_wasm, trapping_module()).unwrap();
-    let with_vm = |mut filter: Value, vm: &str| {
-        filter["typed_config"]["config"]["vm_config"]["vm_id"] = json!(vm);
-        filter
-    };
-    let spec = |name: &str, addr: SocketAddr, kind: ListenerKind| ListenerSpec {
-        name: name.into(),
-        address: match addr.ip() {
-            IpAddr::V4(ip) => ip,
-            IpAddr::V6(_) => unreachable!(),
-        },
-        port: addr.port(),
-        kind,
-    };
-    let listeners_with = |cart_filter: Value, extra: Vec<ListenerSpec>| -> Vec<Value> {
-        let mut specs = vec![
-            spec(
-                "gateway",
-                gateway,
-                ListenerKind::Http(vec![http_filter(
-                    &wasm,
-                    &json!({"policy": policy, "workload": workload("istio-system", "ingressgateway")}),
-                )]),
-            ),
-            spec("cart", cart, ListenerKind::Http(vec![cart_filter])),
-            spec(
-                "catalog",
-                catalog,
-                ListenerKind::Http(vec![http_filter(
-                    &wasm,
-                    &json!({"policy": policy, "workload": workload("shop", "catalog")}),
-                )]),
-            ),
-            spec(
-                "payments_api",
-                payments,
-                ListenerKind::Http(vec![http_filter(
-                    &wasm,
-                    &json!({"bundle": bundle, "workload": workload("payments", "api")}),
-                )]),
-            ),
-            spec(
-                "postgres",
-                postgres,
-                ListenerKind::Tcp(vec![network_filter(
-                    &wasm,
-                    &json!({"policy": policy, "workload": workload("data", "postgres")}),
-                )]),
-            ),
-            spec(
-                "trap_http",
-                trap_http,
-                ListenerKind::Http(vec![with_vm(http_filter(&trap_wasm, &json!({})), "trap")]),
-            ),
-            spec(
-                "trap_tcp",
-                trap_tcp,
-                ListenerKind::Tcp(vec![with_vm(
-                    network_filter(&trap_wasm, &json!({})),
-                    "trap",
-                )]),
-            ),
-        ];
-        specs.extend(extra);
-        let mut listeners = bootstrap(&specs, &pki, echo.port)["static_resources"]["listeners"]
-            .as_array()
-            .unwrap()
-            .clone();
-        access_log::add_to_listeners(&mut listeners, &dir.path().join("access.log")).unwrap();
-        listeners
-    };
-    let good = listeners_with(http_filter(&wasm, &cart_config(json!({}))), vec![]);
-
-    let lds_dir = dir.path().join("lds");
-    std::fs::create_dir_all(&lds_dir).unwrap();
-    let mut lds = Lds {
-        dir: lds_dir.clone(),
-        version: 0,
-    };
-    lds.push(&good);
-    let mut config = bootstrap(&[], &pki, echo.port);
-    config["node"] = json!({"id": "shop-e2e", "cluster": "shop-e2e"});
-    config["dynamic_resources"] = json!({"lds_config": {
-        "resource_api_version": "V3",
-        "path_config_source": {
-            "path": lds.file().display().to_string(),
-            "watched_directory": {"path": lds_dir.display().to_string()},
-        },
-    }});
-    let config_file = dir.path().join("envoy.json");
-    std::fs::write(&config_file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    // The access-log format validates (and every listener with it, in a static copy).
-    let mut static_copy = config.clone();
-    static_copy["dynamic_resources"] = json!({});
-    static_copy["static_resources"]["listeners"] = json!(good);
-    let static_file = dir.path().join("envoy-static.json");
-    std::fs::write(
-        &static_file,
-        serde_json::to_vec_pretty(&static_copy).unwrap(),
-    )
-    .unwrap();
-    validate_config(&envoy_bin, &static_file).unwrap();
-
-    let envoy = EnvoyProcess::start(&envoy_bin, &config_file, dir.path()).unwrap();
-    let s = Shop {
-        envoy,
-        pki: &pki,
-        log: dir.path().join("envoy.log"),
-    };
-    s.admin("/ready");
+    let mut s = Shop::start().unwrap();
     println!("envoy ready after {:.1}s", t0.elapsed().as_secs_f64());
+    let a = s.setup.addrs;
+    let (gateway, cart, catalog, payments, postgres) =
+        (a.gateway, a.cart, a.catalog, a.payments, a.postgres);
+    let (trap_http, trap_tcp, corrupt) = (a.trap_http, a.trap_tcp, a.spare);
+    let wasm = s.setup.wasm.clone();
+    let policy = s.setup.policy.clone();
+    let dir = s.setup.dir.path().to_path_buf();
 
     // ---- 1. The twelve sample requests.
     let plain = Transport::Plain;
@@ -556,7 +126,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
         ),
     );
     let cart_sni = "cart.shop.svc.cluster.local";
-    let frontend = s.mtls("ns/shop/sa/frontend", cart_sni);
+    let frontend = s.mtls("ns/shop/sa/frontend", cart_sni).unwrap();
     let frontend_ip = workload_ip("frontend").octets();
     let adds_to_cart = || {
         http(
@@ -596,7 +166,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
         &http(
             workload_ip("ingressgateway").octets(),
             cart,
-            &s.mtls(gw_id, cart_sni),
+            &s.mtls(gw_id, cart_sni).unwrap(),
             "GET",
             "cart",
             "/api/cart/u7?fields=items",
@@ -608,7 +178,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
         &http(
             workload_ip("ingressgateway").octets(),
             catalog,
-            &s.mtls(gw_id, "catalog.shop.svc.cluster.local"),
+            &s.mtls(gw_id, "catalog.shop.svc.cluster.local").unwrap(),
             "GET",
             "catalog.shop.svc.cluster.local:9080",
             "/v1/products?limit=10",
@@ -616,7 +186,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
         ),
     );
     let pay_sni = "payments-api.payments.svc.cluster.local";
-    let cart_to_payments = s.mtls("ns/shop/sa/cart", pay_sni);
+    let cart_to_payments = s.mtls("ns/shop/sa/cart", pay_sni).unwrap();
     let cart_ip = workload_ip("cart").octets();
     let ph = "payments-api.payments:8443";
     check(
@@ -651,7 +221,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
         probe_tcp(
             Some(processor_ip),
             postgres,
-            &s.mtls("ns/payments/sa/processor", pg_sni),
+            &s.mtls("ns/payments/sa/processor", pg_sni).unwrap(),
         )
         .unwrap(),
     );
@@ -660,7 +230,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
         probe_tcp(
             Some(IpAddr::V4(cart_ip.into())),
             postgres,
-            &s.mtls("ns/shop/sa/cart", pg_sni),
+            &s.mtls("ns/shop/sa/cart", pg_sni).unwrap(),
         )
         .unwrap(),
     );
@@ -669,7 +239,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
         &http(
             processor,
             payments,
-            &s.mtls("ns/payments/sa/processor", pay_sni),
+            &s.mtls("ns/payments/sa/processor", pay_sni).unwrap(),
             "GET",
             ph,
             "/v1/charges/ch_1",
@@ -702,7 +272,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
     ] {
         add(per_policy(rule, outcome), 1);
     }
-    let got = s.metrics();
+    let got = s.metrics().unwrap();
     println!("metrics after the requests:");
     for (k, v) in &got {
         println!("  {k} {v}");
@@ -712,17 +282,21 @@ fn the_shop_runs_end_to_end_in_envoy() {
     // ---- 3. A bad plugin configuration for the cart, pushed through LDS: Envoy rejects the
     // update, logs our reason, and the cart keeps enforcing its previous policy.
     let bad_policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\nspec: {action: MAYBE}\n";
-    let bad = listeners_with(
-        http_filter(
-            &wasm,
-            &json!({"policy": bad_policy, "workload": workload("shop", "cart")}),
-        ),
-        vec![],
-    );
-    let rejected = s.stat("listener_manager.lds.update_rejected");
-    lds.push(&bad);
+    let bad = s
+        .setup
+        .listeners_with(
+            http_filter(
+                &wasm,
+                &json!({"policy": bad_policy, "workload": workload("shop", "cart")}),
+            ),
+            vec![],
+        )
+        .unwrap();
+    let rejected = s.stat("listener_manager.lds.update_rejected").unwrap();
+    s.setup.lds.push(&bad).unwrap();
     assert_eq!(
-        s.wait_stat("listener_manager.lds.update_rejected", rejected + 1),
+        s.wait_stat("listener_manager.lds.update_rejected", rejected + 1)
+            .unwrap(),
         rejected + 1,
         "the bad configuration was not rejected:\n{}",
         s.envoy_log()
@@ -745,22 +319,29 @@ fn the_shop_runs_end_to_end_in_envoy() {
 
     // A corrupt `.wasm` for a new listener: the listener is refused (nothing listens, so
     // nothing is let through), the others stay.
-    let corrupt_wasm = dir.path().join("corrupt.wasm");
+    let corrupt_wasm = dir.join("corrupt.wasm");
     std::fs::write(&corrupt_wasm, b"\0asm\x01\0\0\0this is not a module").unwrap();
-    let with_corrupt = listeners_with(
-        http_filter(&wasm, &cart_config(json!({}))),
-        vec![spec(
-            "corrupt",
-            corrupt,
-            ListenerKind::Http(vec![with_vm(
-                http_filter(&corrupt_wasm, &json!({"policy": policy})),
-                "corrupt",
-            )]),
-        )],
-    );
-    lds.push(&with_corrupt);
+    let with_corrupt = s
+        .setup
+        .listeners_with(
+            s.setup.cart_filter(&json!({})),
+            vec![
+                spec(
+                    "corrupt",
+                    corrupt,
+                    ListenerKind::Http(vec![with_vm(
+                        http_filter(&corrupt_wasm, &json!({"policy": policy})),
+                        "corrupt",
+                    )]),
+                )
+                .unwrap(),
+            ],
+        )
+        .unwrap();
+    s.setup.lds.push(&with_corrupt).unwrap();
     assert_eq!(
-        s.wait_stat("listener_manager.lds.update_rejected", rejected + 2),
+        s.wait_stat("listener_manager.lds.update_rejected", rejected + 2)
+            .unwrap(),
         rejected + 2,
         "the corrupt module was not rejected:\n{}",
         s.envoy_log()
@@ -781,21 +362,24 @@ fn the_shop_runs_end_to_end_in_envoy() {
 
     // ---- 4. A good update: the cart in `mode: dry-run`. Denials are counted as shadow and
     // not enforced.
-    let successes = s.stat("listener_manager.lds.update_success");
-    let dry = listeners_with(
-        http_filter(&wasm, &cart_config(json!({"mode": "dry-run"}))),
-        vec![],
-    );
-    lds.push(&dry);
-    s.wait_stat("listener_manager.lds.update_success", successes + 1);
+    let successes = s.stat("listener_manager.lds.update_success").unwrap();
+    let dry = s
+        .setup
+        .listeners_with(s.setup.cart_filter(&json!({"mode": "dry-run"})), vec![])
+        .unwrap();
+    s.setup.lds.push(&dry).unwrap();
+    s.wait_stat("listener_manager.lds.update_success", successes + 1)
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while s.stat("listener_manager.total_listeners_warming") > 0 && Instant::now() < deadline {
+    while s.stat("listener_manager.total_listeners_warming").unwrap() > 0
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let before = s.metrics();
+    let before = s.metrics().unwrap();
     let r = plaintext_to_cart();
     assert_eq!(r.status, 200, "dry-run must not enforce: {r:?}");
-    let after = s.metrics();
+    let after = s.metrics().unwrap();
     let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
     let dry_rule = per_policy("ns[shop]-policy[deny-plaintext]-rule[0]", "shadow_denied");
     println!(
@@ -838,7 +422,7 @@ fn the_shop_runs_end_to_end_in_envoy() {
     let fields = access_log::fields().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let lines: Vec<Value> = loop {
-        let text = std::fs::read_to_string(dir.path().join("access.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
         // Only complete lines (a flush may be under way).
         let lines: Vec<Value> = text
             .split_inclusive('\n')
