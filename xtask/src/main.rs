@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|setup|wasm|plugin|bench|bench-envoy|bench-replay|record-traffic|oci>"
+                "usage: cargo xtask <test|setup|wasm|plugin|bench|bench-envoy|bench-hook|bench-replay|record-traffic|oci>"
             );
             return ExitCode::from(2);
         }
