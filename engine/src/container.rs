@@ -161,7 +161,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compile::Engine;
 use crate::inventory::Inventory;
-use crate::netpol::{LabelSelector, Operator, Requirement};
+use crate::netpol::{LabelSelector, parse_requirement};
 use crate::pattern::{Glob, GlobPart};
 use crate::yaml::{At, DResult, Fields, Str};
 
@@ -601,46 +601,6 @@ fn parse_selector(at: At<'_>) -> DResult<Selector> {
         }
     }
     Ok(sel)
-}
-
-fn parse_requirement(at: At<'_>) -> DResult<Requirement> {
-    let mut f = at.fields()?;
-    let key_f = f.require("key")?;
-    let op_f = f.require("operator")?;
-    let values_f = f.take("values");
-    f.finish(&["key", "operator", "values"])?;
-    let key = key_f.at().string()?;
-    if key.is_empty() {
-        return Err(key_f.at().error("label key must not be empty"));
-    }
-    let operator = match op_f.at().string()?.as_str() {
-        "In" => Operator::In,
-        "NotIn" => Operator::NotIn,
-        "Exists" => Operator::Exists,
-        "DoesNotExist" => Operator::DoesNotExist,
-        other => {
-            return Err(op_f
-                .at()
-                .error(format!("unknown operator `{other}`"))
-                .with_help("expected one of `In`, `NotIn`, `Exists`, `DoesNotExist`"));
-        }
-    };
-    let values: Vec<String> = match &values_f {
-        Some(v) => v.at().strings()?.into_iter().map(|s| s.value).collect(),
-        None => Vec::new(),
-    };
-    let needs_values = matches!(operator, Operator::In | Operator::NotIn);
-    if needs_values && values.is_empty() {
-        return Err(at.error("`In` and `NotIn` need at least one value"));
-    }
-    if !needs_values && !values.is_empty() {
-        return Err(at.error("`Exists` and `DoesNotExist` take no values"));
-    }
-    Ok(Requirement {
-        key,
-        operator,
-        values,
-    })
 }
 
 fn parse_images(at: At<'_>) -> DResult<ImageRules> {
@@ -1602,22 +1562,7 @@ fn selects(sel: &Selector, s: &Subject) -> bool {
         || s.namespace
             .as_ref()
             .is_some_and(|n| sel.namespaces.contains(n));
-    ns_ok
-        && sel
-            .labels
-            .match_labels
-            .iter()
-            .all(|(k, v)| s.labels.get(k) == Some(v))
-        && sel.labels.match_expressions.iter().all(|r| {
-            let value = s.labels.get(&r.key);
-            let listed = value.is_some_and(|v| r.values.contains(v));
-            match r.operator {
-                Operator::In => listed,
-                Operator::NotIn => !listed,
-                Operator::Exists => value.is_some(),
-                Operator::DoesNotExist => value.is_none(),
-            }
-        })
+    ns_ok && sel.labels.matches(&s.labels)
 }
 
 struct Report<'a> {
@@ -3570,7 +3515,7 @@ spec:
             (
                 "selector In without values",
                 "{selector: {matchExpressions: [{key: a, operator: In}]}}",
-                "`In` and `NotIn` need at least one value",
+                "operator `In` needs at least one value in `values`",
                 "spec.selector.matchExpressions[0]",
             ),
         ];

@@ -472,7 +472,8 @@ fn parse_selector(at: At<'_>) -> DResult<LabelSelector> {
     Ok(selector)
 }
 
-fn parse_requirement(at: At<'_>) -> DResult<Requirement> {
+/// Reads one `matchExpressions` entry (shared by every selector that takes them).
+pub(crate) fn parse_requirement(at: At<'_>) -> DResult<Requirement> {
     let mut f = at.fields()?;
     let key_f = f.require("key")?;
     let op_f = f.require("operator")?;
@@ -533,7 +534,9 @@ fn parse_requirement(at: At<'_>) -> DResult<Requirement> {
 // ----------------------------------------------------------------------------------------
 
 /// Something with labels: a pod, or a namespace.
-trait Labels {
+/// Anything that answers label look-ups (pod labels, namespace labels).
+pub(crate) trait Labels {
+    /// The value of a label, if present.
     fn label(&self, key: &str) -> Option<&str>;
 }
 
@@ -573,7 +576,7 @@ impl Labels for NamespaceLabels<'_> {
 
 impl LabelSelector {
     /// Whether the labels satisfy every entry and requirement.
-    fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
+    pub(crate) fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
         self.match_labels
             .iter()
             .all(|(k, v)| labels.label(k) == Some(v.as_str()))
