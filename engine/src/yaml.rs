@@ -449,8 +449,9 @@ impl<'a> At<'a> {
 
     /// The node as a list of strings, each with its path and node.
     pub fn strings(&self) -> DResult<Vec<Str>> {
-        let mut out = Vec::new();
-        for (item, path) in self.items()? {
+        let items = self.items()?;
+        let mut out = Vec::with_capacity(items.len());
+        for (item, path) in items {
             let at = At {
                 node: item.node,
                 path: &path,
