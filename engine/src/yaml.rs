@@ -141,6 +141,14 @@ struct Builder {
     error: Option<Diagnostic>,
 }
 
+/// A scalar's text at its exact size: the parser's own buffers have room to spare (128
+/// bytes and more for a three-letter key), and a policy has tens of thousands of scalars.
+fn exact(text: std::borrow::Cow<'_, str>) -> String {
+    let mut s = text.into_owned();
+    s.shrink_to_fit();
+    s
+}
+
 /// Whether a collection's tag is not one of YAML's core schema (such a tag counts one more
 /// nesting level, as the tree loader's `Tagged` node did).
 fn tag_is_custom(tag: Option<&saphyr_parser::Tag>) -> bool {
@@ -317,7 +325,7 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                     Value::Null
                 } else {
                     Value::Scalar {
-                        text: text.into_owned(),
+                        text: exact(text),
                         plain,
                     }
                 };
