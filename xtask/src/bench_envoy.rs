@@ -28,7 +28,8 @@
 //! with a minimal module (hand-written WAT: the ABI exports, one page of memory, every
 //! callback a no-op returning `Continue`), and `--floor-wasm <file>` adds a listener with any
 //! other module (e.g. a proxy-wasm Rust SDK module that returns `Continue`), configured with
-//! `{}`. `--rss-only` measures only the RSS (under a minute at the default sizes).
+//! `{}`. The bundle is also given to the plugin's bundle-only build (without its `yaml`
+//! feature: no YAML parser nor policy decoders, a smaller module). `--rss-only` measures only the RSS (under a minute at the default sizes).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -691,6 +692,8 @@ struct SizeResult {
     rss_plugin: Rss,
     /// The plugin given the policy as a compiled bundle.
     rss_bundle: Rss,
+    /// The bundle-only build of the plugin (no `yaml` feature) given the bundle.
+    rss_bundle_only: Rss,
     startup_rbac_s: f64,
     startup_plugin_s: f64,
     startup_bundle_s: f64,
@@ -794,10 +797,12 @@ fn measure_floor(
 }
 
 /// Measures one size: the three-listener process, then the single-listener RSS processes.
+#[allow(clippy::too_many_arguments)]
 fn measure_size(
     o: &Options,
     bin: &Path,
     wasm: &Path,
+    bundle_only_wasm: &Path,
     work: &Path,
     ticks_per_s: u64,
     n: usize,
@@ -805,7 +810,9 @@ fn measure_size(
     eprintln!("==> {n} rules");
     let rbac = rbac_filter(n);
     let plug = plugin::http_filter(wasm, &plugin_configuration(n));
-    let bundle = plugin::http_filter(wasm, &plugin_bundle_configuration(n)?);
+    let bundle_config = plugin_bundle_configuration(n)?;
+    let bundle = plugin::http_filter(wasm, &bundle_config);
+    let bundle_only = plugin::http_filter(bundle_only_wasm, &bundle_config);
     let probes = probes(n);
     let listeners = [
         ListenerDef {
@@ -928,6 +935,20 @@ fn measure_size(
         probe,
         probe.status,
     )?;
+    let bundle_only_l = ListenerDef {
+        name: "bundle-only",
+        port: free_port()?,
+        filters: vec![bundle_only],
+    };
+    (result.rss_bundle_only, _) = rss_of(
+        o,
+        bin,
+        &dir("rss-bundle-only"),
+        t,
+        &bundle_only_l,
+        probe,
+        probe.status,
+    )?;
     print_size(o, &result);
     Ok(result)
 }
@@ -976,11 +997,12 @@ fn print_size(o: &Options, r: &SizeResult) {
 
 fn print_rss(r: &SizeResult) {
     println!(
-        "  RSS after warm-up, one listener per process: no filter {}, RBAC {}, plugin (YAML) {}, plugin (bundle) {} (startup to ready: RBAC {:.1} s, plugin {:.1} s, bundle {:.1} s)",
+        "  RSS after warm-up, one listener per process: no filter {}, RBAC {}, plugin (YAML) {}, plugin (bundle) {}, bundle-only build (bundle) {} (startup to ready: RBAC {:.1} s, plugin {:.1} s, bundle {:.1} s)",
         rss_text(r.rss_none),
         rss_text(r.rss_rbac),
         rss_text(r.rss_plugin),
         rss_text(r.rss_bundle),
+        rss_text(r.rss_bundle_only),
         r.startup_rbac_s,
         r.startup_plugin_s,
         r.startup_bundle_s,
@@ -989,7 +1011,13 @@ fn print_rss(r: &SizeResult) {
 
 /// The targets of the issue, judged on the RBAC's worst cases (`last`, `none`) and on the
 /// middle request too.
-fn print_summary(o: &Options, results: &[SizeResult], floor: &[(String, Rss)], wasm_bytes: u64) {
+fn print_summary(
+    o: &Options,
+    results: &[SizeResult],
+    floor: &[(String, Rss)],
+    wasm_bytes: u64,
+    bundle_only_bytes: u64,
+) {
     println!();
     if !o.rss_only {
         print_throughput(results);
@@ -1000,23 +1028,26 @@ fn print_summary(o: &Options, results: &[SizeResult], floor: &[(String, Rss)], w
         println!("- {label}: {}", rss_text(*rss));
     }
     println!();
-    println!("| rules | no filter | RBAC | plugin, `policy` (YAML) | plugin, `bundle` |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| rules | no filter | RBAC | plugin, `policy` (YAML) | plugin, `bundle` | bundle-only build, `bundle` |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
     for r in results {
         println!(
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             r.rules,
             rss_text(r.rss_none),
             rss_text(r.rss_rbac),
             rss_text(r.rss_plugin),
             rss_text(r.rss_bundle),
+            rss_text(r.rss_bundle_only),
         );
     }
     println!();
     println!("Targets:");
     let kib = wasm_bytes as f64 / 1024.0;
     println!(
-        "  .wasm size under 1 MiB: {} ({kib:.0} KiB, {wasm_bytes} bytes)",
+        "  .wasm size under 1 MiB: {} ({kib:.0} KiB, {wasm_bytes} bytes; the bundle-only build {bundle_only_bytes} bytes)",
         if wasm_bytes < 1 << 20 {
             "met"
         } else {
@@ -1027,7 +1058,11 @@ fn print_summary(o: &Options, results: &[SizeResult], floor: &[(String, Rss)], w
         if !o.rss_only {
             print_ratio_targets(r);
         }
-        for (what, rss) in [("YAML", r.rss_plugin), ("bundle", r.rss_bundle)] {
+        for (what, rss) in [
+            ("YAML", r.rss_plugin),
+            ("bundle", r.rss_bundle),
+            ("bundle-only build", r.rss_bundle_only),
+        ] {
             println!(
                 "  {} rules: plugin ({what}) RSS {} below RBAC's {}: {}",
                 r.rules,
@@ -1115,13 +1150,19 @@ pub fn run(args: &[String], repo: &Path, work: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", wasm.display()))?
         .len();
     eprintln!("    {} ({wasm_bytes} bytes)", wasm.display());
+    eprintln!("==> the bundle-only build (no `yaml` feature)");
+    let bundle_only = crate::bundle_only_plugin()?;
+    let bundle_only_bytes = fs::metadata(&bundle_only)
+        .map_err(|e| format!("{}: {e}", bundle_only.display()))?
+        .len();
+    eprintln!("    {} ({bundle_only_bytes} bytes)", bundle_only.display());
     let ticks = clock_ticks_per_second();
     let _ = fs::remove_dir_all(work);
     let started = Instant::now();
     let floor = measure_floor(&o, &bin, work, ticks)?;
     let mut results = Vec::new();
     for &n in &o.sizes {
-        results.push(measure_size(&o, &bin, &wasm, work, ticks, n)?);
+        results.push(measure_size(&o, &bin, &wasm, &bundle_only, work, ticks, n)?);
     }
     println!();
     println!(
@@ -1131,7 +1172,7 @@ pub fn run(args: &[String], repo: &Path, work: &Path) -> Result<(), String> {
         o.rounds,
         started.elapsed().as_secs_f64()
     );
-    print_summary(&o, &results, &floor, wasm_bytes);
+    print_summary(&o, &results, &floor, wasm_bytes, bundle_only_bytes);
     Ok(())
 }
 

@@ -11,9 +11,11 @@ use std::fmt;
 
 use base64::Engine as _;
 use palisade_engine::{
-    Decision, Engine, Errors, Options, PathNormalization, Protocol, Request, SourceFile, Step,
-    Verdict, WorkloadRef, compile::WorkloadView, decode_bundle, load, netpol,
+    Decision, Engine, Errors, PathNormalization, Protocol, Request, Step, Verdict, WorkloadRef,
+    compile::WorkloadView, decode_bundle, netpol,
 };
+#[cfg(feature = "yaml")]
+use palisade_engine::{Options, SourceFile, load};
 use serde::Deserialize;
 
 /// Whether denials are enforced.
@@ -178,6 +180,16 @@ impl Plugin {
         node: &NodeMetadata,
     ) -> Result<Plugin, ConfigError> {
         let mut engine = match (config.policy.take(), config.bundle.take()) {
+            #[cfg(not(feature = "yaml"))]
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "this build of the plugin reads only `bundle` (it was built without the \
+                     `yaml` feature): compile the policy with `palisade compile` and pass it as \
+                     `bundle`"
+                        .into(),
+                ));
+            }
+            #[cfg(feature = "yaml")]
             (Some(policy), None) => {
                 let options = options(&config)?;
                 // The text moves into the source file (no copy), and the decoded set is
@@ -331,6 +343,7 @@ pub fn error_decision(message: String) -> Decision {
     }
 }
 
+#[cfg(feature = "yaml")]
 fn options(config: &PluginConfig) -> Result<Options, ConfigError> {
     let mut o = Options::default();
     if let Some(td) = &config.trust_domain {
@@ -381,7 +394,39 @@ fn local_workload(
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "yaml")))]
+mod bundle_only_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_bundle_only_build_refuses_yaml_and_reads_bundles() {
+        let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                      metadata: {name: a, namespace: shop}\nspec: {}\n";
+        let json = serde_json::json!({"policy": policy, "workload": {"namespace": "shop"}});
+        let e = Plugin::configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("reads only `bundle`"), "{e}");
+        let set =
+            palisade_engine::load(&[palisade_engine::SourceFile::new("p.yaml", policy)]).unwrap();
+        let engine = palisade_engine::compile(&set, &palisade_engine::Options::default()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(palisade_engine::encode_bundle(&engine).unwrap());
+        let json = serde_json::json!({"bundle": b64, "workload": {"namespace": "shop"}});
+        let p = Plugin::configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        assert_eq!(p.view.policies, vec!["shop/a".to_string()]);
+    }
+}
+
+#[cfg(all(test, feature = "yaml"))]
 mod tests {
     #![allow(
         clippy::unwrap_used,
