@@ -400,8 +400,9 @@ pub fn parse(
         None => None,
         Some(r) => {
             let at = r.at();
-            let mut rules = Vec::new();
-            for (item, path) in at.items()? {
+            let items = at.items()?;
+            let mut rules = Vec::with_capacity(items.len());
+            for (item, path) in items {
                 rules.push(parse_rule(item.with_path(&path), &namespace)?);
             }
             Some(rules)
@@ -440,6 +441,9 @@ fn parse_rule(at: At<'_>, namespace: &str) -> DResult<Rule> {
         if items.is_empty() {
             return Err(from.at().error("`from` must not be empty"));
         }
+        // Exact capacities here and below: a decoded policy set is held while it compiles,
+        // and a plugin's peak memory stays resident.
+        rule.from.reserve_exact(items.len());
         for (item, path) in items {
             let item = item.with_path(&path);
             let mut ff = item.fields()?;
@@ -453,6 +457,7 @@ fn parse_rule(at: At<'_>, namespace: &str) -> DResult<Rule> {
         if items.is_empty() {
             return Err(to.at().error("`to` must not be empty"));
         }
+        rule.to.reserve_exact(items.len());
         for (item, path) in items {
             let item = item.with_path(&path);
             let mut ff = item.fields()?;
@@ -463,6 +468,7 @@ fn parse_rule(at: At<'_>, namespace: &str) -> DResult<Rule> {
     }
     if let Some(when) = when {
         let items = when.at().items()?;
+        rule.when.reserve_exact(items.len());
         for (item, path) in items {
             rule.when.push(parse_condition(item.with_path(&path))?);
         }

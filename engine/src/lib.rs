@@ -129,8 +129,9 @@ pub fn load(files: &[SourceFile]) -> Result<PolicySet, Errors> {
                 continue;
             }
         };
-        for doc in &docs {
-            if let Err(d) = load_document(doc, file, &mut set) {
+        // Each document's tree is dropped once decoded.
+        for doc in docs {
+            if let Err(d) = load_document(&doc, file, &mut set) {
                 errors.diagnostics.push(place(d, file, None));
             }
         }

@@ -6,8 +6,9 @@
 //! "did you mean" hint, and keeps scalars as the user wrote them (`"80"` and `80` are both the
 //! string `80`, as Kubernetes' own decoder would accept for a string field).
 
-use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
-use saphyr_parser::Parser;
+use std::collections::BTreeMap;
+
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span, SpannedEventReceiver};
 
 use crate::diag::{Diagnostic, Location};
 
@@ -52,107 +53,311 @@ pub enum Value {
 }
 
 /// Parses every document of a YAML stream. Empty documents are skipped.
+///
+/// The parser's events build [`Node`]s directly (no intermediate YAML tree): a hosted plugin
+/// loads its policy once, and wasm linear memory never shrinks, so the peak of this load stays
+/// resident for the plugin's lifetime. Semantics are those of `saphyr`'s loader, which this
+/// replaced: duplicate keys are an error, aliases are expanded (at most 100,000 nodes in all),
+/// tags are ignored, nesting deeper than 128 is refused, and scalars are kept as written.
 pub fn load_documents(text: &str) -> Result<Vec<Node>, Diagnostic> {
-    let mut loader: YamlLoader<'_, MarkedYaml<'_>> = YamlLoader::default();
-    loader.early_parse(false);
+    let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    let scan = parser.load(&mut loader, true);
-    let err = match scan {
-        Err(e) => Some(e),
-        Ok(()) => loader.error().cloned(),
-    };
-    if let Some(e) = err {
-        let m = e.marker();
-        let mut d = Diagnostic::new(format!("invalid YAML: {}", e.info()));
-        d.location = Some(Location {
-            file: String::new(),
-            line: m.line(),
-            column: m.col() + 1,
-            offset: m.index(),
-            len: 0,
-        });
+    if let Err(e) = parser.load(&mut builder, true) {
+        return Err(invalid_yaml(e.marker(), e.info()));
+    }
+    if let Some(d) = builder.error {
         return Err(d);
     }
-    let mut out = Vec::new();
-    for doc in loader.into_documents() {
-        let node = convert(&doc, 0)?;
-        if node.value != Value::Null {
-            out.push(node);
-        }
-    }
-    Ok(out)
+    Ok(builder.docs)
 }
 
 const MAX_DEPTH: usize = 128;
 
-fn convert(y: &MarkedYaml<'_>, depth: usize) -> Result<Node, Diagnostic> {
-    let start = y.span.start;
-    let len = y.span.end.index().saturating_sub(start.index());
-    let pos = Pos {
+/// The nodes alias expansion may produce in all (as `saphyr`'s loader: a "billion laughs"
+/// document is refused instead of exhausting memory).
+const ALIAS_BUDGET: usize = 100_000;
+
+fn invalid_yaml(m: &Marker, info: &str) -> Diagnostic {
+    let mut d = Diagnostic::new(format!("invalid YAML: {info}"));
+    d.location = Some(Location {
+        file: String::new(),
+        line: m.line(),
+        column: m.col() + 1,
+        offset: m.index(),
+        len: 0,
+    });
+    d
+}
+
+fn diagnostic_at(pos: Pos, msg: &str) -> Diagnostic {
+    error_at_pos(pos, "", msg)
+}
+
+fn span_pos(start: &Marker, end: &Marker) -> Pos {
+    Pos {
         line: start.line(),
         column: start.col() + 1,
         index: start.index(),
-        len,
-    };
-    let at_pos = |msg: &str| {
-        let mut d = Diagnostic::new(msg.to_string());
-        d.location = Some(Location {
-            file: String::new(),
-            line: pos.line,
-            column: pos.column,
-            offset: pos.index,
-            len: pos.len,
-        });
-        d
-    };
-    if depth > MAX_DEPTH {
-        return Err(at_pos("YAML nesting is too deep"));
+        len: end.index().saturating_sub(start.index()),
     }
-    let value = match &y.data {
-        YamlData::Representation(text, style, _tag) => {
-            let plain = matches!(style, ScalarStyle::Plain);
-            if plain && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
-                Value::Null
-            } else {
-                Value::Scalar {
-                    text: text.to_string(),
-                    plain,
+}
+
+/// A mapping key waiting for its value.
+#[derive(Debug)]
+struct Key {
+    text: String,
+    style: ScalarStyle,
+    pos: Pos,
+    mark: Marker,
+}
+
+/// A collection being read.
+#[derive(Debug)]
+struct Frame {
+    /// Its start.
+    start: Marker,
+    /// `Seq` or `Map`, filled as the events come.
+    value: Value,
+    /// Its anchor (0: none).
+    anchor: usize,
+    /// The nesting level its children are at.
+    child_depth: usize,
+    /// A mapping's key waiting for its value.
+    key: Option<Key>,
+    /// A mapping key that is not a scalar: refused when the mapping ends.
+    bad_key: bool,
+    /// A mapping's key styles, beside its entries (duplicate detection compares text and style).
+    styles: Vec<ScalarStyle>,
+}
+
+/// Builds [`Node`]s from the parser's events, keeping the first problem.
+#[derive(Debug, Default)]
+struct Builder {
+    docs: Vec<Node>,
+    stack: Vec<Frame>,
+    /// Anchored nodes, by anchor id.
+    anchors: BTreeMap<usize, Node>,
+    alias_budget_used: usize,
+    error: Option<Diagnostic>,
+}
+
+/// A scalar's text at its exact size: the parser's own buffers have room to spare (128
+/// bytes and more for a three-letter key), and a policy has tens of thousands of scalars.
+fn exact(text: std::borrow::Cow<'_, str>) -> String {
+    let mut s = text.into_owned();
+    s.shrink_to_fit();
+    s
+}
+
+/// Whether a collection's tag is not one of YAML's core schema (such a tag counts one more
+/// nesting level, as the tree loader's `Tagged` node did).
+fn tag_is_custom(tag: Option<&saphyr_parser::Tag>) -> bool {
+    tag.is_some_and(|t| !t.is_yaml_core_schema())
+}
+
+/// Counts a subtree's nodes (mapping keys included) against `budget`; false past it.
+fn within_budget(node: &Node, budget: &mut usize) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match &node.value {
+        Value::Seq(items) => items.iter().all(|n| within_budget(n, budget)),
+        Value::Map(entries) => entries.iter().all(|(_, _, v)| {
+            if *budget == 0 {
+                return false;
+            }
+            *budget -= 1;
+            within_budget(v, budget)
+        }),
+        Value::Null | Value::Scalar { .. } => true,
+    }
+}
+
+impl Builder {
+    fn fail(&mut self, d: Diagnostic) {
+        if self.error.is_none() {
+            self.error = Some(d);
+        }
+    }
+
+    /// The nesting level of the next node.
+    fn depth(&self) -> usize {
+        self.stack.last().map_or(0, |f| f.child_depth)
+    }
+
+    /// Puts a finished node into its parent (or makes it a document).
+    fn insert(&mut self, node: Node, anchor: usize, key_style: ScalarStyle, mark: Marker) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        let Some(parent) = self.stack.last_mut() else {
+            if node.value != Value::Null {
+                self.docs.push(node);
+            }
+            return;
+        };
+        match &mut parent.value {
+            Value::Seq(items) => items.push(node),
+            Value::Map(entries) => match parent.key.take() {
+                None => {
+                    let text = match node.value {
+                        Value::Scalar { text, .. } => text,
+                        Value::Null => String::new(),
+                        Value::Seq(_) | Value::Map(_) => {
+                            parent.bad_key = true;
+                            String::new()
+                        }
+                    };
+                    let pos = Pos {
+                        len: text.chars().count(),
+                        ..node.pos
+                    };
+                    parent.key = Some(Key {
+                        text,
+                        style: key_style,
+                        pos,
+                        mark,
+                    });
+                }
+                Some(key) => {
+                    let duplicate = entries
+                        .iter()
+                        .zip(&parent.styles)
+                        .any(|((k, _, _), s)| *k == key.text && *s == key.style);
+                    if duplicate {
+                        let d = invalid_yaml(&key.mark, "duplicated key in mapping");
+                        self.fail(d);
+                        return;
+                    }
+                    parent.styles.push(key.style);
+                    entries.push((key.text, key.pos, node));
+                }
+            },
+            Value::Null | Value::Scalar { .. } => {}
+        }
+    }
+
+    fn start(&mut self, value: Value, anchor: usize, tagged: bool, span: &Span) {
+        let depth = self.depth() + usize::from(tagged);
+        if depth > MAX_DEPTH {
+            let pos = span_pos(&span.start, &span.end);
+            self.fail(diagnostic_at(pos, "YAML nesting is too deep"));
+        }
+        self.stack.push(Frame {
+            start: span.start,
+            value,
+            anchor,
+            child_depth: depth + 1,
+            key: None,
+            bad_key: false,
+            styles: Vec::new(),
+        });
+    }
+}
+
+impl<'input> SpannedEventReceiver<'input> for Builder {
+    fn on_event(&mut self, ev: Event<'input>, span: Span) {
+        if self.error.is_some() {
+            return;
+        }
+        let mark = span.start;
+        match ev {
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) => {}
+            Event::DocumentEnd => {
+                if !self.stack.is_empty() {
+                    self.stack.clear();
+                    self.fail(invalid_yaml(&mark, "unterminated collection"));
                 }
             }
-        }
-        YamlData::Value(s) => Value::Scalar {
-            text: format!("{s:?}"),
-            plain: true,
-        },
-        YamlData::Sequence(items) => Value::Seq(
-            items
-                .iter()
-                .map(|i| convert(i, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
-        YamlData::Mapping(map) => {
-            let mut entries = Vec::with_capacity(map.len());
-            for (k, v) in map {
-                let key = match &k.data {
-                    YamlData::Representation(t, _, _) => t.to_string(),
-                    _ => return Err(at_pos("mapping keys must be plain strings")),
-                };
-                let key_pos = Pos {
-                    line: k.span.start.line(),
-                    column: k.span.start.col() + 1,
-                    index: k.span.start.index(),
-                    len: key.chars().count(),
-                };
-                entries.push((key, key_pos, convert(v, depth + 1)?));
+            Event::SequenceStart(anchor, tag) => {
+                self.start(
+                    Value::Seq(Vec::new()),
+                    anchor,
+                    tag_is_custom(tag.as_deref()),
+                    &span,
+                );
             }
-            Value::Map(entries)
+            Event::MappingStart(anchor, tag) => {
+                self.start(
+                    Value::Map(Vec::new()),
+                    anchor,
+                    tag_is_custom(tag.as_deref()),
+                    &span,
+                );
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = self.stack.pop() else {
+                    return;
+                };
+                let pos = span_pos(&frame.start, &mark);
+                if frame.bad_key {
+                    self.fail(diagnostic_at(pos, "mapping keys must be plain strings"));
+                    return;
+                }
+                let mut value = frame.value;
+                // Exact sizes: most mappings and lists are short, and doubling leaves them up
+                // to four times their size.
+                match &mut value {
+                    Value::Seq(items) => items.shrink_to_fit(),
+                    Value::Map(entries) => entries.shrink_to_fit(),
+                    Value::Null | Value::Scalar { .. } => {}
+                }
+                let node = Node { pos, value };
+                self.insert(node, frame.anchor, ScalarStyle::Plain, frame.start);
+            }
+            Event::Scalar(text, style, anchor, _tag) => {
+                let pos = span_pos(&span.start, &span.end);
+                if self.depth() > MAX_DEPTH {
+                    self.fail(diagnostic_at(pos, "YAML nesting is too deep"));
+                    return;
+                }
+                let plain = matches!(style, ScalarStyle::Plain);
+                // A mapping key keeps its text as written, even `~` or `null`.
+                let is_key = self
+                    .stack
+                    .last()
+                    .is_some_and(|f| matches!(f.value, Value::Map(_)) && f.key.is_none());
+                let value = if plain
+                    && !is_key
+                    && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                {
+                    Value::Null
+                } else {
+                    Value::Scalar {
+                        text: exact(text),
+                        plain,
+                    }
+                };
+                self.insert(Node { pos, value }, anchor, style, mark);
+            }
+            Event::Alias(id) => {
+                let pos = span_pos(&span.start, &span.end);
+                let Some(target) = self.anchors.get(&id) else {
+                    self.fail(diagnostic_at(
+                        pos,
+                        "unsupported YAML value (alias or bad value)",
+                    ));
+                    return;
+                };
+                let mut budget = ALIAS_BUDGET.saturating_sub(self.alias_budget_used);
+                let before = budget;
+                if !within_budget(target, &mut budget) {
+                    self.fail(invalid_yaml(
+                        &mark,
+                        "alias expansion exceeded the maximum node budget (possible billion-laughs attack)",
+                    ));
+                    return;
+                }
+                self.alias_budget_used += before - budget;
+                let node = Node {
+                    pos,
+                    value: target.value.clone(),
+                };
+                self.insert(node, 0, ScalarStyle::Plain, mark);
+            }
         }
-        YamlData::Tagged(_, inner) => return convert(inner, depth + 1),
-        YamlData::Alias(_) | YamlData::BadValue => {
-            return Err(at_pos("unsupported YAML value (alias or bad value)"));
-        }
-    };
-    Ok(Node { pos, value })
+    }
 }
 
 /// A node with the field path that led to it.
@@ -252,8 +457,9 @@ impl<'a> At<'a> {
 
     /// The node as a list of strings, each with its path and node.
     pub fn strings(&self) -> DResult<Vec<Str>> {
-        let mut out = Vec::new();
-        for (item, path) in self.items()? {
+        let items = self.items()?;
+        let mut out = Vec::with_capacity(items.len());
+        for (item, path) in items {
             let at = At {
                 node: item.node,
                 path: &path,
@@ -519,5 +725,161 @@ mod tests {
     #[test]
     fn duplicate_keys_are_an_error() {
         assert!(load_documents("a: 1\na: 2\n").is_err());
+    }
+
+    /// The tree loader `load_documents` used before it read the parser's events itself:
+    /// `saphyr`'s `MarkedYaml` tree, converted.
+    fn tree_load(text: &str) -> Result<Vec<Node>, Diagnostic> {
+        use saphyr::{MarkedYaml, YamlData, YamlLoader};
+        fn convert(y: &MarkedYaml<'_>, depth: usize) -> Result<Node, Diagnostic> {
+            let start = y.span.start;
+            let pos = Pos {
+                line: start.line(),
+                column: start.col() + 1,
+                index: start.index(),
+                len: y.span.end.index().saturating_sub(start.index()),
+            };
+            let at_pos = |m: &str| diagnostic_at(pos, m);
+            if depth > MAX_DEPTH {
+                return Err(at_pos("YAML nesting is too deep"));
+            }
+            let value = match &y.data {
+                YamlData::Representation(text, style, _) => {
+                    let plain = matches!(style, ScalarStyle::Plain);
+                    if plain && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
+                        Value::Null
+                    } else {
+                        Value::Scalar {
+                            text: text.to_string(),
+                            plain,
+                        }
+                    }
+                }
+                YamlData::Value(s) => Value::Scalar {
+                    text: format!("{s:?}"),
+                    plain: true,
+                },
+                YamlData::Sequence(items) => Value::Seq(
+                    items
+                        .iter()
+                        .map(|i| convert(i, depth + 1))
+                        .collect::<Result<_, _>>()?,
+                ),
+                YamlData::Mapping(map) => {
+                    let mut entries = Vec::new();
+                    for (k, v) in map {
+                        let key = match &k.data {
+                            YamlData::Representation(t, _, _) => t.to_string(),
+                            _ => return Err(at_pos("mapping keys must be plain strings")),
+                        };
+                        let key_pos = Pos {
+                            line: k.span.start.line(),
+                            column: k.span.start.col() + 1,
+                            index: k.span.start.index(),
+                            len: key.chars().count(),
+                        };
+                        entries.push((key, key_pos, convert(v, depth + 1)?));
+                    }
+                    Value::Map(entries)
+                }
+                YamlData::Tagged(_, inner) => return convert(inner, depth + 1),
+                YamlData::Alias(_) | YamlData::BadValue => {
+                    return Err(at_pos("unsupported YAML value (alias or bad value)"));
+                }
+            };
+            Ok(Node { pos, value })
+        }
+        let mut loader: YamlLoader<'_, MarkedYaml<'_>> = YamlLoader::default();
+        loader.early_parse(false);
+        let mut parser = Parser::new_from_str(text);
+        let err = match parser.load(&mut loader, true) {
+            Err(e) => Some(e),
+            Ok(()) => loader.error().cloned(),
+        };
+        if let Some(e) = err {
+            return Err(invalid_yaml(e.marker(), e.info()));
+        }
+        let mut out = Vec::new();
+        for doc in loader.into_documents() {
+            let node = convert(&doc, 0)?;
+            if node.value != Value::Null {
+                out.push(node);
+            }
+        }
+        Ok(out)
+    }
+
+    fn same_as_the_tree_loader(text: &str) {
+        let new = load_documents(text);
+        let old = tree_load(text);
+        match (&new, &old) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.message, b.message, "{text}");
+                let (a, b) = (a.location.as_ref().unwrap(), b.location.as_ref().unwrap());
+                assert_eq!((a.line, a.column), (b.line, b.column), "{text}");
+            }
+            _ => panic!("{text}\nnew: {new:?}\nold: {old:?}"),
+        }
+    }
+
+    #[test]
+    fn the_event_loader_reads_like_the_tree_loader() {
+        let cases = [
+            "a: 1\n---\nb:\n  c: 'x'\n",
+            "",
+            "---\n",
+            "---\n---\na: 1\n",
+            "a: 1\n---\n...\n",
+            "~\n",
+            "- a\n- ~\n- null\n- ''\n- \"null\"\n- |\n  block\n  text\n- >\n  folded\n",
+            "{a: [1, 2, {b: c}], d: {}, e: []}\n",
+            "? [a]\n: b\n",
+            "? {a: 1}\n: b\n",
+            "~: a\nnull: b\n'': c\n",
+            "a: &x {b: [1, 2]}\nc: *x\nd: *x\n",
+            "a: &s text\nb: *s\n",
+            "a: *nope\n",
+            "a: !custom {b: 1}\nc: !!str 12\nd: !!map {e: f}\n",
+            "a: 1\n'a': 2\n",
+            "a: 1\nb: 2\na: 3\n",
+            "a: [1, 2\nb: 3\n",
+            "a: b: c\n",
+            "\"ünï\": cödé\nx: \"é\"\n",
+            "items:\n- {name: a, labels: {app: b}}\n- name: c\n  labels: null\n",
+        ];
+        for c in cases {
+            same_as_the_tree_loader(c);
+        }
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        same_as_the_tree_loader(&deep(128));
+        same_as_the_tree_loader(&deep(129));
+        same_as_the_tree_loader(&deep(140));
+        let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                      c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
+                      e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e]\n";
+        same_as_the_tree_loader(laughs);
+    }
+
+    #[test]
+    fn the_event_loader_reads_the_repositorys_yaml_like_the_tree_loader() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stack = vec![root];
+        let mut seen = 0;
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                let p = e.path();
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                if p.is_dir() {
+                    if !name.starts_with('.') && name != "target" {
+                        stack.push(p);
+                    }
+                } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                    same_as_the_tree_loader(&std::fs::read_to_string(&p).unwrap());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 20, "only {seen} YAML files found");
     }
 }

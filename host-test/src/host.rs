@@ -492,6 +492,15 @@ impl PluginInstance {
         r
     }
 
+    /// The size of the VM's linear memory in bytes: the most the guest ever held, since
+    /// wasm memory grows in 64 KiB pages and never shrinks (Envoy's V8 keeps the touched
+    /// pages resident).
+    pub fn memory_bytes(&mut self) -> usize {
+        self.instance
+            .get_memory(&mut self.store, "memory")
+            .map_or(0, |m| m.data_size(&self.store))
+    }
+
     /// The trap that killed this VM, if one did.
     pub fn failed(&self) -> Option<&GuestTrap> {
         self.failed.as_ref()

@@ -18,8 +18,18 @@
 //! measurement is a bounded `wrk` run (`--duration` seconds, 2 threads, `--connections`,
 //! `--latency`); the listeners' runs are interleaved and repeated `--rounds` times, and the
 //! ratio plugin ÷ RBAC is taken within each round. Envoy's CPU time per request comes from
-//! `/proc/<pid>/stat` (utime + stime) before and after each run. RSS (`VmRSS`) is measured in
-//! separate Envoy processes holding only one listener each, after a warm-up.
+//! `/proc/<pid>/stat` (utime + stime) before and after each run.
+//!
+//! RSS is measured in separate Envoy processes holding only one listener each, after a
+//! warm-up: no filter, RBAC, the plugin given the policy as YAML (`policy`), and the plugin
+//! given the same policy compiled (`bundle`, as `palisade compile` writes it). Each is read from
+//! `/proc/<pid>/smaps_rollup` as the whole RSS and its anonymous part (the rest is file-backed:
+//! Envoy's binary paged in). The floor of any proxy-wasm filter is measured once: a listener
+//! with a minimal module (hand-written WAT: the ABI exports, one page of memory, every
+//! callback a no-op returning `Continue`), and `--floor-wasm <file>` adds a listener with any
+//! other module (e.g. a proxy-wasm Rust SDK module that returns `Continue`), configured with
+//! `{}`. The bundle is also given to the plugin's bundle-only build (without its `yaml`
+//! feature: no YAML parser nor policy decoders, a smaller module). `--rss-only` measures only the RSS (under a minute at the default sizes).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -45,6 +55,10 @@ struct Options {
     duration_s: u64,
     rounds: usize,
     connections: u32,
+    /// Only the RSS processes, no throughput runs.
+    rss_only: bool,
+    /// Another module to measure as the floor (with the built-in WAT one).
+    floor_wasm: Option<PathBuf>,
 }
 
 impl Options {
@@ -54,9 +68,15 @@ impl Options {
             duration_s: 4,
             rounds: 3,
             connections: 32,
+            rss_only: false,
+            floor_wasm: None,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
+            if flag == "--rss-only" {
+                o.rss_only = true;
+                continue;
+            }
             let value = it
                 .next()
                 .ok_or_else(|| format!("{flag} needs a value"))?
@@ -72,10 +92,11 @@ impl Options {
                 "--duration" => o.duration_s = value.parse().map_err(bad)?,
                 "--rounds" => o.rounds = value.parse().map_err(bad)?,
                 "--connections" => o.connections = value.parse().map_err(bad)?,
+                "--floor-wasm" => o.floor_wasm = Some(PathBuf::from(value)),
                 _ => {
                     return Err(format!(
                         "unknown option {flag} (options: --sizes 10,1000,5000 --duration <s> \
-                         --rounds <n> --connections <n>)"
+                         --rounds <n> --connections <n> --rss-only --floor-wasm <file>)"
                     ));
                 }
             }
@@ -146,18 +167,58 @@ fn rbac_filter(n: usize) -> Value {
     })
 }
 
-/// The plugin's configuration: the policy inline, the local workload set.
-fn plugin_configuration(n: usize) -> Value {
+/// The local workload, as the plugin's configuration gives it.
+fn workload() -> Value {
     json!({
-        "policy": policy_yaml(n),
-        "workload": {
-            "namespace": NAMESPACE,
-            "name": POLICY,
-            "labels": { "app": POLICY },
-            "serviceAccount": POLICY,
-        },
+        "namespace": NAMESPACE,
+        "name": POLICY,
+        "labels": { "app": POLICY },
+        "serviceAccount": POLICY,
     })
 }
+
+/// The plugin's configuration: the policy inline, the local workload set.
+fn plugin_configuration(n: usize) -> Value {
+    json!({ "policy": policy_yaml(n), "workload": workload() })
+}
+
+/// The plugin's configuration with the same policy compiled (what `palisade compile` writes,
+/// base64).
+fn plugin_bundle_configuration(n: usize) -> Result<Value, String> {
+    use base64::Engine as _;
+    let set = palisade_engine::load(&[palisade_engine::SourceFile::new(
+        "bench.yaml",
+        policy_yaml(n),
+    )])
+    .map_err(|e| e.to_string())?;
+    let engine = palisade_engine::compile(&set, &palisade_engine::Options::default())
+        .map_err(|e| e.to_string())?;
+    let bytes = palisade_engine::encode_bundle(&engine).map_err(|e| e.to_string())?;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(bytes);
+    Ok(json!({ "bundle": bundle, "workload": workload() }))
+}
+
+/// The smallest module Envoy runs as an HTTP filter: the ABI version, one 64 KiB page of
+/// memory, an allocator, and every callback a no-op (`Continue`). What any proxy-wasm filter
+/// costs Envoy before its own code and data.
+const FLOOR_WAT: &str = r#"(module
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $next))
+    (global.set $next (i32.add (local.get $at) (local.get $size)))
+    (if (i32.gt_u (global.get $next) (i32.mul (memory.size) (i32.const 65536)))
+      (then (drop (memory.grow (i32.add (i32.shr_u (local.get $size) (i32.const 16)) (i32.const 1))))))
+    (local.get $at))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_delete") (param i32)))
+"#;
 
 /// A request `wrk` repeats.
 #[derive(Debug, Clone)]
@@ -358,17 +419,36 @@ impl Envoy {
         Ok(field(14)? + field(15)?)
     }
 
-    /// `VmRSS` in KiB.
-    fn rss_kib(&self) -> Result<u64, String> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .map_err(|e| format!("reading /proc/{}/status: {e}", self.pid()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+    /// RSS and its anonymous part (`/proc/<pid>/smaps_rollup`).
+    fn rss(&self) -> Result<Rss, String> {
+        let rollup = fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))
+            .map_err(|e| format!("reading /proc/{}/smaps_rollup: {e}", self.pid()))?;
+        parse_rollup(&rollup)
+    }
+}
+
+/// A process's resident memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Rss {
+    /// All of it, KiB.
+    total_kib: u64,
+    /// Anonymous pages (heaps, V8, wasm linear memory), KiB; the rest is file-backed.
+    anon_kib: u64,
+}
+
+/// `Rss:` and `Anonymous:` of `smaps_rollup`.
+fn parse_rollup(text: &str) -> Result<Rss, String> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| "no VmRSS".to_string())
-    }
+            .ok_or_else(|| format!("no `{name}` in smaps_rollup"))
+    };
+    Ok(Rss {
+        total_kib: field("Rss:")?,
+        anon_kib: field("Anonymous:")?,
+    })
 }
 
 impl Drop for Envoy {
@@ -606,11 +686,17 @@ struct SizeResult {
     none: Cell,
     /// Per request kind (last, middle, none).
     rows: Vec<Row>,
-    rss_none_kib: u64,
-    rss_rbac_kib: u64,
-    rss_plugin_kib: u64,
+    rss_none: Rss,
+    rss_rbac: Rss,
+    /// The plugin given the policy as YAML.
+    rss_plugin: Rss,
+    /// The plugin given the policy as a compiled bundle.
+    rss_bundle: Rss,
+    /// The bundle-only build of the plugin (no `yaml` feature) given the bundle.
+    rss_bundle_only: Rss,
     startup_rbac_s: f64,
     startup_plugin_s: f64,
+    startup_bundle_s: f64,
 }
 
 fn us(v: f64) -> String {
@@ -625,11 +711,98 @@ fn mib(kib: u64) -> String {
     format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
+/// `123 MiB (anon 45)`.
+fn rss_text(r: Rss) -> String {
+    format!(
+        "{} (anon {:.0})",
+        mib(r.total_kib),
+        r.anon_kib as f64 / 1024.0
+    )
+}
+
+/// One listener in its own Envoy: startup time, the check that it answers `probe` with
+/// `want`, a 2 s warm-up on it, then its RSS.
+#[allow(clippy::too_many_arguments)]
+fn rss_of(
+    o: &Options,
+    bin: &Path,
+    dir: &Path,
+    ticks_per_s: u64,
+    def: &ListenerDef,
+    probe: &Probe,
+    want: u16,
+) -> Result<(Rss, f64), String> {
+    let t0 = Instant::now();
+    let envoy = Envoy::start(bin, dir, &bootstrap(std::slice::from_ref(def)))?;
+    let startup = t0.elapsed().as_secs_f64();
+    check(def.port, probe, want, def.name)?;
+    wrk(o, &envoy, ticks_per_s, def.port, probe, 2)?;
+    Ok((envoy.rss()?, startup))
+}
+
+/// The floor: Envoy with a listener whose filter is a minimal module (the built-in WAT, and
+/// `--floor-wasm` when given), beside no filter at all.
+fn measure_floor(
+    o: &Options,
+    bin: &Path,
+    work: &Path,
+    ticks_per_s: u64,
+) -> Result<Vec<(String, Rss)>, String> {
+    eprintln!("==> floor: a minimal proxy-wasm module");
+    let wat = wat::parse_str(FLOOR_WAT).map_err(|e| format!("the floor module: {e}"))?;
+    fs::create_dir_all(work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    let floor = work.join("floor.wasm");
+    fs::write(&floor, wat).map_err(|e| format!("writing {}: {e}", floor.display()))?;
+    let mut modules = vec![("minimal WAT module".to_string(), floor)];
+    if let Some(extra) = &o.floor_wasm {
+        let bytes = fs::metadata(extra)
+            .map_err(|e| format!("{}: {e}", extra.display()))?
+            .len();
+        modules.push((
+            format!("{} ({bytes} bytes)", extra.display()),
+            extra.clone(),
+        ));
+    }
+    let probe = probes(2).into_iter().next().ok_or("no probe")?;
+    let mut out = Vec::new();
+    let none = ListenerDef {
+        name: "none",
+        port: free_port()?,
+        filters: Vec::new(),
+    };
+    let (rss, _) = rss_of(
+        o,
+        bin,
+        &work.join("floor-none"),
+        ticks_per_s,
+        &none,
+        &probe,
+        200,
+    )?;
+    out.push(("no filter".to_string(), rss));
+    for (k, (label, path)) in modules.into_iter().enumerate() {
+        let def = ListenerDef {
+            name: "floor",
+            port: free_port()?,
+            filters: vec![plugin::http_filter(&path, &json!({}))],
+        };
+        let dir = work.join(format!("floor-{k}"));
+        let (rss, _) = rss_of(o, bin, &dir, ticks_per_s, &def, &probe, 200)?;
+        out.push((label, rss));
+    }
+    for (label, rss) in &out {
+        eprintln!("    {label}: {}", rss_text(*rss));
+    }
+    Ok(out)
+}
+
 /// Measures one size: the three-listener process, then the single-listener RSS processes.
+#[allow(clippy::too_many_arguments)]
 fn measure_size(
     o: &Options,
     bin: &Path,
     wasm: &Path,
+    bundle_only_wasm: &Path,
     work: &Path,
     ticks_per_s: u64,
     n: usize,
@@ -637,6 +810,9 @@ fn measure_size(
     eprintln!("==> {n} rules");
     let rbac = rbac_filter(n);
     let plug = plugin::http_filter(wasm, &plugin_configuration(n));
+    let bundle_config = plugin_bundle_configuration(n)?;
+    let bundle = plugin::http_filter(wasm, &bundle_config);
+    let bundle_only = plugin::http_filter(bundle_only_wasm, &bundle_config);
     let probes = probes(n);
     let listeners = [
         ListenerDef {
@@ -660,7 +836,7 @@ fn measure_size(
         rules: n,
         ..SizeResult::default()
     };
-    {
+    if !o.rss_only {
         let envoy = Envoy::start(bin, &work.join(format!("all-{n}")), &bootstrap(&listeners))?;
         for p in &probes {
             check(none_l.port, p, 200, none_l.name)?;
@@ -737,29 +913,53 @@ fn measure_size(
         }
     }
     // RSS, each configuration in its own process, after a warm-up on the matching request.
-    let rss = |def: &ListenerDef, tag: &str| -> Result<(u64, f64), String> {
-        let t0 = Instant::now();
-        let envoy = Envoy::start(
-            bin,
-            &work.join(format!("{tag}-{n}")),
-            &bootstrap(std::slice::from_ref(def)),
-        )?;
-        let startup = t0.elapsed().as_secs_f64();
-        if let Some(p) = probes.first() {
-            wrk(o, &envoy, ticks_per_s, def.port, p, 2)?;
-        }
-        Ok((envoy.rss_kib()?, startup))
+    let probe = probes.first().ok_or("no probe")?;
+    let bundle_l = ListenerDef {
+        name: "bundle",
+        port: free_port()?,
+        filters: vec![bundle],
     };
-    (result.rss_none_kib, _) = rss(none_l, "rss-none")?;
-    (result.rss_rbac_kib, result.startup_rbac_s) = rss(rbac_l, "rss-rbac")?;
-    (result.rss_plugin_kib, result.startup_plugin_s) = rss(plugin_l, "rss-plugin")?;
-    print_size(&result);
+    let dir = |tag: &str| work.join(format!("{tag}-{n}"));
+    let t = ticks_per_s;
+    (result.rss_none, _) = rss_of(o, bin, &dir("rss-none"), t, none_l, probe, 200)?;
+    (result.rss_rbac, result.startup_rbac_s) =
+        rss_of(o, bin, &dir("rss-rbac"), t, rbac_l, probe, probe.status)?;
+    (result.rss_plugin, result.startup_plugin_s) =
+        rss_of(o, bin, &dir("rss-plugin"), t, plugin_l, probe, probe.status)?;
+    (result.rss_bundle, result.startup_bundle_s) = rss_of(
+        o,
+        bin,
+        &dir("rss-bundle"),
+        t,
+        &bundle_l,
+        probe,
+        probe.status,
+    )?;
+    let bundle_only_l = ListenerDef {
+        name: "bundle-only",
+        port: free_port()?,
+        filters: vec![bundle_only],
+    };
+    (result.rss_bundle_only, _) = rss_of(
+        o,
+        bin,
+        &dir("rss-bundle-only"),
+        t,
+        &bundle_only_l,
+        probe,
+        probe.status,
+    )?;
+    print_size(o, &result);
     Ok(result)
 }
 
-fn print_size(r: &SizeResult) {
+fn print_size(o: &Options, r: &SizeResult) {
     println!();
     println!("{} rules", r.rules);
+    if o.rss_only {
+        print_rss(r);
+        return;
+    }
     println!(
         "  {:<8} {:<7} {:>10} {:>10} {:>10} {:>12}",
         "listener", "request", "req/s", "p50", "p99", "CPU µs/req"
@@ -792,20 +992,93 @@ fn print_size(r: &SizeResult) {
             100.0 * row.plugin.rps / r.none.rps.max(1e-9),
         );
     }
+    print_rss(r);
+}
+
+fn print_rss(r: &SizeResult) {
     println!(
-        "  RSS after warm-up, one listener per process: no filter {}, RBAC {}, plugin {} (startup to ready: RBAC {:.1} s, plugin {:.1} s)",
-        mib(r.rss_none_kib),
-        mib(r.rss_rbac_kib),
-        mib(r.rss_plugin_kib),
+        "  RSS after warm-up, one listener per process: no filter {}, RBAC {}, plugin (YAML) {}, plugin (bundle) {}, bundle-only build (bundle) {} (startup to ready: RBAC {:.1} s, plugin {:.1} s, bundle {:.1} s)",
+        rss_text(r.rss_none),
+        rss_text(r.rss_rbac),
+        rss_text(r.rss_plugin),
+        rss_text(r.rss_bundle),
+        rss_text(r.rss_bundle_only),
         r.startup_rbac_s,
-        r.startup_plugin_s
+        r.startup_plugin_s,
+        r.startup_bundle_s,
     );
 }
 
 /// The targets of the issue, judged on the RBAC's worst cases (`last`, `none`) and on the
 /// middle request too.
-fn print_summary(results: &[SizeResult], wasm_bytes: u64) {
+fn print_summary(
+    o: &Options,
+    results: &[SizeResult],
+    floor: &[(String, Rss)],
+    wasm_bytes: u64,
+    bundle_only_bytes: u64,
+) {
     println!();
+    if !o.rss_only {
+        print_throughput(results);
+    }
+    println!("RSS after warm-up, one listener per process (anonymous part in brackets):");
+    println!();
+    for (label, rss) in floor {
+        println!("- {label}: {}", rss_text(*rss));
+    }
+    println!();
+    println!(
+        "| rules | no filter | RBAC | plugin, `policy` (YAML) | plugin, `bundle` | bundle-only build, `bundle` |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.rules,
+            rss_text(r.rss_none),
+            rss_text(r.rss_rbac),
+            rss_text(r.rss_plugin),
+            rss_text(r.rss_bundle),
+            rss_text(r.rss_bundle_only),
+        );
+    }
+    println!();
+    println!("Targets:");
+    let kib = wasm_bytes as f64 / 1024.0;
+    println!(
+        "  .wasm size under 1 MiB: {} ({kib:.0} KiB, {wasm_bytes} bytes; the bundle-only build {bundle_only_bytes} bytes)",
+        if wasm_bytes < 1 << 20 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    for r in results {
+        if !o.rss_only {
+            print_ratio_targets(r);
+        }
+        for (what, rss) in [
+            ("YAML", r.rss_plugin),
+            ("bundle", r.rss_bundle),
+            ("bundle-only build", r.rss_bundle_only),
+        ] {
+            println!(
+                "  {} rules: plugin ({what}) RSS {} below RBAC's {}: {}",
+                r.rules,
+                mib(rss.total_kib),
+                mib(r.rss_rbac.total_kib),
+                if rss.total_kib < r.rss_rbac.total_kib {
+                    "met"
+                } else {
+                    "MISSED"
+                }
+            );
+        }
+    }
+}
+
+fn print_throughput(results: &[SizeResult]) {
     println!("Markdown (medians over rounds):");
     println!();
     println!(
@@ -841,58 +1114,27 @@ fn print_summary(results: &[SizeResult], wasm_bytes: u64) {
         }
     }
     println!();
-    println!("| rules | RSS no filter | RSS RBAC only | RSS plugin only |");
-    println!("|---:|---:|---:|---:|");
-    for r in results {
-        println!(
-            "| {} | {} | {} | {} |",
-            r.rules,
-            mib(r.rss_none_kib),
-            mib(r.rss_rbac_kib),
-            mib(r.rss_plugin_kib)
-        );
-    }
-    println!();
-    println!("Targets:");
-    let kib = wasm_bytes as f64 / 1024.0;
-    println!(
-        "  .wasm size under 1 MiB: {} ({kib:.0} KiB, {wasm_bytes} bytes)",
-        if wasm_bytes < 1 << 20 {
-            "met"
-        } else {
-            "MISSED"
+}
+
+/// The throughput targets of the issue at one size.
+fn print_ratio_targets(r: &SizeResult) {
+    let target = match r.rules {
+        n if n >= 5_000 => Some(10.0),
+        n if n >= 1_000 => Some(2.0),
+        n if n <= 10 => Some(0.9),
+        _ => None,
+    };
+    if let Some(t) = target {
+        for row in &r.rows {
+            println!(
+                "  {} rules, `{}`: ratio {:.2} (by CPU {:.2}) against ≥ {t}: {}",
+                r.rules,
+                row.label,
+                row.ratio,
+                row.cpu_ratio(),
+                if row.ratio >= t { "met" } else { "MISSED" }
+            );
         }
-    );
-    for r in results {
-        let target = match r.rules {
-            n if n >= 5_000 => Some(10.0),
-            n if n >= 1_000 => Some(2.0),
-            n if n <= 10 => Some(0.9),
-            _ => None,
-        };
-        if let Some(t) = target {
-            for row in &r.rows {
-                println!(
-                    "  {} rules, `{}`: ratio {:.2} (by CPU {:.2}) against ≥ {t}: {}",
-                    r.rules,
-                    row.label,
-                    row.ratio,
-                    row.cpu_ratio(),
-                    if row.ratio >= t { "met" } else { "MISSED" }
-                );
-            }
-        }
-        println!(
-            "  {} rules: plugin RSS {} below RBAC's {}: {}",
-            r.rules,
-            mib(r.rss_plugin_kib),
-            mib(r.rss_rbac_kib),
-            if r.rss_plugin_kib < r.rss_rbac_kib {
-                "met"
-            } else {
-                "MISSED"
-            }
-        );
     }
 }
 
@@ -908,12 +1150,19 @@ pub fn run(args: &[String], repo: &Path, work: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", wasm.display()))?
         .len();
     eprintln!("    {} ({wasm_bytes} bytes)", wasm.display());
+    eprintln!("==> the bundle-only build (no `yaml` feature)");
+    let bundle_only = crate::bundle_only_plugin()?;
+    let bundle_only_bytes = fs::metadata(&bundle_only)
+        .map_err(|e| format!("{}: {e}", bundle_only.display()))?
+        .len();
+    eprintln!("    {} ({bundle_only_bytes} bytes)", bundle_only.display());
     let ticks = clock_ticks_per_second();
     let _ = fs::remove_dir_all(work);
     let started = Instant::now();
+    let floor = measure_floor(&o, &bin, work, ticks)?;
     let mut results = Vec::new();
     for &n in &o.sizes {
-        results.push(measure_size(&o, &bin, &wasm, work, ticks, n)?);
+        results.push(measure_size(&o, &bin, &wasm, &bundle_only, work, ticks, n)?);
     }
     println!();
     println!(
@@ -923,7 +1172,7 @@ pub fn run(args: &[String], repo: &Path, work: &Path) -> Result<(), String> {
         o.rounds,
         started.elapsed().as_secs_f64()
     );
-    print_summary(&results, wasm_bytes);
+    print_summary(&o, &results, &floor, wasm_bytes, bundle_only_bytes);
     Ok(())
 }
 
@@ -953,6 +1202,34 @@ mod tests {
         assert_eq!(s.non_2xx, 40_123);
         assert!((s.p50_us - 812.0).abs() < 1e-6 && (s.p99_us - 3210.0).abs() < 1e-6);
         assert!((s.rps - 10_030.75).abs() < 1e-6);
+    }
+
+    #[test]
+    fn smaps_rollup_is_read_and_the_floor_module_assembles() {
+        let rollup = "55d0-7ffd ---p 00000000 00:00 0 [rollup]\nRss:              112640 kB\n\
+                      Pss:              110000 kB\nAnonymous:         49152 kB\n";
+        assert_eq!(
+            parse_rollup(rollup).unwrap(),
+            Rss {
+                total_kib: 112_640,
+                anon_kib: 49_152
+            }
+        );
+        assert!(parse_rollup("Rss: 1 kB\n").is_err());
+        let wasm = wat::parse_str(FLOOR_WAT).unwrap();
+        assert_eq!(&wasm[..4], b"\0asm");
+    }
+
+    #[test]
+    fn the_bundle_configuration_is_base64_of_a_bundle() {
+        use base64::Engine as _;
+        let c = plugin_bundle_configuration(3).unwrap();
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(c["bundle"].as_str().unwrap())
+            .unwrap();
+        let engine = palisade_engine::decode_bundle(&b).unwrap();
+        assert_eq!(engine.rules.len(), 3);
+        assert_eq!(c["workload"]["namespace"], NAMESPACE);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - `cargo xtask setup`: only the installs.
 //! - `cargo xtask wasm`: only the wasm builds of the engine.
 //! - `cargo xtask plugin`: only the proxy-wasm plugin build (`--target wasm32-wasip1 --profile
-//!   plugin`), which the real-Envoy plugin tests load.
+//!   plugin`), which the real-Envoy plugin tests load. `cargo xtask plugin --bundle-only`: the
+//!   build without the `yaml` feature (reads only `bundle`; a smaller module), in
+//!   `<target>/plugin-bundle-only/`.
 //! - `cargo xtask bench`: the engine benchmark (release build).
 //! - `cargo xtask bench-hook [--runs N]`: the OCI hook's start-to-exit time, component (cached)
 //!   beside `--native` (see `bench_hook.rs`).
@@ -43,6 +45,9 @@ fn main() -> ExitCode {
             .and_then(|()| test()),
         "setup" => setup(),
         "wasm" => wasm(),
+        "plugin" if env::args().nth(2).as_deref() == Some("--bundle-only") => {
+            bundle_only_plugin().map(|p| println!("{}", p.display()))
+        }
         "plugin" => plugin(),
         "bench" => bench(),
         "bench-envoy" => bench_envoy::run(
@@ -203,6 +208,30 @@ fn plugin() -> Result<(), String> {
             "palisade-proxy-wasm",
         ]),
     )
+}
+
+/// The plugin without its `yaml` feature (reads only `bundle`), in a target directory of its
+/// own (the feature set would otherwise overwrite the default build's `.wasm`).
+fn bundle_only_plugin() -> Result<PathBuf, String> {
+    let dir = target_dir().join("plugin-bundle-only");
+    run(
+        "proxy-wasm plugin, bundle only (wasm32-wasip1, profile plugin, no `yaml` feature)",
+        cargo()
+            .args([
+                "build",
+                "--quiet",
+                "--target",
+                "wasm32-wasip1",
+                "--profile",
+                "plugin",
+                "-p",
+                "palisade-proxy-wasm",
+                "--no-default-features",
+                "--target-dir",
+            ])
+            .arg(&dir),
+    )?;
+    Ok(dir.join("wasm32-wasip1/plugin/palisade_proxy_wasm.wasm"))
 }
 
 /// Formatting, lints, then every test of the workspace.

@@ -11,9 +11,11 @@ use std::fmt;
 
 use base64::Engine as _;
 use palisade_engine::{
-    Decision, Engine, Errors, Options, PathNormalization, Protocol, Request, SourceFile, Step,
-    Verdict, WorkloadRef, compile::WorkloadView, decode_bundle, load, netpol,
+    Decision, Engine, Errors, PathNormalization, Protocol, Request, Step, Verdict, WorkloadRef,
+    compile::WorkloadView, decode_bundle, netpol,
 };
+#[cfg(feature = "yaml")]
+use palisade_engine::{Options, SourceFile, load};
 use serde::Deserialize;
 
 /// Whether denials are enforced.
@@ -173,15 +175,31 @@ impl Plugin {
     }
 
     /// Validates and compiles a parsed configuration.
-    pub fn from_config(config: PluginConfig, node: &NodeMetadata) -> Result<Plugin, ConfigError> {
-        let engine = match (&config.policy, &config.bundle) {
+    pub fn from_config(
+        mut config: PluginConfig,
+        node: &NodeMetadata,
+    ) -> Result<Plugin, ConfigError> {
+        let mut engine = match (config.policy.take(), config.bundle.take()) {
+            #[cfg(not(feature = "yaml"))]
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "this build of the plugin reads only `bundle` (it was built without the \
+                     `yaml` feature): compile the policy with `palisade compile` and pass it as \
+                     `bundle`"
+                        .into(),
+                ));
+            }
+            #[cfg(feature = "yaml")]
             (Some(policy), None) => {
                 let options = options(&config)?;
-                let set = load(&[SourceFile::new("pluginConfig.policy", policy.as_str())])
+                // The text moves into the source file (no copy), and the decoded set is
+                // dropped as soon as it is compiled: wasm memory never shrinks, so what is
+                // held at once here stays resident for the plugin's lifetime.
+                let set = load(&[SourceFile::new("pluginConfig.policy", policy)])
                     .map_err(ConfigError::Policy)?;
                 palisade_engine::compile(&set, &options).map_err(ConfigError::Policy)?
             }
-            (None, Some(bundle)) => {
+            (None, Some(mut bundle)) => {
                 if config.trust_domain.is_some()
                     || config.trust_domain_aliases.is_some()
                     || config.root_namespace.is_some()
@@ -194,13 +212,12 @@ impl Plugin {
                             .into(),
                     ));
                 }
-                let compact: String = bundle
-                    .chars()
-                    .filter(|c| !c.is_ascii_whitespace())
-                    .collect();
+                // In place, and each buffer dropped once read (see `policy` above).
+                bundle.retain(|c| !c.is_ascii_whitespace());
                 let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(compact.as_bytes())
+                    .decode(bundle.as_bytes())
                     .map_err(|e| ConfigError::Bundle(format!("not base64: {e}")))?;
+                drop(bundle);
                 decode_bundle(&bytes).map_err(|e| ConfigError::Bundle(e.to_string()))?
             }
             (Some(_), Some(_)) => {
@@ -247,6 +264,10 @@ impl Plugin {
             .flat_map(|r| r.http.iter().chain(r.tcp.iter()))
             .flat_map(|b| b.from.iter().chain(b.to.iter()).flatten().chain(&b.when))
             .any(|p| p.attr == palisade_engine::compile::Attr::Sni);
+        // What a request context never reads: the other workloads' views (the local one is
+        // `view`) and the ContainerPolicies (decided by the container hosts, not Envoy).
+        engine.views = Vec::new();
+        engine.container = Vec::new();
         Ok(Plugin {
             uses_sni,
             engine,
@@ -322,6 +343,7 @@ pub fn error_decision(message: String) -> Decision {
     }
 }
 
+#[cfg(feature = "yaml")]
 fn options(config: &PluginConfig) -> Result<Options, ConfigError> {
     let mut o = Options::default();
     if let Some(td) = &config.trust_domain {
@@ -372,7 +394,39 @@ fn local_workload(
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "yaml")))]
+mod bundle_only_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_bundle_only_build_refuses_yaml_and_reads_bundles() {
+        let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                      metadata: {name: a, namespace: shop}\nspec: {}\n";
+        let json = serde_json::json!({"policy": policy, "workload": {"namespace": "shop"}});
+        let e = Plugin::configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("reads only `bundle`"), "{e}");
+        let set =
+            palisade_engine::load(&[palisade_engine::SourceFile::new("p.yaml", policy)]).unwrap();
+        let engine = palisade_engine::compile(&set, &palisade_engine::Options::default()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(palisade_engine::encode_bundle(&engine).unwrap());
+        let json = serde_json::json!({"bundle": b64, "workload": {"namespace": "shop"}});
+        let p = Plugin::configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        assert_eq!(p.view.policies, vec!["shop/a".to_string()]);
+    }
+}
+
+#[cfg(all(test, feature = "yaml"))]
 mod tests {
     #![allow(
         clippy::unwrap_used,
@@ -526,6 +580,56 @@ spec:
         let json = serde_json::json!({"bundle": "AAAA", "trustDomain": "x", "workload": {"namespace": "shop"}});
         let e = err(&serde_json::to_vec(&json).unwrap());
         assert!(e.contains("fixed when a bundle is compiled"), "{e}");
+    }
+
+    #[test]
+    fn a_named_workload_keeps_only_its_own_view() {
+        let inventory = "apiVersion: palisade.dev/v1alpha1\nkind: Inventory\nmetadata: {name: inv}\n\
+                         spec:\n  namespaces: [{name: shop}]\n  workloads:\n  \
+                         - {name: cart, namespace: shop, labels: {app: cart}}\n  \
+                         - {name: web, namespace: shop, labels: {app: web}}\n";
+        let policy = format!("{POLICY}---\n{inventory}");
+        let json = serde_json::json!({"policy": policy, "workload": {"namespace": "shop", "name": "cart"}});
+        let p = Plugin::configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        assert_eq!(p.view.policies, vec!["shop/only-get".to_string()]);
+        assert!(p.engine.views.is_empty() && p.engine.container.is_empty());
+        assert_eq!(
+            p.engine.inventory.workloads.len(),
+            2,
+            "NetworkPolicy still needs it"
+        );
+        let json =
+            serde_json::json!({"policy": policy, "workload": {"namespace": "shop", "name": "web"}});
+        let p = Plugin::configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        assert!(p.view.policies.is_empty(), "{:?}", p.view.policies);
+    }
+
+    #[test]
+    fn a_bundle_with_whitespace_still_decodes() {
+        let set = load(&[SourceFile::new("p.yaml", POLICY)]).unwrap();
+        let engine = palisade_engine::compile(&set, &Options::default()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(palisade_engine::encode_bundle(&engine).unwrap());
+        let wrapped: String = b64
+            .as_bytes()
+            .chunks(60)
+            .map(|c| format!("{}\n  ", std::str::from_utf8(c).unwrap()))
+            .collect();
+        let json = serde_json::json!({"bundle": wrapped, "workload": {"namespace": "shop", "labels": {"app": "cart"}}});
+        let p = Plugin::configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        assert_eq!(p.view.policies, vec!["shop/only-get".to_string()]);
     }
 
     #[test]
