@@ -37,6 +37,7 @@ pub use decider::ProxyWasmDecider;
 pub use envoy::{PropertyMap, StreamInput};
 pub use host::{
     ConfigRefused, GuestTrap, HostError, HostSettings, HttpCall, HttpFixture, HttpOutcome,
-    LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, TcpOutcome, TrapKind,
+    LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, StreamSummary, TcpOutcome,
+    TrapKind,
 };
-pub use replay::{Replayer, Unroutable, same_decision};
+pub use replay::{Observed, ReadBack, Replayer, Unroutable, same_decision};
