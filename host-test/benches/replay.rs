@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use palisade_engine::{Options, Request, SourceFile, Verdict};
-use palisade_host_test::{ProxyWasmHost, ReadBack, Replayer, same_decision};
+use palisade_host_test::{Bound, HostSettings, ProxyWasmHost, ReadBack, Replayer, same_decision};
 
 const WASM: &str = "wasm32-wasip1/plugin/palisade_proxy_wasm.wasm";
 
@@ -67,12 +67,15 @@ fn sources() -> Vec<SourceFile> {
 fn main() {
     let mut records_wanted = 1_000_000usize;
     let mut read_back = ReadBack::Outcome;
+    let mut fuel = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
         if args[i] == "--records" {
             records_wanted = args[i + 1].parse().expect("--records N");
             i += 1;
+        } else if args[i] == "--fuel" {
+            fuel = true;
         } else if args[i] == "--read-back" {
             read_back = match args[i + 1].as_str() {
                 "outcome" => ReadBack::Outcome,
@@ -112,7 +115,13 @@ fn main() {
     }
     let n = records.len();
 
-    let host = ProxyWasmHost::new(&wasm).unwrap();
+    // As `palisade replay` runs it: calls bounded by time (epoch interruption), not fuel;
+    // `--fuel` meters fuel instead.
+    let settings = HostSettings {
+        bound: if fuel { Bound::Fuel } else { Bound::TIME },
+        ..HostSettings::default()
+    };
+    let host = ProxyWasmHost::with_settings(&wasm, settings).unwrap();
     let mut replayer =
         Replayer::with_read_back(host, &sources(), &Options::default(), read_back).unwrap();
 
@@ -175,14 +184,15 @@ fn main() {
     let native_rate = n as f64 / native_s;
     let wasm_rate = n as f64 / wasm_s;
     println!(
-        "replay benchmark: {} ({} records) scaled x{copies} to {n} records, {} VMs, {} read-back",
+        "replay benchmark: {} ({} records) scaled x{copies} to {n} records, {} VMs, {} read-back, {}",
         sample_path.display(),
         base.len(),
         replayer.configured(),
         match read_back {
             ReadBack::Outcome => "outcome",
             ReadBack::Decision => "decision",
-        }
+        },
+        if fuel { "fuel-metered" } else { "time-bounded" }
     );
     println!("  parse (envoy access log)  {parse_ns:>10.0} ns/record");
     println!(

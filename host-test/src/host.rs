@@ -45,6 +45,8 @@ pub enum HostError {
 pub enum TrapKind {
     /// The fuel budget of one callback ran out (an endless loop, say).
     OutOfFuel,
+    /// The time budget of one callback ran out ([`Bound::Time`]: an endless loop, say).
+    Interrupted,
     /// A wasm trap: `unreachable` (a Rust panic), an out-of-bounds access, …
     Wasm,
     /// A host import failed the call: `proc_exit`, or an import the test host does not
@@ -181,13 +183,45 @@ pub struct HttpFixture {
     pub trailers: Vec<(String, String)>,
 }
 
+/// How every guest call is bounded, so that a guest that never returns is a trap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Fuel: `configure_fuel` and `callback_fuel` (about one unit per wasm instruction).
+    /// Deterministic; every basic block pays for counting.
+    Fuel,
+    /// Wall-clock time, through wasmtime's epoch interruption: a host thread advances the
+    /// engine's epoch every [`EPOCH_TICK_MS`] ms and a call is interrupted once its budget of
+    /// ticks is spent ([`TrapKind::Interrupted`]). Only a check at function entries and loop
+    /// back-edges: cheaper than fuel, not deterministic.
+    Time {
+        /// The budget of `_initialize`, `proxy_on_vm_start` and `proxy_on_configure`, in ms.
+        configure_ms: u64,
+        /// The budget of each stream callback, in ms.
+        callback_ms: u64,
+    },
+}
+
+impl Bound {
+    /// [`Bound::Time`] with budgets like the default fuel's on this machine, with a wide
+    /// margin: 30 s to start and configure, 1 s per stream callback.
+    pub const TIME: Bound = Bound::Time {
+        configure_ms: 30_000,
+        callback_ms: 1_000,
+    };
+}
+
+/// The period of the epoch ticker of [`Bound::Time`], in milliseconds.
+pub const EPOCH_TICK_MS: u64 = 10;
+
 /// What the host offers every VM; the defaults suit a test.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
+    /// How guest calls are bounded (fuel by default).
+    pub bound: Bound,
     /// Fuel for `_initialize`, `proxy_on_vm_start` and `proxy_on_configure` (compiling a
-    /// large policy is the heaviest call).
+    /// large policy is the heaviest call); [`Bound::Fuel`] only.
     pub configure_fuel: u64,
-    /// Fuel for each stream callback.
+    /// Fuel for each stream callback; [`Bound::Fuel`] only.
     pub callback_fuel: u64,
     /// The most linear memory a VM may grow to (Envoy's cpp-host: 1 GiB).
     pub max_memory: usize,
@@ -216,6 +250,7 @@ pub struct HostSettings {
 impl Default for HostSettings {
     fn default() -> Self {
         HostSettings {
+            bound: Bound::Fuel,
             configure_fuel: 20_000_000_000,
             callback_fuel: 2_000_000_000,
             max_memory: 1 << 30,
@@ -259,8 +294,15 @@ impl ProxyWasmHost {
     /// Compiles a module with these settings.
     pub fn with_settings(wasm: &[u8], settings: HostSettings) -> Result<ProxyWasmHost, HostError> {
         let mut config = Config::new();
-        config.consume_fuel(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        match settings.bound {
+            Bound::Fuel => config.consume_fuel(true),
+            Bound::Time { .. } => config.epoch_interruption(true),
+        };
         let engine = Engine::new(&config).map_err(|e| HostError::Compile(e.to_string()))?;
+        if matches!(settings.bound, Bound::Time { .. }) {
+            start_epoch_ticker(&engine).map_err(|e| HostError::Link(e.to_string()))?;
+        }
         let module =
             Module::from_binary(&engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
@@ -353,7 +395,7 @@ impl Plugin {
             trap,
             logs: vm.store.data_mut().take_logs(0),
         };
-        let fuel = settings.configure_fuel;
+        let fuel = Budget::Configure;
         if let Err(t) = vm.call("_initialize", |e| &e.initialize, (), fuel) {
             return Err(trap(&mut vm, t));
         }
@@ -390,6 +432,31 @@ impl Plugin {
         }
         Ok(vm)
     }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK_MS`] from a thread that ends once the engine
+/// is dropped.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("palisade-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(EPOCH_TICK_MS));
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .map(drop)
+}
+
+/// Which budget a guest call gets.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    Configure,
+    Callback,
 }
 
 /// The response code details of a request refused because the VM failed (Envoy's).
@@ -557,7 +624,7 @@ impl PluginInstance {
         name: &str,
         pick: Pick<P, R>,
         params: P,
-        fuel: u64,
+        budget: Budget,
     ) -> Result<Option<R>, GuestTrap> {
         let trap = |kind, message: String| GuestTrap {
             callback: name.into(),
@@ -569,13 +636,34 @@ impl PluginInstance {
             Export::Mistyped(e) => return Err(trap(TrapKind::Signature, e.clone())),
             Export::Func(f) => f,
         };
-        self.store
-            .set_fuel(fuel)
-            .map_err(|e| trap(TrapKind::Host, format!("{e:?}")))?;
+        let settings = &self.store.data().settings;
+        match settings.bound {
+            Bound::Fuel => {
+                let fuel = match budget {
+                    Budget::Configure => settings.configure_fuel,
+                    Budget::Callback => settings.callback_fuel,
+                };
+                self.store
+                    .set_fuel(fuel)
+                    .map_err(|e| trap(TrapKind::Host, format!("{e:?}")))?;
+            }
+            Bound::Time {
+                configure_ms,
+                callback_ms,
+            } => {
+                let ms = match budget {
+                    Budget::Configure => configure_ms,
+                    Budget::Callback => callback_ms,
+                };
+                self.store
+                    .set_epoch_deadline(ms.div_ceil(EPOCH_TICK_MS).saturating_add(1));
+            }
+        }
         match func.call(&mut self.store, params) {
             Ok(r) => Ok(Some(r)),
             Err(e) => Err(match e.downcast_ref::<wasmtime::Trap>() {
                 Some(wasmtime::Trap::OutOfFuel) => trap(TrapKind::OutOfFuel, format!("{e:?}")),
+                Some(wasmtime::Trap::Interrupt) => trap(TrapKind::Interrupted, format!("{e:?}")),
                 Some(_) => trap(TrapKind::Wasm, format!("{e:?}")),
                 None => trap(TrapKind::Host, format!("{e:?}")),
             }),
@@ -589,8 +677,7 @@ impl PluginInstance {
         pick: Pick<P, R>,
         params: P,
     ) -> Result<Option<R>, GuestTrap> {
-        let fuel = self.store.data().settings.callback_fuel;
-        let r = self.call(name, pick, params, fuel);
+        let r = self.call(name, pick, params, Budget::Callback);
         if let Err(t) = &r {
             self.failed = Some(t.clone());
         }

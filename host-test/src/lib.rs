@@ -36,8 +36,8 @@ pub use abi::{Action, LogLevel};
 pub use decider::ProxyWasmDecider;
 pub use envoy::{PropertyMap, StreamInput};
 pub use host::{
-    ConfigRefused, GuestTrap, HostError, HostSettings, HttpCall, HttpFixture, HttpOutcome,
-    LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, StreamSummary, TcpOutcome,
-    TrapKind,
+    Bound, ConfigRefused, EPOCH_TICK_MS, GuestTrap, HostError, HostSettings, HttpCall, HttpFixture,
+    HttpOutcome, LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, StreamSummary,
+    TcpOutcome, TrapKind,
 };
 pub use replay::{Observed, ReadBack, Replayer, Unroutable, same_decision};
