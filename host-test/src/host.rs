@@ -295,6 +295,10 @@ impl ProxyWasmHost {
     pub fn with_settings(wasm: &[u8], settings: HostSettings) -> Result<ProxyWasmHost, HostError> {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // `perf` can name the guest's functions: wasmtime writes /tmp/perf-<pid>.map.
+        if std::env::var_os("PALISADE_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         match settings.bound {
             Bound::Fuel => config.consume_fuel(true),
             Bound::Time { .. } => config.epoch_interruption(true),

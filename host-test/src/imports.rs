@@ -196,15 +196,25 @@ fn len_u32(n: usize) -> u32 {
 /// Allocates `size` bytes with the guest's allocator (`proxy_on_memory_allocate`, else
 /// `malloc`); `Ok(None)` when it has none or returns 0; `Err` when it trapped.
 fn allocate(c: &mut C<'_>, size: usize) -> wasmtime::Result<Option<i32>> {
-    let typed = match &c.data().allocator {
-        Export::Missing => return Ok(None),
-        Export::Mistyped(e) => return Err(wasmtime::Error::msg(e.clone())),
-        Export::Func(f) => f.clone(),
-    };
     let Ok(size) = i32::try_from(size) else {
         return Ok(None);
     };
-    let ptr = typed.call(&mut *c, size)?;
+    // Taken out for the call and put back (cloning a typed function is not free); the
+    // allocator does not call the host, so nothing needs it meanwhile.
+    let typed = match std::mem::replace(&mut c.data_mut().allocator, Export::Missing) {
+        Export::Func(f) => f,
+        other => {
+            let e = match &other {
+                Export::Mistyped(e) => Some(wasmtime::Error::msg(e.clone())),
+                _ => None,
+            };
+            c.data_mut().allocator = other;
+            return e.map_or(Ok(None), Err);
+        }
+    };
+    let r = typed.call(&mut *c, size);
+    c.data_mut().allocator = Export::Func(typed);
+    let ptr = r?;
     Ok((ptr != 0).then_some(ptr))
 }
 
