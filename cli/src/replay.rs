@@ -775,3 +775,107 @@ fn human(r: &ReplayResult) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use std::sync::Arc;
+
+    use palisade_engine::{Decision, Step};
+
+    use super::*;
+
+    #[test]
+    fn an_outcome_disagreement_shows_the_record_both_decisions_and_what_envoy_saw() {
+        let request: Request = serde_json::from_value(serde_json::json!({
+            "destination": {"workload": {"namespace": "shop", "name": "cart"}},
+            "http": {"method": "GET", "host": "cart", "path": "/x"},
+        }))
+        .unwrap();
+        let native = Decision {
+            verdict: Verdict::Allow,
+            step: Step::NoAllowPolicies,
+            rule: None,
+            shadow: Vec::new(),
+            audit: None,
+            network: None,
+            errors: Vec::new(),
+        };
+        let observed = Observed {
+            verdict: Verdict::Deny,
+            reply: Some((403, "rbac_access_denied_matched_policy[none]".into())),
+            policy: Some("none".into()),
+            counters: vec![(Arc::from("palisade.denied"), 1)],
+        };
+        let expected = Observed {
+            verdict: Verdict::Allow,
+            reply: None,
+            policy: None,
+            counters: vec![(Arc::from("palisade.allowed"), 1)],
+        };
+        let result = ReplayResult {
+            traffic: "t.jsonl".into(),
+            format: None,
+            wasm: "p.wasm".into(),
+            records: 1,
+            skipped: Vec::new(),
+            ignored: 0,
+            vms: 1,
+            agree: false,
+            native: Count::default(),
+            wasm_totals: Count::default(),
+            rules: Vec::new(),
+            policies: Vec::new(),
+            disagreements: vec![Disagreement {
+                line: 7,
+                name: Some("r7".into()),
+                request,
+                wasm: Shown::observed(&observed),
+                native: Shown {
+                    envoy: Some(expected.to_string()),
+                    ..Shown::of(&native)
+                },
+            }],
+            unroutable: Vec::new(),
+            live: LiveSummary::default(),
+        };
+        let text = human(&result);
+        assert!(text.contains("DISAGREE on 1 records"), "{text}");
+        assert!(
+            text.contains("line 7 (r7): GET cart/x to shop/cart"),
+            "{text}"
+        );
+        assert!(text.contains("wasm:   deny by none"), "{text}");
+        assert!(
+            text.contains("native: allow by (no-allow-policies)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "the plugin showed Envoy:  local reply 403 `rbac_access_denied_matched_policy[none]`, x-palisade-policy: none; counters: palisade.denied +1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("its mapping of native:    allowed; counters: palisade.allowed +1"),
+            "{text}"
+        );
+        assert!(text.contains("request: {"), "{text}");
+        let json = serde_json::to_value(&result).unwrap();
+        let d = &json["disagreements"][0];
+        assert_eq!(d["wasm"]["verdict"], "deny");
+        assert_eq!(d["native"]["verdict"], "allow");
+        assert!(
+            d["native"]["explanation"]
+                .as_str()
+                .unwrap()
+                .contains("allowed")
+        );
+        assert!(
+            d["wasm"]["envoy"]
+                .as_str()
+                .unwrap()
+                .contains("palisade.denied")
+        );
+    }
+}
