@@ -5,6 +5,12 @@
 //! `.wasm` and the native engine decide differently, and — where the recording carries the
 //! live outcome — every record this policy decides differently from the live system.
 //!
+//! By default the `.wasm` side is read back as Envoy shows it (`--compare outcome`): the host
+//! runs at `warn`, Envoy's default, so the plugin formats no log line, and its verdict, local
+//! reply and counter increments must be exactly those the plugin's own mapping gives for the
+//! native decision. `--compare decision` reads the full decision back from the plugin's log
+//! line instead (the host at `trace`: slower) and compares it with the native one.
+//!
 //! Exit status: 0 when the `.wasm` and the native engine agree on every record, 3 when they
 //! disagree on any, 2 on invalid input.
 
@@ -18,7 +24,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use palisade_engine::{
     Decision, Diagnostic, Errors, Location, Request, SourceFile, Verdict, WorkloadRef,
 };
-use palisade_host_test::{ProxyWasmHost, Replayer, same_decision};
+use palisade_host_test::{
+    Bound, HostSettings, Observed, ProxyWasmHost, ReadBack, Replayer, same_decision,
+};
 use palisade_traffic::{Format as TrafficFormat, Live, Record, policy_of, rule_or_none};
 use serde::Serialize;
 
@@ -35,6 +43,9 @@ const PLUGIN_WASM: &str = "wasm32-wasip1/plugin/palisade_proxy_wasm.wasm";
 
 /// Inputs larger than this get a progress bar (on a terminal).
 const PROGRESS_FROM: usize = 10_000;
+
+/// The progress bar moves every this many records (not per record).
+const PROGRESS_EVERY: usize = 1024;
 
 /// At most this many disagreements, live differences and unroutable records are listed in
 /// the human output (all of them in JSON).
@@ -67,6 +78,11 @@ pub struct ReplayArgs {
     /// Skip lines that do not parse (they are counted and listed) instead of failing.
     #[arg(long)]
     pub skip_invalid: bool,
+    /// What of the `.wasm` is compared with the native engine: `outcome` — the verdict, local
+    /// reply and counters, as Envoy shows them (fast); `decision` — the full decision read
+    /// back from the plugin's log line (step, dry-run results, audit: slower).
+    #[arg(long, value_enum, default_value_t = Compare::Outcome)]
+    pub compare: Compare,
     #[command(flatten)]
     pub mesh: MeshArgs,
 }
@@ -95,6 +111,15 @@ impl FormatArg {
     }
 }
 
+/// `--compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compare {
+    /// Verdict, local reply and counters, as Envoy shows them.
+    Outcome,
+    /// The full decision, from the plugin's log line.
+    Decision,
+}
+
 /// A decision as reported.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -107,6 +132,10 @@ pub struct Shown {
     pub rule: Option<String>,
     /// The one-paragraph explanation, or the failure.
     pub explanation: String,
+    /// What the plugin shows Envoy (`--compare outcome`): the local reply and the counters
+    /// incremented — for the native side, what the plugin's mapping of its decision shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envoy: Option<String>,
 }
 
 impl Shown {
@@ -115,6 +144,16 @@ impl Shown {
             verdict: Some(d.verdict),
             rule: Some(decider(d)),
             explanation: d.explain(),
+            envoy: None,
+        }
+    }
+
+    fn observed(o: &Observed) -> Shown {
+        Shown {
+            verdict: Some(o.verdict),
+            rule: Some(o.rule()),
+            explanation: format!("the plugin showed Envoy: {o}"),
+            envoy: Some(o.to_string()),
         }
     }
 
@@ -123,6 +162,7 @@ impl Shown {
             verdict: None,
             rule: None,
             explanation: format!("error: {e}"),
+            envoy: None,
         }
     }
 
@@ -365,9 +405,20 @@ pub fn replay(args: &ReplayArgs, output: Format) -> Result<u8, Failure> {
         Failure::message(format!("cannot read `{}`: {e}", wasm_path.display()))
             .with_help("build it with `cargo xtask plugin`, or pass `--wasm <plugin.wasm>`")
     })?;
-    let host = ProxyWasmHost::new(&bytes)
+    // Bounded by time (epoch interruption) rather than fuel: a guest that never returns is
+    // still a trap, and the plugin's code runs without counting every basic block.
+    let settings = HostSettings {
+        bound: Bound::TIME,
+        ..HostSettings::default()
+    };
+    let host = ProxyWasmHost::with_settings(&bytes, settings)
         .map_err(|e| Failure::message(format!("`{}`: {e}", wasm_path.display())))?;
-    let mut replayer = Replayer::new(host, &sources, &options).map_err(Failure::message)?;
+    let read_back = match args.compare {
+        Compare::Outcome => ReadBack::Outcome,
+        Compare::Decision => ReadBack::Decision,
+    };
+    let mut replayer =
+        Replayer::with_read_back(host, &sources, &options, read_back).map_err(Failure::message)?;
 
     let mut records = traffic.records;
     if let Some(w) = &workload {
@@ -394,8 +445,10 @@ pub fn replay(args: &ReplayArgs, output: Format) -> Result<u8, Failure> {
         live: LiveSummary::default(),
     };
     let mut by_rule: BTreeMap<String, Count> = BTreeMap::new();
-    for record in records {
-        progress.inc(1);
+    for (i, record) in records.into_iter().enumerate() {
+        if i % PROGRESS_EVERY == 0 {
+            progress.set_position(u64::try_from(i).unwrap_or(u64::MAX));
+        }
         replay_one(&mut replayer, record, &mut result, &mut by_rule);
     }
     progress.finish_and_clear();
@@ -446,7 +499,7 @@ fn replay_one(
     result: &mut ReplayResult,
     by_rule: &mut BTreeMap<String, Count>,
 ) {
-    let wasm = match replayer.decide_wasm(&record.request) {
+    let wasm = match wasm_side(replayer, &record.request) {
         Ok(w) => w,
         Err(unroutable) => {
             result.unroutable.push(Unrouted {
@@ -462,12 +515,28 @@ fn replay_one(
         .entry(decider(&native))
         .or_default()
         .add(native.verdict);
-    let agree = match &wasm {
-        Ok(w) => {
+    // `--compare outcome`: what the plugin's own mapping of the native decision shows Envoy.
+    let expected = match &wasm {
+        Ok(WasmSide::Outcome(_)) => match replayer.expected(&record.request, &native) {
+            Ok(e) => Some(e),
+            Err(u) => Some(Err(u.0)),
+        },
+        _ => None,
+    };
+    let agree = match (&wasm, &expected) {
+        (Ok(WasmSide::Decision(w)), _) => {
             result.wasm_totals.add(w.verdict);
             same_decision(w, &native)
         }
-        Err(_) => false,
+        (Ok(WasmSide::Outcome(o)), Some(Ok(e))) => {
+            result.wasm_totals.add(o.verdict);
+            o == e
+        }
+        (Ok(WasmSide::Outcome(o)), _) => {
+            result.wasm_totals.add(o.verdict);
+            false
+        }
+        (Err(_), _) => false,
     };
     if let Some(live) = &record.live {
         result.live.compared = result.live.compared.saturating_add(1);
@@ -497,12 +566,37 @@ fn replay_one(
             name: record.name,
             request: record.request,
             wasm: match &wasm {
-                Ok(w) => Shown::of(w),
+                Ok(WasmSide::Decision(w)) => Shown::of(w),
+                Ok(WasmSide::Outcome(o)) => Shown::observed(o),
                 Err(e) => Shown::failed(e),
             },
-            native: Shown::of(&native),
+            native: Shown {
+                envoy: expected.map(|e| match e {
+                    Ok(e) => e.to_string(),
+                    Err(e) => format!("error: {e}"),
+                }),
+                ..Shown::of(&native)
+            },
         });
     }
+}
+
+/// The `.wasm`'s side of one record, as `--compare` reads it back.
+enum WasmSide {
+    Decision(Box<Decision>),
+    Outcome(Observed),
+}
+
+fn wasm_side(
+    replayer: &mut Replayer,
+    request: &Request,
+) -> Result<Result<WasmSide, String>, palisade_host_test::Unroutable> {
+    Ok(match replayer.read_back() {
+        ReadBack::Decision => replayer
+            .decide_wasm(request)?
+            .map(|d| WasmSide::Decision(Box::new(d))),
+        ReadBack::Outcome => replayer.observe_wasm(request)?.map(WasmSide::Outcome),
+    })
 }
 
 /// A request in one line: `GET host/path from <principal|ip>` or `TCP :port from ...`.
@@ -618,11 +712,21 @@ fn human(r: &ReplayResult) -> String {
         for d in r.disagreements.iter().take(LIST_AT_MOST) {
             let _ = writeln!(
                 out,
-                "  {}: {}\n    wasm:   {}\n    native: {}\n    request: {}",
+                "  {}: {}\n    wasm:   {}\n    native: {}",
                 label(d.line, d.name.as_ref()),
                 brief(&d.request),
                 d.wasm.human(),
                 d.native.human(),
+            );
+            if let (Some(w), Some(n)) = (&d.wasm.envoy, &d.native.envoy) {
+                let _ = writeln!(
+                    out,
+                    "    the plugin showed Envoy:  {w}\n    its mapping of native:    {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "    request: {}",
                 serde_json::to_string(&d.request).unwrap_or_default()
             );
         }
@@ -670,4 +774,108 @@ fn human(r: &ReplayResult) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use std::sync::Arc;
+
+    use palisade_engine::{Decision, Step};
+
+    use super::*;
+
+    #[test]
+    fn an_outcome_disagreement_shows_the_record_both_decisions_and_what_envoy_saw() {
+        let request: Request = serde_json::from_value(serde_json::json!({
+            "destination": {"workload": {"namespace": "shop", "name": "cart"}},
+            "http": {"method": "GET", "host": "cart", "path": "/x"},
+        }))
+        .unwrap();
+        let native = Decision {
+            verdict: Verdict::Allow,
+            step: Step::NoAllowPolicies,
+            rule: None,
+            shadow: Vec::new(),
+            audit: None,
+            network: None,
+            errors: Vec::new(),
+        };
+        let observed = Observed {
+            verdict: Verdict::Deny,
+            reply: Some((403, "rbac_access_denied_matched_policy[none]".into())),
+            policy: Some("none".into()),
+            counters: vec![(Arc::from("palisade.denied"), 1)],
+        };
+        let expected = Observed {
+            verdict: Verdict::Allow,
+            reply: None,
+            policy: None,
+            counters: vec![(Arc::from("palisade.allowed"), 1)],
+        };
+        let result = ReplayResult {
+            traffic: "t.jsonl".into(),
+            format: None,
+            wasm: "p.wasm".into(),
+            records: 1,
+            skipped: Vec::new(),
+            ignored: 0,
+            vms: 1,
+            agree: false,
+            native: Count::default(),
+            wasm_totals: Count::default(),
+            rules: Vec::new(),
+            policies: Vec::new(),
+            disagreements: vec![Disagreement {
+                line: 7,
+                name: Some("r7".into()),
+                request,
+                wasm: Shown::observed(&observed),
+                native: Shown {
+                    envoy: Some(expected.to_string()),
+                    ..Shown::of(&native)
+                },
+            }],
+            unroutable: Vec::new(),
+            live: LiveSummary::default(),
+        };
+        let text = human(&result);
+        assert!(text.contains("DISAGREE on 1 records"), "{text}");
+        assert!(
+            text.contains("line 7 (r7): GET cart/x to shop/cart"),
+            "{text}"
+        );
+        assert!(text.contains("wasm:   deny by none"), "{text}");
+        assert!(
+            text.contains("native: allow by (no-allow-policies)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "the plugin showed Envoy:  local reply 403 `rbac_access_denied_matched_policy[none]`, x-palisade-policy: none; counters: palisade.denied +1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("its mapping of native:    allowed; counters: palisade.allowed +1"),
+            "{text}"
+        );
+        assert!(text.contains("request: {"), "{text}");
+        let json = serde_json::to_value(&result).unwrap();
+        let d = &json["disagreements"][0];
+        assert_eq!(d["wasm"]["verdict"], "deny");
+        assert_eq!(d["native"]["verdict"], "allow");
+        assert!(
+            d["native"]["explanation"]
+                .as_str()
+                .unwrap()
+                .contains("allowed")
+        );
+        assert!(
+            d["wasm"]["envoy"]
+                .as_str()
+                .unwrap()
+                .contains("palisade.denied")
+        );
+    }
 }

@@ -144,6 +144,33 @@ fn the_recorded_envoy_sample_replays_with_no_disagreement_and_as_live() {
 }
 
 #[test]
+fn the_full_decision_read_back_agrees_too_and_counts_the_same() {
+    let (policies, inventory, traffic) = (
+        shop().join("policies"),
+        shop().join("traffic/inventory.yaml"),
+        shop().join("traffic/envoy-access.jsonl"),
+    );
+    let args = [
+        "--policy",
+        s(&policies),
+        "--inventory",
+        s(&inventory),
+        "--traffic",
+        s(&traffic),
+    ];
+    let (code, outcome, err) = replay(&args);
+    assert_eq!(code, 0, "{err}");
+    let mut full_args = args.to_vec();
+    full_args.extend(["--compare", "decision"]);
+    let (code, full, err) = replay(&full_args);
+    assert_eq!(code, 0, "{err}\n{full:#}");
+    assert_eq!(full["agree"], true);
+    assert_eq!(full["wasmTotals"], outcome["wasmTotals"]);
+    assert_eq!(full["rules"], outcome["rules"]);
+    assert_eq!(full["native"]["denied"], 23);
+}
+
+#[test]
 fn a_changed_policy_reports_exactly_the_changed_flows_against_the_live_outcome() {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(shop().join("policies")).unwrap() {

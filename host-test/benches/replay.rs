@@ -10,8 +10,11 @@
 //! original was (checked: the allow count scales exactly, and a prefix is compared decision by
 //! decision, wasm against native). Both sides are timed over the same pre-built records
 //! (parsing is timed separately); the wasm side includes everything `palisade replay` does per
-//! record: the properties and headers the plugin reads through the ABI, its decision, its
-//! local reply and log line, and reading the decision back.
+//! record to run the plugin: the properties and headers the plugin reads through the ABI, its
+//! decision, its local reply and counters, and reading them back. By default that is the
+//! outcome read-back of `palisade replay` (host at `warn`, Envoy's default: the plugin formats
+//! no log line); `--read-back decision` times the full decision read back from the plugin's
+//! log line instead (host at `trace`).
 
 #![allow(
     clippy::unwrap_used,
@@ -26,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use palisade_engine::{Options, Request, SourceFile, Verdict};
-use palisade_host_test::{ProxyWasmHost, Replayer, same_decision};
+use palisade_host_test::{Bound, HostSettings, ProxyWasmHost, ReadBack, Replayer, same_decision};
 
 const WASM: &str = "wasm32-wasip1/plugin/palisade_proxy_wasm.wasm";
 
@@ -63,11 +66,22 @@ fn sources() -> Vec<SourceFile> {
 
 fn main() {
     let mut records_wanted = 1_000_000usize;
+    let mut read_back = ReadBack::Outcome;
+    let mut fuel = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
         if args[i] == "--records" {
             records_wanted = args[i + 1].parse().expect("--records N");
+            i += 1;
+        } else if args[i] == "--fuel" {
+            fuel = true;
+        } else if args[i] == "--read-back" {
+            read_back = match args[i + 1].as_str() {
+                "outcome" => ReadBack::Outcome,
+                "decision" => ReadBack::Decision,
+                other => panic!("--read-back outcome|decision, not {other}"),
+            };
             i += 1;
         }
         i += 1;
@@ -101,19 +115,37 @@ fn main() {
     }
     let n = records.len();
 
-    let host = ProxyWasmHost::new(&wasm).unwrap();
-    let mut replayer = Replayer::new(host, &sources(), &Options::default()).unwrap();
+    // As `palisade replay` runs it: calls bounded by time (epoch interruption), not fuel;
+    // `--fuel` meters fuel instead.
+    let settings = HostSettings {
+        bound: if fuel { Bound::Fuel } else { Bound::TIME },
+        ..HostSettings::default()
+    };
+    let host = ProxyWasmHost::with_settings(&wasm, settings).unwrap();
+    let mut replayer =
+        Replayer::with_read_back(host, &sources(), &Options::default(), read_back).unwrap();
 
-    // Decision by decision on a prefix: the two sides agree (not timed).
+    // Decision by decision on a prefix: the two sides agree (not timed). Outcome read-back:
+    // the verdict, local reply and every counter increment are those the plugin's own
+    // `enforce::outcome` gives for the native decision.
     for r in records.iter().take(base.len() * 4) {
         let native = replayer.decide_native(r);
-        let wasm = replayer.decide_wasm(r).unwrap().unwrap();
-        assert!(
-            same_decision(&wasm, &native),
-            "{r:?}\n{}\n{}",
-            wasm.explain(),
-            native.explain()
-        );
+        match read_back {
+            ReadBack::Outcome => {
+                let wasm = replayer.observe_wasm(r).unwrap().unwrap();
+                let expected = replayer.expected(r, &native).unwrap().unwrap();
+                assert_eq!(wasm, expected, "{r:?}\n{}", native.explain());
+            }
+            ReadBack::Decision => {
+                let wasm = replayer.decide_wasm(r).unwrap().unwrap();
+                assert!(
+                    same_decision(&wasm, &native),
+                    "{r:?}\n{}\n{}",
+                    wasm.explain(),
+                    native.explain()
+                );
+            }
+        }
     }
     let base_allowed = base
         .iter()
@@ -133,8 +165,17 @@ fn main() {
     let t = Instant::now();
     let mut wasm_allowed = 0usize;
     for r in &records {
-        let d = replayer.decide_wasm(black_box(r)).unwrap().unwrap();
-        wasm_allowed += usize::from(d.verdict == Verdict::Allow);
+        let verdict = match read_back {
+            ReadBack::Outcome => {
+                replayer
+                    .observe_wasm(black_box(r))
+                    .unwrap()
+                    .unwrap()
+                    .verdict
+            }
+            ReadBack::Decision => replayer.decide_wasm(black_box(r)).unwrap().unwrap().verdict,
+        };
+        wasm_allowed += usize::from(verdict == Verdict::Allow);
     }
     let wasm_s = t.elapsed().as_secs_f64();
 
@@ -143,10 +184,15 @@ fn main() {
     let native_rate = n as f64 / native_s;
     let wasm_rate = n as f64 / wasm_s;
     println!(
-        "replay benchmark: {} ({} records) scaled x{copies} to {n} records, {} VMs",
+        "replay benchmark: {} ({} records) scaled x{copies} to {n} records, {} VMs, {} read-back, {}",
         sample_path.display(),
         base.len(),
-        replayer.configured()
+        replayer.configured(),
+        match read_back {
+            ReadBack::Outcome => "outcome",
+            ReadBack::Decision => "decision",
+        },
+        if fuel { "fuel-metered" } else { "time-bounded" }
     );
     println!("  parse (envoy access log)  {parse_ns:>10.0} ns/record");
     println!(

@@ -174,20 +174,33 @@ pub const PEER_REMOTE: i32 = 2;
 /// Serializes a map: a u32 count, count × (u32 key length, u32 value length), then each key
 /// and value followed by a NUL; every number little-endian.
 pub fn serialize_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
-    let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes();
     let mut out = Vec::new();
+    serialize_pairs_into(&mut out, pairs);
+    out
+}
+
+/// [`serialize_pairs`], appended to `out` (a buffer the caller reuses).
+pub fn serialize_pairs_into<K: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, pairs: &[(K, V)]) {
+    let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let size: usize = pairs
+        .iter()
+        .map(|(k, v)| k.as_ref().len().saturating_add(v.as_ref().len()))
+        .sum();
+    out.reserve(
+        size.saturating_add(pairs.len().saturating_mul(10))
+            .saturating_add(4),
+    );
     out.extend(u32::try_from(pairs.len()).unwrap_or(u32::MAX).to_le_bytes());
     for (k, v) in pairs {
         out.extend(len(k.as_ref()));
         out.extend(len(v.as_ref()));
     }
     for (k, v) in pairs {
-        out.extend(k.as_ref());
+        out.extend_from_slice(k.as_ref());
         out.push(0);
-        out.extend(v.as_ref());
+        out.extend_from_slice(v.as_ref());
         out.push(0);
     }
-    out
 }
 
 /// Reads a serialized map. An empty input or a single NUL byte is the empty map (the spec

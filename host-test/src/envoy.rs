@@ -21,9 +21,10 @@
 //! plugin must trust one hop ([`trusted_xff_hops`]).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use palisade_engine::{Protocol, Request};
+use palisade_engine::{HttpAttributes, Protocol, Request};
 use serde_json::Value;
 
 use crate::abi::property_path;
@@ -77,85 +78,120 @@ pub fn trusted_xff_hops(request: &Request) -> u32 {
     }
 }
 
+/// Where a request's properties and headers go: a [`StreamInput`] (a map per stream), or the
+/// host's per-VM stream state (buffers reused from one stream to the next, so that replaying
+/// many requests does not allocate a map per request). One encoding ([`encode_request`]) feeds
+/// both.
+pub(crate) trait StreamSink {
+    /// Sets a property (NUL-joined path); `value` writes its bytes into an empty buffer.
+    fn property(&mut self, path: &[u8], value: impl FnOnce(&mut Vec<u8>));
+    /// Appends a request header pair.
+    fn header(&mut self, name: &[u8], value: &[u8]);
+}
+
 /// `ip:port`, `[v6]:port`, or the bare address without a port.
-fn address(ip: IpAddr, port: Option<u16>) -> String {
-    match port {
-        Some(p) => SocketAddr::new(ip, p).to_string(),
-        None => ip.to_string(),
+fn address(out: &mut Vec<u8>, ip: IpAddr, port: Option<u16>) {
+    // Writing into a Vec cannot fail.
+    let _ = match port {
+        Some(p) => write!(out, "{}", SocketAddr::new(ip, p)),
+        None => write!(out, "{ip}"),
+    };
+}
+
+fn int(out: &mut Vec<u8>, n: u16) {
+    out.extend_from_slice(&i64::from(n).to_le_bytes());
+}
+
+/// The properties and headers of an engine request, as Envoy 1.40 would show them.
+pub(crate) fn encode_request(request: &Request, s: &mut impl StreamSink) {
+    let src = &request.source;
+    let dst = &request.destination;
+    if let Some(ip) = src.ip {
+        s.property(b"source\0address", |b| address(b, ip, src.port));
+    }
+    if let Some(port) = src.port {
+        s.property(b"source\0port", |b| int(b, port));
+    }
+    if let Some(ip) = dst.ip {
+        s.property(b"destination\0address", |b| address(b, ip, dst.port));
+    }
+    if let Some(port) = dst.port {
+        s.property(b"destination\0port", |b| int(b, port));
+    }
+    s.property(b"connection\0mtls", |b| b.push(u8::from(request.is_mtls())));
+    if let Some(principal) = &src.principal {
+        s.property(b"connection\0uri_san_peer_certificate", |b| {
+            b.extend_from_slice(principal.as_bytes());
+        });
+    }
+    s.property(b"connection\0requested_server_name", |b| {
+        b.extend_from_slice(request.sni.as_deref().unwrap_or_default().as_bytes());
+    });
+    if request.protocol != Protocol::Http {
+        return;
+    }
+    let none = HttpAttributes::default();
+    let http = request.http.as_ref().unwrap_or(&none);
+    s.header(b":authority", http.host.as_bytes());
+    s.header(b":path", http.path.as_bytes());
+    s.header(b":method", http.method.as_bytes());
+    s.header(b":scheme", b"http");
+    for (name, values) in &http.headers {
+        for v in values {
+            s.header(name.as_bytes(), v.as_bytes());
+        }
+    }
+    if trusted_xff_hops(request) == 1
+        && let Some(remote) = request.remote_ip
+    {
+        let mut ip = Vec::new();
+        address(&mut ip, remote, None);
+        s.header(b"x-forwarded-for", &ip);
+    }
+    let url_path = http.path.split('?').next().unwrap_or_default();
+    s.property(b"request\0method", |b| {
+        b.extend_from_slice(http.method.as_bytes());
+    });
+    s.property(b"request\0path", |b| {
+        b.extend_from_slice(http.path.as_bytes())
+    });
+    s.property(b"request\0url_path", |b| {
+        b.extend_from_slice(url_path.as_bytes());
+    });
+    s.property(b"request\0host", |b| {
+        b.extend_from_slice(http.host.as_bytes())
+    });
+    s.property(b"request\0scheme", |b| b.extend_from_slice(b"http"));
+    if let Some(claims) = &request.jwt {
+        let mut fields = serde_json::Map::new();
+        fields.insert("payload".into(), claims.clone());
+        s.property(b"metadata", |b| {
+            b.extend(filter_metadata(JWT_FILTER, &protobuf_struct(&fields)));
+        });
     }
 }
 
-fn int(n: u16) -> Vec<u8> {
-    i64::from(n).to_le_bytes().to_vec()
+impl StreamSink for StreamInput {
+    fn property(&mut self, path: &[u8], value: impl FnOnce(&mut Vec<u8>)) {
+        let mut v = Vec::new();
+        value(&mut v);
+        self.properties.0.insert(path.to_vec(), v);
+    }
+
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        self.request_headers.push((
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+    }
 }
 
 impl StreamInput {
     /// The properties and headers of an engine request, as Envoy 1.40 would show them.
     pub fn from_request(request: &Request) -> StreamInput {
-        let mut p = PropertyMap::default();
-        let src = &request.source;
-        let dst = &request.destination;
-        if let Some(ip) = src.ip {
-            p.insert(&["source", "address"], address(ip, src.port));
-        }
-        if let Some(port) = src.port {
-            p.insert(&["source", "port"], int(port));
-        }
-        if let Some(ip) = dst.ip {
-            p.insert(&["destination", "address"], address(ip, dst.port));
-        }
-        if let Some(port) = dst.port {
-            p.insert(&["destination", "port"], int(port));
-        }
-        p.insert(&["connection", "mtls"], vec![u8::from(request.is_mtls())]);
-        if let Some(principal) = &src.principal {
-            p.insert(
-                &["connection", "uri_san_peer_certificate"],
-                principal.as_bytes(),
-            );
-        }
-        p.insert(
-            &["connection", "requested_server_name"],
-            request.sni.clone().unwrap_or_default(),
-        );
-        let mut headers = Vec::new();
-        if request.protocol == Protocol::Http {
-            let http = request.http.clone().unwrap_or_default();
-            headers.push((":authority".to_string(), http.host.clone()));
-            headers.push((":path".to_string(), http.path.clone()));
-            headers.push((":method".to_string(), http.method.clone()));
-            headers.push((":scheme".to_string(), "http".to_string()));
-            for (name, values) in &http.headers {
-                for v in values {
-                    headers.push((name.clone(), v.clone()));
-                }
-            }
-            if trusted_xff_hops(request) == 1
-                && let Some(remote) = request.remote_ip
-            {
-                headers.push(("x-forwarded-for".to_string(), remote.to_string()));
-            }
-            let url_path = http.path.split('?').next().unwrap_or_default().to_string();
-            p.insert(&["request", "method"], http.method.as_bytes());
-            p.insert(&["request", "path"], http.path.as_bytes());
-            p.insert(&["request", "url_path"], url_path);
-            p.insert(&["request", "host"], http.host.as_bytes());
-            p.insert(&["request", "scheme"], "http");
-            if let Some(claims) = &request.jwt {
-                let mut fields = serde_json::Map::new();
-                fields.insert("payload".into(), claims.clone());
-                p.insert(
-                    &["metadata"],
-                    filter_metadata(JWT_FILTER, &protobuf_struct(&fields)),
-                );
-            }
-        }
-        StreamInput {
-            properties: p,
-            request_headers: headers,
-            request_body: Vec::new(),
-            downstream_data: Vec::new(),
-        }
+        let mut input = StreamInput::default();
+        encode_request(request, &mut input);
+        input
     }
 }
 

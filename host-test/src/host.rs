@@ -22,12 +22,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use wasmtime::{
-    Config, Engine, InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
-    WasmParams, WasmResults,
+    Config, Engine, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
+    TypedFunc, WasmParams, WasmResults,
 };
 
 use crate::abi::{self, Action, LogLevel, MetricType};
-use crate::envoy::{PropertyMap, StreamInput};
+use crate::envoy::{PropertyMap, StreamInput, StreamSink, encode_request};
 
 /// What the host could not do with a module (it is not wasm, or it does not link).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +45,8 @@ pub enum HostError {
 pub enum TrapKind {
     /// The fuel budget of one callback ran out (an endless loop, say).
     OutOfFuel,
+    /// The time budget of one callback ran out ([`Bound::Time`]: an endless loop, say).
+    Interrupted,
     /// A wasm trap: `unreachable` (a Rust panic), an out-of-bounds access, …
     Wasm,
     /// A host import failed the call: `proc_exit`, or an import the test host does not
@@ -181,13 +183,45 @@ pub struct HttpFixture {
     pub trailers: Vec<(String, String)>,
 }
 
+/// How every guest call is bounded, so that a guest that never returns is a trap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Fuel: `configure_fuel` and `callback_fuel` (about one unit per wasm instruction).
+    /// Deterministic; every basic block pays for counting.
+    Fuel,
+    /// Wall-clock time, through wasmtime's epoch interruption: a host thread advances the
+    /// engine's epoch every [`EPOCH_TICK_MS`] ms and a call is interrupted once its budget of
+    /// ticks is spent ([`TrapKind::Interrupted`]). Only a check at function entries and loop
+    /// back-edges: cheaper than fuel, not deterministic.
+    Time {
+        /// The budget of `_initialize`, `proxy_on_vm_start` and `proxy_on_configure`, in ms.
+        configure_ms: u64,
+        /// The budget of each stream callback, in ms.
+        callback_ms: u64,
+    },
+}
+
+impl Bound {
+    /// [`Bound::Time`] with budgets like the default fuel's on this machine, with a wide
+    /// margin: 30 s to start and configure, 1 s per stream callback.
+    pub const TIME: Bound = Bound::Time {
+        configure_ms: 30_000,
+        callback_ms: 1_000,
+    };
+}
+
+/// The period of the epoch ticker of [`Bound::Time`], in milliseconds.
+pub const EPOCH_TICK_MS: u64 = 10;
+
 /// What the host offers every VM; the defaults suit a test.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
+    /// How guest calls are bounded (fuel by default).
+    pub bound: Bound,
     /// Fuel for `_initialize`, `proxy_on_vm_start` and `proxy_on_configure` (compiling a
-    /// large policy is the heaviest call).
+    /// large policy is the heaviest call); [`Bound::Fuel`] only.
     pub configure_fuel: u64,
-    /// Fuel for each stream callback.
+    /// Fuel for each stream callback; [`Bound::Fuel`] only.
     pub callback_fuel: u64,
     /// The most linear memory a VM may grow to (Envoy's cpp-host: 1 GiB).
     pub max_memory: usize,
@@ -216,6 +250,7 @@ pub struct HostSettings {
 impl Default for HostSettings {
     fn default() -> Self {
         HostSettings {
+            bound: Bound::Fuel,
             configure_fuel: 20_000_000_000,
             callback_fuel: 2_000_000_000,
             max_memory: 1 << 30,
@@ -259,8 +294,19 @@ impl ProxyWasmHost {
     /// Compiles a module with these settings.
     pub fn with_settings(wasm: &[u8], settings: HostSettings) -> Result<ProxyWasmHost, HostError> {
         let mut config = Config::new();
-        config.consume_fuel(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // `perf` can name the guest's functions: wasmtime writes /tmp/perf-<pid>.map.
+        if std::env::var_os("PALISADE_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        match settings.bound {
+            Bound::Fuel => config.consume_fuel(true),
+            Bound::Time { .. } => config.epoch_interruption(true),
+        };
         let engine = Engine::new(&config).map_err(|e| HostError::Compile(e.to_string()))?;
+        if matches!(settings.bound, Bound::Time { .. }) {
+            start_epoch_ticker(&engine).map_err(|e| HostError::Link(e.to_string()))?;
+        }
         let module =
             Module::from_binary(&engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
@@ -332,9 +378,19 @@ impl Plugin {
             .pre
             .instantiate(&mut store)
             .map_err(|e| ConfigRefused::Instantiate(format!("{e:#}")))?;
+        let exports = Exports::of(&instance, &mut store);
+        let memory = instance.get_memory(&mut store, "memory");
+        let allocator = ["proxy_on_memory_allocate", "malloc"]
+            .into_iter()
+            .map(|name| export::<i32, i32>(&instance, &mut store, name))
+            .find(|e| !matches!(e, Export::Missing))
+            .unwrap_or(Export::Missing);
+        let state = store.data_mut();
+        state.memory = memory;
+        state.allocator = allocator;
         let mut vm = PluginInstance {
             store,
-            instance,
+            exports,
             root: ROOT_CONTEXT,
             next_context: ROOT_CONTEXT.saturating_add(1),
             failed: None,
@@ -343,24 +399,31 @@ impl Plugin {
             trap,
             logs: vm.store.data_mut().take_logs(0),
         };
-        let fuel = settings.configure_fuel;
-        if let Err(t) = vm.call::<(), ()>("_initialize", (), fuel) {
+        let fuel = Budget::Configure;
+        if let Err(t) = vm.call("_initialize", |e| &e.initialize, (), fuel) {
             return Err(trap(&mut vm, t));
         }
-        if let Err(t) = vm.call::<(i32, i32), i32>("main", (0, 0), fuel) {
+        if let Err(t) = vm.call("main", |e| &e.main, (0, 0), fuel) {
             return Err(trap(&mut vm, t));
         }
         let root = ctx(vm.root);
-        if let Err(t) = vm.call::<(i32, i32), ()>("proxy_on_context_create", (root, 0), fuel) {
+        if let Err(t) = vm.call(
+            "proxy_on_context_create",
+            |e| &e.context_create,
+            (root, 0),
+            fuel,
+        ) {
             return Err(trap(&mut vm, t));
         }
         let vm_config_len = len32(settings.vm_configuration.len());
         let plugin_config_len = len32(configuration.len());
-        for (callback, size) in [
-            ("proxy_on_vm_start", vm_config_len),
-            ("proxy_on_configure", plugin_config_len),
+        let vm_start: Pick<(i32, i32), i32> = |e| &e.vm_start;
+        let configure: Pick<(i32, i32), i32> = |e| &e.configure;
+        for (callback, pick, size) in [
+            ("proxy_on_vm_start", vm_start, vm_config_len),
+            ("proxy_on_configure", configure, plugin_config_len),
         ] {
-            match vm.call::<(i32, i32), i32>(callback, (root, size), fuel) {
+            match vm.call(callback, pick, (root, size), fuel) {
                 Err(t) => return Err(trap(&mut vm, t)),
                 Ok(Some(0)) => {
                     return Err(ConfigRefused::Refused {
@@ -374,6 +437,34 @@ impl Plugin {
         Ok(vm)
     }
 }
+
+/// Advances the engine's epoch every [`EPOCH_TICK_MS`] from a thread that ends once the engine
+/// is dropped.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("palisade-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(EPOCH_TICK_MS));
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .map(drop)
+}
+
+/// Which budget a guest call gets.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    Configure,
+    Callback,
+}
+
+/// The response code details of a request refused because the VM failed (Envoy's).
+const FAIL_STREAM: &str = "wasm_fail_stream";
 
 /// The root context's id, as Envoy gives the first root context.
 const ROOT_CONTEXT: u32 = 1;
@@ -425,10 +516,96 @@ pub struct TcpOutcome {
     pub trap: Option<GuestTrap>,
 }
 
+/// A guest export, looked up by name and type-checked once per VM (not on every call).
+#[derive(Clone)]
+pub(crate) enum Export<P, R> {
+    /// The guest does not export it: the call is skipped, as Envoy skips it.
+    Missing,
+    /// Exported with another signature: calling it fails ([`TrapKind::Signature`]).
+    Mistyped(String),
+    /// Ready to call.
+    Func(TypedFunc<P, R>),
+}
+
+fn export<P: WasmParams, R: WasmResults>(
+    instance: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    name: &str,
+) -> Export<P, R> {
+    match instance.get_func(&mut *store, name) {
+        None => Export::Missing,
+        Some(f) => match f.typed::<P, R>(&*store) {
+            Ok(t) => Export::Func(t),
+            Err(e) => Export::Mistyped(e.to_string()),
+        },
+    }
+}
+
+/// The callbacks the host calls, resolved when the VM starts.
+struct Exports {
+    initialize: Export<(), ()>,
+    main: Export<(i32, i32), i32>,
+    context_create: Export<(i32, i32), ()>,
+    vm_start: Export<(i32, i32), i32>,
+    configure: Export<(i32, i32), i32>,
+    request_headers: Export<(i32, i32, i32), i32>,
+    request_body: Export<(i32, i32, i32), i32>,
+    http_call_response: Export<(i32, i32, i32, i32, i32), ()>,
+    done: Export<i32, i32>,
+    log: Export<i32, ()>,
+    delete: Export<i32, ()>,
+    new_connection: Export<i32, i32>,
+    downstream_data: Export<(i32, i32, i32), i32>,
+    connection_close: Export<(i32, i32), ()>,
+    tick: Export<i32, ()>,
+}
+
+impl Exports {
+    fn of(i: &wasmtime::Instance, s: &mut Store<HostState>) -> Exports {
+        Exports {
+            initialize: export(i, s, "_initialize"),
+            main: export(i, s, "main"),
+            context_create: export(i, s, "proxy_on_context_create"),
+            vm_start: export(i, s, "proxy_on_vm_start"),
+            configure: export(i, s, "proxy_on_configure"),
+            request_headers: export(i, s, "proxy_on_request_headers"),
+            request_body: export(i, s, "proxy_on_request_body"),
+            http_call_response: export(i, s, "proxy_on_http_call_response"),
+            done: export(i, s, "proxy_on_done"),
+            log: export(i, s, "proxy_on_log"),
+            delete: export(i, s, "proxy_on_delete"),
+            new_connection: export(i, s, "proxy_on_new_connection"),
+            downstream_data: export(i, s, "proxy_on_downstream_data"),
+            connection_close: export(i, s, "proxy_on_downstream_connection_close"),
+            tick: export(i, s, "proxy_on_tick"),
+        }
+    }
+}
+
+/// Picks one callback out of [`Exports`].
+type Pick<P, R> = fn(&Exports) -> &Export<P, R>;
+
+/// What one stream showed Envoy, without the copies an [`HttpOutcome`] makes (its log lines,
+/// the request headers as the guest left them): what a replay of many requests reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// The request or connection went on (as [`HttpOutcome::allowed`], [`TcpOutcome::allowed`]).
+    pub allowed: bool,
+    /// HTTP: the local reply's status and response code details (503 `wasm_fail_stream` when
+    /// the VM failed).
+    pub reply: Option<(u32, String)>,
+    /// HTTP: the local reply's `x-palisade-policy` header.
+    pub policy_header: Option<String>,
+    /// The metric increments the guest made during the stream, in order: name and offset.
+    pub increments: Vec<(Arc<str>, i64)>,
+    /// The trap, when the VM failed.
+    pub trap: Option<GuestTrap>,
+}
+
 /// A configured VM: the root context is live; streams come one at a time.
 pub struct PluginInstance {
     store: Store<HostState>,
-    instance: wasmtime::Instance,
+    exports: Exports,
     root: u32,
     next_context: u32,
     failed: Option<GuestTrap>,
@@ -449,31 +626,50 @@ impl PluginInstance {
     fn call<P: WasmParams, R: WasmResults>(
         &mut self,
         name: &str,
+        pick: Pick<P, R>,
         params: P,
-        fuel: u64,
+        budget: Budget,
     ) -> Result<Option<R>, GuestTrap> {
-        let Some(func) = self.instance.get_func(&mut self.store, name) else {
-            return Ok(None);
-        };
-        let typed = func.typed::<P, R>(&self.store).map_err(|e| GuestTrap {
-            callback: name.into(),
-            kind: TrapKind::Signature,
-            message: e.to_string(),
-        })?;
-        let trap = |kind, e: &wasmtime::Error| GuestTrap {
+        let trap = |kind, message: String| GuestTrap {
             callback: name.into(),
             kind,
-            message: format!("{e:?}"),
+            message,
         };
-        self.store
-            .set_fuel(fuel)
-            .map_err(|e| trap(TrapKind::Host, &e))?;
-        match typed.call(&mut self.store, params) {
+        let func = match pick(&self.exports) {
+            Export::Missing => return Ok(None),
+            Export::Mistyped(e) => return Err(trap(TrapKind::Signature, e.clone())),
+            Export::Func(f) => f,
+        };
+        let settings = &self.store.data().settings;
+        match settings.bound {
+            Bound::Fuel => {
+                let fuel = match budget {
+                    Budget::Configure => settings.configure_fuel,
+                    Budget::Callback => settings.callback_fuel,
+                };
+                self.store
+                    .set_fuel(fuel)
+                    .map_err(|e| trap(TrapKind::Host, format!("{e:?}")))?;
+            }
+            Bound::Time {
+                configure_ms,
+                callback_ms,
+            } => {
+                let ms = match budget {
+                    Budget::Configure => configure_ms,
+                    Budget::Callback => callback_ms,
+                };
+                self.store
+                    .set_epoch_deadline(ms.div_ceil(EPOCH_TICK_MS).saturating_add(1));
+            }
+        }
+        match func.call(&mut self.store, params) {
             Ok(r) => Ok(Some(r)),
             Err(e) => Err(match e.downcast_ref::<wasmtime::Trap>() {
-                Some(wasmtime::Trap::OutOfFuel) => trap(TrapKind::OutOfFuel, &e),
-                Some(_) => trap(TrapKind::Wasm, &e),
-                None => trap(TrapKind::Host, &e),
+                Some(wasmtime::Trap::OutOfFuel) => trap(TrapKind::OutOfFuel, format!("{e:?}")),
+                Some(wasmtime::Trap::Interrupt) => trap(TrapKind::Interrupted, format!("{e:?}")),
+                Some(_) => trap(TrapKind::Wasm, format!("{e:?}")),
+                None => trap(TrapKind::Host, format!("{e:?}")),
             }),
         }
     }
@@ -482,10 +678,10 @@ impl PluginInstance {
     fn stream_call<P: WasmParams, R: WasmResults>(
         &mut self,
         name: &str,
+        pick: Pick<P, R>,
         params: P,
     ) -> Result<Option<R>, GuestTrap> {
-        let fuel = self.store.data().settings.callback_fuel;
-        let r = self.call::<P, R>(name, params, fuel);
+        let r = self.call(name, pick, params, Budget::Callback);
         if let Err(t) = &r {
             self.failed = Some(t.clone());
         }
@@ -515,11 +711,15 @@ impl PluginInstance {
     /// Runs one HTTP request, given as the engine's request (converted as Envoy 1.40 would
     /// present it: see [`crate::envoy`]).
     pub fn http(&mut self, request: &palisade_engine::Request) -> HttpOutcome {
-        self.http_stream(StreamInput::from_request(request))
+        self.http_with(|s| encode_request(request, s))
     }
 
     /// Runs one HTTP request given as Envoy's properties and headers.
     pub fn http_stream(&mut self, input: StreamInput) -> HttpOutcome {
+        self.http_with(|s| s.fill(input))
+    }
+
+    fn http_with(&mut self, fill: impl FnOnce(&mut StreamState)) -> HttpOutcome {
         let log_start = self.store.data().logs.len();
         let mut outcome = HttpOutcome {
             allowed: false,
@@ -533,7 +733,7 @@ impl PluginInstance {
             http_calls: Vec::new(),
             trap: None,
         };
-        if let Err(t) = self.run_http(input, &mut outcome) {
+        if let Err(t) = self.run_http(fill, &mut outcome.action) {
             outcome.trap = Some(t);
         }
         let state = self.store.data_mut();
@@ -551,33 +751,87 @@ impl PluginInstance {
             outcome.headers = reply.headers;
             outcome.body = reply.body;
         }
-        let closed = !state.stream.closed.is_empty();
-        let continued = state.stream.continued.contains(&abi::stream::HTTP_REQUEST);
-        let went_on = outcome.action == Some(Action::Continue) || continued;
-        outcome.allowed = outcome.trap.is_none() && went_on && outcome.status.is_none() && !closed;
+        let went_on = self.went_on(outcome.action);
+        outcome.allowed = outcome.trap.is_none() && went_on && outcome.status.is_none();
         if outcome.trap.is_some() {
             // Envoy's FAIL_CLOSED: the filter answers 503 once the VM has failed.
             outcome.status = Some(503);
-            outcome.details = Some("wasm_fail_stream".into());
+            outcome.details = Some(FAIL_STREAM.into());
         }
         outcome
     }
 
-    fn run_http(&mut self, input: StreamInput, outcome: &mut HttpOutcome) -> Result<(), GuestTrap> {
+    /// Whether the request went on: the headers callback continued (or the guest resumed
+    /// the stream) and nothing was closed.
+    fn went_on(&self, action: Option<Action>) -> bool {
+        let stream = &self.store.data().stream;
+        let continued = stream.continued.contains(&abi::stream::HTTP_REQUEST);
+        (action == Some(Action::Continue) || continued) && stream.closed.is_empty()
+    }
+
+    /// Runs one HTTP request (as [`PluginInstance::http`]) and reads back only what Envoy
+    /// shows of it: the verdict, the local reply and the metric increments. Log lines the
+    /// guest wrote are dropped.
+    pub fn http_summary(&mut self, request: &palisade_engine::Request) -> StreamSummary {
+        let log_start = self.store.data().logs.len();
+        let mut action = None;
+        let trap = self
+            .run_http(|s| encode_request(request, s), &mut action)
+            .err();
+        let went_on = self.went_on(action);
+        let state = self.store.data_mut();
+        state.logs.truncate(log_start);
+        let (reply, policy_header) = match state.stream.local_reply.take() {
+            Some(r) => {
+                let header = r
+                    .headers
+                    .into_iter()
+                    .find(|(k, _)| k == crate::decider::POLICY_HEADER)
+                    .map(|(_, v)| v);
+                (Some((r.status, r.details)), header)
+            }
+            None => (None, None),
+        };
+        let allowed = trap.is_none() && went_on && reply.is_none();
+        StreamSummary {
+            allowed,
+            reply: if trap.is_some() {
+                Some((503, FAIL_STREAM.into()))
+            } else {
+                reply
+            },
+            policy_header,
+            increments: state.increments(),
+            trap,
+        }
+    }
+
+    fn run_http(
+        &mut self,
+        fill: impl FnOnce(&mut StreamState),
+        action_out: &mut Option<Action>,
+    ) -> Result<(), GuestTrap> {
         if let Some(t) = &self.failed {
             return Err(t.clone());
         }
         let id = self.new_context();
-        let has_body = !input.request_body.is_empty();
-        let headers = len32(input.request_headers.len());
-        self.store.data_mut().begin_stream(id, input);
+        let state = self.store.data_mut();
+        state.begin_stream(id, fill);
+        let has_body = !state
+            .stream
+            .buffer(abi::buffer::HTTP_REQUEST_BODY)
+            .is_empty();
+        let headers = len32(state.stream.map(abi::map::HTTP_REQUEST_HEADERS).len());
         let (c, root) = (ctx(id), ctx(self.root));
-        self.stream_call::<(i32, i32), ()>("proxy_on_context_create", (c, root))?;
+        self.stream_call("proxy_on_context_create", |e| &e.context_create, (c, root))?;
         let eos = i32::from(!has_body);
-        let action = self
-            .stream_call::<(i32, i32, i32), i32>("proxy_on_request_headers", (c, headers, eos))?;
+        let action = self.stream_call(
+            "proxy_on_request_headers",
+            |e| &e.request_headers,
+            (c, headers, eos),
+        )?;
         let action = action.map_or(Action::Continue, Action::from_code);
-        outcome.action = Some(action);
+        *action_out = Some(action);
         self.answer_http_calls()?;
         if has_body && action == Action::Continue && self.store.data().stream.local_reply.is_none()
         {
@@ -588,10 +842,9 @@ impl PluginInstance {
                     .buffer(abi::buffer::HTTP_REQUEST_BODY)
                     .len(),
             );
-            let a =
-                self.stream_call::<(i32, i32, i32), i32>("proxy_on_request_body", (c, size, 1))?;
+            let a = self.stream_call("proxy_on_request_body", |e| &e.request_body, (c, size, 1))?;
             if a.map(Action::from_code) == Some(Action::Pause) {
-                outcome.action = Some(Action::Pause);
+                *action_out = Some(Action::Pause);
             }
             self.answer_http_calls()?;
         }
@@ -622,8 +875,9 @@ impl PluginInstance {
                 len32(fixture.trailers.len()),
             );
             self.store.data_mut().call_response = Some(fixture);
-            let r = self.stream_call::<(i32, i32, i32, i32, i32), ()>(
+            let r = self.stream_call(
                 "proxy_on_http_call_response",
+                |e| &e.http_call_response,
                 (ctx(context), ctx(token), h, b, t),
             );
             self.store.data_mut().call_response = None;
@@ -635,27 +889,26 @@ impl PluginInstance {
     /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` for a stream context.
     fn finish(&mut self, id: u32) -> Result<(), GuestTrap> {
         let c = ctx(id);
-        self.stream_call::<i32, i32>("proxy_on_done", c)?;
-        self.stream_call::<i32, ()>("proxy_on_log", c)?;
-        self.stream_call::<i32, ()>("proxy_on_delete", c)?;
+        self.stream_call("proxy_on_done", |e| &e.done, c)?;
+        self.stream_call("proxy_on_log", |e| &e.log, c)?;
+        self.stream_call("proxy_on_delete", |e| &e.delete, c)?;
         Ok(())
     }
 
     /// Runs one TCP connection, given as the engine's request.
     pub fn tcp(&mut self, request: &palisade_engine::Request) -> TcpOutcome {
-        self.tcp_stream(StreamInput::from_request(request))
+        self.tcp_with(|s| encode_request(request, s))
     }
 
     /// Runs one TCP connection given as Envoy's properties; the first data the client sends
     /// is `input.downstream_data`, or the settings' `tcp_first_data` when that is empty.
-    pub fn tcp_stream(&mut self, mut input: StreamInput) -> TcpOutcome {
+    pub fn tcp_stream(&mut self, input: StreamInput) -> TcpOutcome {
+        self.tcp_with(|s| s.fill(input))
+    }
+
+    fn tcp_with(&mut self, fill: impl FnOnce(&mut StreamState)) -> TcpOutcome {
         let log_start = self.store.data().logs.len();
-        if input.downstream_data.is_empty() {
-            input
-                .downstream_data
-                .clone_from(&self.store.data().settings.tcp_first_data);
-        }
-        let result = self.run_tcp(input);
+        let result = self.run_tcp(fill);
         let state = self.store.data_mut();
         let closed = !state.stream.closed.is_empty();
         let logs = state.take_logs(log_start);
@@ -675,20 +928,53 @@ impl PluginInstance {
         }
     }
 
-    fn run_tcp(&mut self, input: StreamInput) -> Result<bool, GuestTrap> {
+    /// Runs one TCP connection (as [`PluginInstance::tcp`]) and reads back only the verdict
+    /// and the metric increments; log lines the guest wrote are dropped.
+    pub fn tcp_summary(&mut self, request: &palisade_engine::Request) -> StreamSummary {
+        let log_start = self.store.data().logs.len();
+        let result = self.run_tcp(|s| encode_request(request, s));
+        let state = self.store.data_mut();
+        state.logs.truncate(log_start);
+        let closed = !state.stream.closed.is_empty();
+        let (allowed, trap) = match result {
+            Ok(went_on) => (went_on && !closed, None),
+            Err(t) => (false, Some(t)),
+        };
+        StreamSummary {
+            allowed,
+            reply: None,
+            policy_header: None,
+            increments: state.increments(),
+            trap,
+        }
+    }
+
+    fn run_tcp(&mut self, fill: impl FnOnce(&mut StreamState)) -> Result<bool, GuestTrap> {
         if let Some(t) = &self.failed {
             return Err(t.clone());
         }
         let id = self.new_context();
-        let data = len32(input.downstream_data.len());
-        self.store.data_mut().begin_stream(id, input);
+        let state = self.store.data_mut();
+        state.begin_stream(id, fill);
+        let HostState {
+            stream, settings, ..
+        } = state;
+        if let Some(data) = stream.buffer_mut(abi::buffer::DOWNSTREAM_DATA)
+            && data.is_empty()
+        {
+            data.extend_from_slice(&settings.tcp_first_data);
+        }
+        let data = len32(stream.buffer(abi::buffer::DOWNSTREAM_DATA).len());
         let (c, root) = (ctx(id), ctx(self.root));
-        self.stream_call::<(i32, i32), ()>("proxy_on_context_create", (c, root))?;
-        let first = self.stream_call::<i32, i32>("proxy_on_new_connection", c)?;
+        self.stream_call("proxy_on_context_create", |e| &e.context_create, (c, root))?;
+        let first = self.stream_call("proxy_on_new_connection", |e| &e.new_connection, c)?;
         let mut went_on = first.map_or(Action::Continue, Action::from_code) == Action::Continue;
         if went_on && self.store.data().stream.closed.is_empty() {
-            let a =
-                self.stream_call::<(i32, i32, i32), i32>("proxy_on_downstream_data", (c, data, 0))?;
+            let a = self.stream_call(
+                "proxy_on_downstream_data",
+                |e| &e.downstream_data,
+                (c, data, 0),
+            )?;
             went_on = a.map_or(Action::Continue, Action::from_code) == Action::Continue;
         }
         self.answer_http_calls()?;
@@ -697,7 +983,11 @@ impl PluginInstance {
         } else {
             1
         };
-        self.stream_call::<(i32, i32), ()>("proxy_on_downstream_connection_close", (c, peer))?;
+        self.stream_call(
+            "proxy_on_downstream_connection_close",
+            |e| &e.connection_close,
+            (c, peer),
+        )?;
         self.finish(id)?;
         Ok(went_on)
     }
@@ -709,7 +999,7 @@ impl PluginInstance {
         }
         let root = ctx(self.root);
         self.store.data_mut().current_context = self.root;
-        self.stream_call::<i32, ()>("proxy_on_tick", root)?;
+        self.stream_call("proxy_on_tick", |e| &e.tick, root)?;
         self.answer_http_calls()
     }
 
@@ -725,7 +1015,7 @@ impl PluginInstance {
             .data()
             .metrics
             .iter()
-            .map(|m| (m.name.clone(), u64::try_from(m.value).unwrap_or(0)))
+            .map(|m| (m.name.to_string(), u64::try_from(m.value).unwrap_or(0)))
             .collect()
     }
 
@@ -748,7 +1038,7 @@ fn lossy(b: &[u8]) -> String {
 /// A metric the guest defined.
 #[derive(Debug, Clone)]
 pub(crate) struct Metric {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) kind: MetricType,
     pub(crate) value: i64,
 }
@@ -756,26 +1046,178 @@ pub(crate) struct Metric {
 /// A header map: pairs in order, names as the guest or the host gave them.
 pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Per-stream state: what the guest reads and what it did.
+/// A stream's properties: path (NUL-joined) and value, looked up by a scan (a stream has a
+/// dozen). The buffers are kept from one stream to the next and overwritten in place, so a
+/// stream sets its properties without allocating.
+#[derive(Debug, Default)]
+pub(crate) struct Props {
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    len: usize,
+}
+
+impl Props {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn live(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        self.entries.get(..self.len).unwrap_or_default()
+    }
+
+    pub(crate) fn get(&self, path: &[u8]) -> Option<&[u8]> {
+        self.live()
+            .iter()
+            .find(|(k, _)| k.as_slice() == path)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// A new property's (emptied) value buffer.
+    fn push(&mut self, path: &[u8]) -> Option<&mut Vec<u8>> {
+        if self.entries.len() <= self.len {
+            self.entries.push((Vec::new(), Vec::new()));
+        }
+        let (k, v) = self.entries.get_mut(self.len)?;
+        if k.as_slice() != path {
+            k.clear();
+            k.extend_from_slice(path);
+        }
+        v.clear();
+        self.len = self.len.saturating_add(1);
+        Some(v)
+    }
+
+    /// Sets a property, replacing its value if it is set.
+    pub(crate) fn set(&mut self, path: &[u8], value: Vec<u8>) {
+        let len = self.len;
+        if let Some((_, v)) = self
+            .entries
+            .iter_mut()
+            .take(len)
+            .find(|(k, _)| k.as_slice() == path)
+        {
+            *v = value;
+        } else if let Some(v) = self.push(path) {
+            *v = value;
+        }
+    }
+}
+
+/// The number of header map types a stream has (`HTTP_REQUEST_HEADERS` ..
+/// `GRPC_CALL_TRAILING_METADATA`).
+const STREAM_MAPS: usize = 6;
+/// The number of buffer types a stream has (`HTTP_REQUEST_BODY` .. `UPSTREAM_DATA`).
+const STREAM_BUFFERS: usize = 4;
+
+/// Per-stream state: what the guest reads and what it did. Kept from one stream to the next
+/// and reset in place (its buffers keep their capacity).
 #[derive(Debug, Default)]
 pub(crate) struct StreamState {
     pub(crate) context: u32,
-    pub(crate) properties: BTreeMap<Vec<u8>, Vec<u8>>,
-    pub(crate) maps: BTreeMap<i32, Pairs>,
-    pub(crate) buffers: BTreeMap<i32, Vec<u8>>,
+    pub(crate) properties: Props,
+    maps: [Pairs; STREAM_MAPS],
+    buffers: [Vec<u8>; STREAM_BUFFERS],
     pub(crate) local_reply: Option<LocalReply>,
     pub(crate) closed: Vec<i32>,
     pub(crate) continued: Vec<i32>,
     pub(crate) calls: Vec<HttpCall>,
+    /// The metric increments made during this stream: metric index and offset.
+    pub(crate) increments: Vec<(usize, i64)>,
+    /// How many request headers were set so far while filling.
+    headers_set: usize,
 }
 
 impl StreamState {
     pub(crate) fn map(&self, t: i32) -> &[(Vec<u8>, Vec<u8>)] {
-        self.maps.get(&t).map_or(&[], Vec::as_slice)
+        usize::try_from(t)
+            .ok()
+            .and_then(|i| self.maps.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// A stream header map, to change; `None` for another type.
+    pub(crate) fn map_mut(&mut self, t: i32) -> Option<&mut Pairs> {
+        usize::try_from(t).ok().and_then(|i| self.maps.get_mut(i))
     }
 
     pub(crate) fn buffer(&self, t: i32) -> &[u8] {
-        self.buffers.get(&t).map_or(&[], Vec::as_slice)
+        usize::try_from(t)
+            .ok()
+            .and_then(|i| self.buffers.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// A stream buffer, to change; `None` for another type.
+    pub(crate) fn buffer_mut(&mut self, t: i32) -> Option<&mut Vec<u8>> {
+        usize::try_from(t)
+            .ok()
+            .and_then(|i| self.buffers.get_mut(i))
+    }
+
+    /// Empties everything for a new stream, keeping the buffers' capacity.
+    fn reset(&mut self, context: u32) {
+        self.context = context;
+        self.properties.clear();
+        for m in self.maps.iter_mut().skip(1) {
+            m.clear();
+        }
+        self.headers_set = 0;
+        for b in &mut self.buffers {
+            b.clear();
+        }
+        self.local_reply = None;
+        self.closed.clear();
+        self.continued.clear();
+        self.calls.clear();
+        self.increments.clear();
+    }
+
+    /// Ends filling: request headers left over from an earlier stream go.
+    fn end_fill(&mut self) {
+        let n = self.headers_set;
+        if let Some(m) = self.maps.get_mut(0) {
+            m.truncate(n);
+        }
+    }
+
+    /// Sets what a [`StreamInput`] shows.
+    pub(crate) fn fill(&mut self, input: StreamInput) {
+        for (path, value) in input.properties.into_inner() {
+            self.properties.set(&path, value);
+        }
+        for (k, v) in &input.request_headers {
+            self.header(k.as_bytes(), v.as_bytes());
+        }
+        if let Some(b) = self.buffer_mut(abi::buffer::HTTP_REQUEST_BODY) {
+            *b = input.request_body;
+        }
+        if let Some(b) = self.buffer_mut(abi::buffer::DOWNSTREAM_DATA) {
+            *b = input.downstream_data;
+        }
+    }
+}
+
+impl StreamSink for StreamState {
+    fn property(&mut self, path: &[u8], value: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(v) = self.properties.push(path) {
+            value(v);
+        }
+    }
+
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        let i = self.headers_set;
+        let Some(map) = self.maps.get_mut(0) else {
+            return;
+        };
+        match map.get_mut(i) {
+            Some((k, v)) => {
+                k.clear();
+                k.extend_from_slice(name);
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => map.push((name.to_vec(), value.to_vec())),
+        }
+        self.headers_set = i.saturating_add(1);
     }
 }
 
@@ -805,6 +1247,12 @@ pub(crate) struct HostState {
     pub(crate) stdout: Vec<u8>,
     pub(crate) stderr: Vec<u8>,
     pub(crate) done_called: u32,
+    /// The guest's `memory`, resolved once.
+    pub(crate) memory: Option<Memory>,
+    /// The guest's allocator (`proxy_on_memory_allocate`, else `malloc`), resolved once.
+    pub(crate) allocator: Export<i32, i32>,
+    /// A buffer the imports reuse to stage bytes for the guest.
+    pub(crate) scratch: Vec<u8>,
 }
 
 impl HostState {
@@ -831,31 +1279,27 @@ impl HostState {
             stdout: Vec::new(),
             stderr: Vec::new(),
             done_called: 0,
+            memory: None,
+            allocator: Export::Missing,
+            scratch: Vec::new(),
         }
     }
 
-    fn begin_stream(&mut self, context: u32, input: StreamInput) {
-        let mut maps = BTreeMap::new();
-        maps.insert(
-            abi::map::HTTP_REQUEST_HEADERS,
-            input
-                .request_headers
-                .into_iter()
-                .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
-                .collect(),
-        );
-        let mut buffers = BTreeMap::new();
-        buffers.insert(abi::buffer::HTTP_REQUEST_BODY, input.request_body);
-        buffers.insert(abi::buffer::DOWNSTREAM_DATA, input.downstream_data);
-        self.stream = StreamState {
-            context,
-            properties: input.properties.into_inner(),
-            maps,
-            buffers,
-            ..StreamState::default()
-        };
+    fn begin_stream(&mut self, context: u32, fill: impl FnOnce(&mut StreamState)) {
+        self.stream.reset(context);
+        fill(&mut self.stream);
+        self.stream.end_fill();
         self.current_context = context;
         self.pending_calls.clear();
+    }
+
+    /// The metric increments of the current stream, by name.
+    fn increments(&self) -> Vec<(Arc<str>, i64)> {
+        self.stream
+            .increments
+            .iter()
+            .filter_map(|(i, by)| self.metrics.get(*i).map(|m| (m.name.clone(), *by)))
+            .collect()
     }
 
     /// The log lines from index `start` on, removed.
@@ -876,16 +1320,16 @@ impl HostState {
     }
 
     /// A property: the stream's, else the host-wide ones, else the plugin's own.
-    pub(crate) fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn property(&self, path: &[u8]) -> Option<&[u8]> {
         if let Some(v) = self.stream.properties.get(path) {
-            return Some(v.clone());
+            return Some(v);
         }
         if let Some(v) = self.settings.properties.get_raw(path) {
-            return Some(v.to_vec());
+            return Some(v);
         }
         match path {
-            b"plugin_name" | b"plugin_root_id" => Some(self.settings.root_id.clone().into_bytes()),
-            b"plugin_vm_id" => Some(self.settings.vm_id.clone().into_bytes()),
+            b"plugin_name" | b"plugin_root_id" => Some(self.settings.root_id.as_bytes()),
+            b"plugin_vm_id" => Some(self.settings.vm_id.as_bytes()),
             _ => None,
         }
     }
@@ -916,8 +1360,18 @@ impl HostState {
         }
     }
 
-    /// A header map of a type (callout maps from the current response).
-    pub(crate) fn header_map(&self, t: i32) -> Option<Pairs> {
+    /// Serializes a header map of a type into `out` (callout maps from the current response);
+    /// `None` for an unknown type.
+    pub(crate) fn serialize_map(&self, t: i32, out: &mut Vec<u8>) -> Option<()> {
+        self.with_map(t, |pairs| abi::serialize_pairs_into(out, pairs))
+    }
+
+    /// Runs `f` over a header map of a type (callout maps from the current response).
+    pub(crate) fn with_map<T>(
+        &self,
+        t: i32,
+        f: impl FnOnce(&[(Vec<u8>, Vec<u8>)]) -> T,
+    ) -> Option<T> {
         let from = |p: &[(String, String)]| -> Pairs {
             p.iter()
                 .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
@@ -925,12 +1379,12 @@ impl HostState {
         };
         match t {
             abi::map::HTTP_CALL_RESPONSE_HEADERS => {
-                self.call_response.as_ref().map(|r| from(&r.headers))
+                self.call_response.as_ref().map(|r| f(&from(&r.headers)))
             }
             abi::map::HTTP_CALL_RESPONSE_TRAILERS => {
-                self.call_response.as_ref().map(|r| from(&r.trailers))
+                self.call_response.as_ref().map(|r| f(&from(&r.trailers)))
             }
-            0..=5 => Some(self.stream.map(t).to_vec()),
+            0..=5 => Some(f(self.stream.map(t))),
             _ => None,
         }
     }

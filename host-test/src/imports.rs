@@ -2,10 +2,12 @@
 //! (WASI ones a `wasi_errno_t`). A function fails the call (a trap) only when the guest's own
 //! allocator trapped underneath it, or for `proc_exit`.
 
-use wasmtime::{Caller, Extern, Linker, Memory};
+use std::sync::Arc;
+
+use wasmtime::{Caller, Linker, Memory};
 
 use crate::abi::{self, LogLevel, MetricType, Status};
-use crate::host::{HostState, HttpCall, LocalReply, Metric, Pairs, Queue};
+use crate::host::{Export, HostState, HttpCall, LocalReply, Metric, Pairs, Queue};
 
 type C<'a> = Caller<'a, HostState>;
 type R = wasmtime::Result<i32>;
@@ -136,7 +138,33 @@ fn addr(v: i32) -> usize {
 }
 
 fn memory(c: &mut C<'_>) -> Option<Memory> {
-    c.get_export("memory").and_then(Extern::into_memory)
+    c.data().memory
+}
+
+/// The guest's memory and the host state, borrowed together (to look a key up in place).
+fn guest<'a>(c: &'a mut C<'_>) -> Option<(&'a mut [u8], &'a mut HostState)> {
+    let mem = c.data().memory?;
+    Some(mem.data_and_store_mut(c))
+}
+
+/// `len` bytes at `ptr` of guest memory; `None` outside it.
+fn slice(data: &[u8], ptr: i32, len: i32) -> Option<&[u8]> {
+    let start = addr(ptr);
+    data.get(start..start.checked_add(addr(len))?)
+}
+
+/// The host's staging buffer, emptied (it keeps its capacity from call to call).
+fn take_scratch(c: &mut C<'_>) -> Vec<u8> {
+    let mut b = std::mem::take(&mut c.data_mut().scratch);
+    b.clear();
+    b
+}
+
+/// [`return_bytes`] of the staged bytes, then the buffer goes back for the next call.
+fn return_staged(c: &mut C<'_>, staged: Vec<u8>, ptr_ptr: i32, len_ptr: i32) -> R {
+    let r = return_bytes(c, &staged, ptr_ptr, len_ptr);
+    c.data_mut().scratch = staged;
+    r
 }
 
 /// Reads `len` bytes at `ptr`; `None` outside memory.
@@ -168,18 +196,25 @@ fn len_u32(n: usize) -> u32 {
 /// Allocates `size` bytes with the guest's allocator (`proxy_on_memory_allocate`, else
 /// `malloc`); `Ok(None)` when it has none or returns 0; `Err` when it trapped.
 fn allocate(c: &mut C<'_>, size: usize) -> wasmtime::Result<Option<i32>> {
-    let func = c
-        .get_export("proxy_on_memory_allocate")
-        .or_else(|| c.get_export("malloc"))
-        .and_then(Extern::into_func);
-    let Some(func) = func else {
-        return Ok(None);
-    };
     let Ok(size) = i32::try_from(size) else {
         return Ok(None);
     };
-    let typed = func.typed::<i32, i32>(&*c)?;
-    let ptr = typed.call(&mut *c, size)?;
+    // Taken out for the call and put back (cloning a typed function is not free); the
+    // allocator does not call the host, so nothing needs it meanwhile.
+    let typed = match std::mem::replace(&mut c.data_mut().allocator, Export::Missing) {
+        Export::Func(f) => f,
+        other => {
+            let e = match &other {
+                Export::Mistyped(e) => Some(wasmtime::Error::msg(e.clone())),
+                _ => None,
+            };
+            c.data_mut().allocator = other;
+            return e.map_or(Ok(None), Err);
+        }
+    };
+    let r = typed.call(&mut *c, size);
+    c.data_mut().allocator = Export::Func(typed);
+    let ptr = r?;
     Ok((ptr != 0).then_some(ptr))
 }
 
@@ -219,6 +254,10 @@ fn proxy_log(mut c: C<'_>, level: i32, ptr: i32, len: i32) -> R {
     let Some(level) = LogLevel::from_code(level) else {
         return status(Status::BadArgument);
     };
+    if level < c.data().settings.log_level {
+        // Below the host's level: dropped, as Envoy drops it.
+        return status(Status::Ok);
+    }
     let Some(message) = read_string(&mut c, ptr, len) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -273,6 +312,7 @@ fn proxy_get_buffer_bytes(
     ptr_ptr: i32,
     len_ptr: i32,
 ) -> R {
+    let mut staged = take_scratch(&mut c);
     let Some(buffer) = c.data().buffer(t) else {
         return status(Status::BadArgument);
     };
@@ -281,8 +321,8 @@ fn proxy_get_buffer_bytes(
         return status(Status::BadArgument);
     }
     let end = start.saturating_add(addr(max)).min(buffer.len());
-    let bytes = buffer.get(start..end).unwrap_or_default().to_vec();
-    return_bytes(&mut c, &bytes, ptr_ptr, len_ptr)
+    staged.extend_from_slice(buffer.get(start..end).unwrap_or_default());
+    return_staged(&mut c, staged, ptr_ptr, len_ptr)
 }
 
 fn proxy_set_buffer_bytes(mut c: C<'_>, t: i32, start: i32, size: i32, ptr: i32, len: i32) -> R {
@@ -299,7 +339,9 @@ fn proxy_set_buffer_bytes(mut c: C<'_>, t: i32, start: i32, size: i32, ptr: i32,
     ) {
         return status(Status::BadArgument);
     }
-    let buffer = state.stream.buffers.entry(t).or_default();
+    let Some(buffer) = state.stream.buffer_mut(t) else {
+        return status(Status::BadArgument);
+    };
     let (start, size) = (addr(start), addr(size));
     if start == 0 && size == 0 {
         buffer.splice(0..0, value);
@@ -331,28 +373,34 @@ fn with_map(c: &mut C<'_>, t: i32, f: impl FnOnce(&mut Pairs)) -> R {
     if !(0..=5).contains(&t) {
         return status(Status::BadArgument);
     }
-    f(c.data_mut().stream.maps.entry(t).or_default());
-    status(Status::Ok)
+    match c.data_mut().stream.map_mut(t) {
+        Some(m) => {
+            f(m);
+            status(Status::Ok)
+        }
+        None => status(Status::BadArgument),
+    }
 }
 
 fn proxy_get_header_map_size(mut c: C<'_>, t: i32, ret: i32) -> R {
-    let Some(map) = c.data().header_map(t) else {
+    // Envoy answers the map's byte size.
+    let size = c.data().with_map(t, |map| {
+        map.iter()
+            .map(|(k, v)| k.len().saturating_add(v.len()))
+            .sum::<usize>()
+    });
+    let Some(size) = size else {
         return status(Status::BadArgument);
     };
-    // Envoy answers the map's byte size.
-    let size: usize = map
-        .iter()
-        .map(|(k, v)| k.len().saturating_add(v.len()))
-        .sum();
     done(write_u32(&mut c, ret, len_u32(size)))
 }
 
 fn proxy_get_header_map_pairs(mut c: C<'_>, t: i32, ptr_ptr: i32, len_ptr: i32) -> R {
-    let Some(map) = c.data().header_map(t) else {
+    let mut staged = take_scratch(&mut c);
+    if c.data().serialize_map(t, &mut staged).is_none() {
         return status(Status::BadArgument);
-    };
-    let bytes = abi::serialize_pairs(&map);
-    return_bytes(&mut c, &bytes, ptr_ptr, len_ptr)
+    }
+    return_staged(&mut c, staged, ptr_ptr, len_ptr)
 }
 
 fn proxy_set_header_map_pairs(mut c: C<'_>, t: i32, ptr: i32, len: i32) -> R {
@@ -373,19 +421,27 @@ fn proxy_get_header_map_value(
     ptr_ptr: i32,
     len_ptr: i32,
 ) -> R {
-    let Some(key) = read(&mut c, kp, kl) else {
+    let mut staged = take_scratch(&mut c);
+    let Some((data, state)) = guest(&mut c) else {
         return status(Status::InvalidMemoryAccess);
     };
-    let Some(map) = c.data().header_map(t) else {
-        return status(Status::BadArgument);
+    let Some(key) = slice(data, kp, kl) else {
+        return status(Status::InvalidMemoryAccess);
     };
     // Envoy returns the first value of a repeated header.
-    match map.iter().find(|(k, _)| key_eq(k, &key)) {
-        Some((_, v)) => {
-            let v = v.clone();
-            return_bytes(&mut c, &v, ptr_ptr, len_ptr)
+    let found = state.with_map(t, |map| {
+        map.iter()
+            .find(|(k, _)| key_eq(k, key))
+            .map(|(_, v)| staged.extend_from_slice(v))
+            .is_some()
+    });
+    match found {
+        None => status(Status::BadArgument),
+        Some(false) => {
+            c.data_mut().scratch = staged;
+            status(Status::NotFound)
         }
-        None => status(Status::NotFound),
+        Some(true) => return_staged(&mut c, staged, ptr_ptr, len_ptr),
     }
 }
 
@@ -728,11 +784,11 @@ fn proxy_define_metric(mut c: C<'_>, t: i32, np: i32, nl: i32, ret: i32) -> R {
         return status(Status::InvalidMemoryAccess);
     };
     let metrics = &mut c.data_mut().metrics;
-    let index = match metrics.iter().position(|m| m.name == name) {
+    let index = match metrics.iter().position(|m| *m.name == *name) {
         Some(i) => i,
         None => {
             metrics.push(Metric {
-                name,
+                name: Arc::from(name),
                 kind,
                 value: 0,
             });
@@ -750,6 +806,9 @@ fn proxy_increment_metric(mut c: C<'_>, id: i32, offset: i64) -> R {
         MetricType::Counter if offset < 0 => status(Status::BadArgument),
         MetricType::Counter | MetricType::Gauge => {
             m.value = m.value.saturating_add(offset);
+            // `metric` found it: the id is a valid index.
+            let index = addr(id).saturating_sub(1);
+            c.data_mut().stream.increments.push((index, offset));
             status(Status::Ok)
         }
         MetricType::Histogram => status(Status::BadArgument),
@@ -782,12 +841,22 @@ fn proxy_get_metric(mut c: C<'_>, id: i32, ret: i32) -> R {
 // Properties and foreign functions.
 
 fn proxy_get_property(mut c: C<'_>, pp: i32, pl: i32, ptr_ptr: i32, len_ptr: i32) -> R {
-    let Some(path) = read(&mut c, pp, pl) else {
+    let mut staged = take_scratch(&mut c);
+    let Some((data, state)) = guest(&mut c) else {
         return status(Status::InvalidMemoryAccess);
     };
-    match c.data().property(&path) {
-        Some(v) => return_bytes(&mut c, &v, ptr_ptr, len_ptr),
-        None => status(Status::NotFound),
+    let Some(path) = slice(data, pp, pl) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    match state.property(path) {
+        Some(v) => {
+            staged.extend_from_slice(v);
+            return_staged(&mut c, staged, ptr_ptr, len_ptr)
+        }
+        None => {
+            c.data_mut().scratch = staged;
+            status(Status::NotFound)
+        }
     }
 }
 
@@ -795,7 +864,7 @@ fn proxy_set_property(mut c: C<'_>, pp: i32, pl: i32, vp: i32, vl: i32) -> R {
     let (Some(path), Some(value)) = (read(&mut c, pp, pl), read(&mut c, vp, vl)) else {
         return status(Status::InvalidMemoryAccess);
     };
-    c.data_mut().stream.properties.insert(path, value);
+    c.data_mut().stream.properties.set(&path, value);
     status(Status::Ok)
 }
 

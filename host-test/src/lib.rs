@@ -10,7 +10,11 @@
 //! - [`decider`]: the guest behind the corpus's `Decider` trait;
 //! - [`abi`]: the ABI's numbers and the pairs serialization;
 //! - [`replay`]: recorded requests through the `.wasm` and the native engine side by side
-//!   (`palisade replay`).
+//!   (`palisade replay`), read back as Envoy shows them (verdict, local reply, counters) or as
+//!   the full decision of the plugin's log line.
+//!
+//! Guest calls are bounded by fuel (deterministic: the default) or by time through epoch
+//! interruption ([`Bound`]); either way a guest that never returns is a trap.
 //!
 //! ```no_run
 //! use palisade_host_test::ProxyWasmHost;
@@ -36,7 +40,8 @@ pub use abi::{Action, LogLevel};
 pub use decider::ProxyWasmDecider;
 pub use envoy::{PropertyMap, StreamInput};
 pub use host::{
-    ConfigRefused, GuestTrap, HostError, HostSettings, HttpCall, HttpFixture, HttpOutcome,
-    LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, TcpOutcome, TrapKind,
+    Bound, ConfigRefused, EPOCH_TICK_MS, GuestTrap, HostError, HostSettings, HttpCall, HttpFixture,
+    HttpOutcome, LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, StreamSummary,
+    TcpOutcome, TrapKind,
 };
-pub use replay::{Replayer, Unroutable, same_decision};
+pub use replay::{Observed, ReadBack, Replayer, Unroutable, same_decision};

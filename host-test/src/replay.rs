@@ -5,21 +5,116 @@
 //! [`Replayer::decide_native`] (`Engine::decide`) and to [`Replayer::decide_wasm`]: a plugin
 //! instance configured as the request's destination sidecar would be — one VM per
 //! destination workload, protocol and trusted `x-forwarded-for` hops, created on first use
-//! and reused — whose decision is read back from what the plugin shows Envoy (see
-//! [`decision_from`]). [`same_decision`] compares the two.
+//! and reused. What is read back from the plugin depends on the [`ReadBack`]:
+//!
+//! - [`ReadBack::Outcome`] ([`Replayer::observe_wasm`]): only what Envoy itself shows — the
+//!   verdict, the local reply (status and `rbac_access_denied_matched_policy[<id>]` details,
+//!   the `x-palisade-policy` header) and the counters the plugin incremented — with the host
+//!   at `warn`, Envoy's default level, so that the plugin formats no log line. It is compared
+//!   with the native decision mapped through the plugin's own `enforce::outcome`
+//!   ([`Replayer::expected`]): verdict, deciding rule and every counter increment must agree.
+//!   This is what `palisade replay` does by default, and it is fast.
+//! - [`ReadBack::Decision`] ([`Replayer::decide_wasm`]): the full decision (step, rule,
+//!   dry-run results, audit, NetworkPolicy verdict) from the plugin's decision log line, with
+//!   the host at `trace` (see [`decision_from`]); [`same_decision`] compares it with the
+//!   native one. Richer, and slower: the plugin formats an explanation for every request.
 //!
 //! The destination workload is the request's `destination.workload`, else the inventory
 //! workload with the destination address; a request with neither cannot be routed to a
 //! sidecar ([`Unroutable`]).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
-use palisade_engine::{Decision, Engine, Options, Protocol, Request, SourceFile, WorkloadRef};
+use palisade_engine::{
+    Decision, Engine, Options, Protocol, Request, SourceFile, Verdict, WorkloadRef,
+};
+use palisade_proxy_wasm::config::{NodeMetadata, Plugin as PluginConfig};
+use palisade_proxy_wasm::enforce;
 
+use crate::abi::LogLevel;
 use crate::decider::{POLICY_HEADER, decision_from};
 use crate::envoy::trusted_xff_hops;
-use crate::host::{PluginInstance, ProxyWasmHost};
+use crate::host::{PluginInstance, ProxyWasmHost, StreamSummary};
+
+/// What a [`Replayer`] reads back from the plugin (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadBack {
+    /// What Envoy shows: verdict, local reply, counters; the host at `warn`.
+    #[default]
+    Outcome,
+    /// The full decision from the plugin's decision log line; the host at `trace`.
+    Decision,
+}
+
+/// What the plugin showed Envoy for one request, or what it should show for a native
+/// decision ([`Replayer::expected`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Whether the request or connection went on.
+    pub verdict: Verdict,
+    /// HTTP: the local reply's status and response code details.
+    pub reply: Option<(u32, String)>,
+    /// HTTP: the local reply's `x-palisade-policy` header (the deciding rule on a denial).
+    pub policy: Option<String>,
+    /// The counters incremented, in order, with the increment.
+    pub counters: Vec<(Arc<str>, i64)>,
+}
+
+impl Observed {
+    fn of(s: StreamSummary) -> Observed {
+        Observed {
+            verdict: if s.allowed {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            },
+            reply: s.reply,
+            policy: s.policy_header,
+            counters: s.increments,
+        }
+    }
+
+    /// The deciding rule as Envoy shows it: the `x-palisade-policy` header on a denial, else
+    /// the rule segment of a `palisade.policy.<rule>.<outcome>` counter (dots shown as `_`),
+    /// else `none`.
+    pub fn rule(&self) -> String {
+        if let Some(p) = &self.policy {
+            return p.clone();
+        }
+        self.counters
+            .iter()
+            .find_map(|(name, _)| {
+                let rest = name.strip_prefix("palisade.policy.")?;
+                let (rule, outcome) = rest.rsplit_once('.')?;
+                matches!(outcome, "allowed" | "denied").then(|| rule.to_string())
+            })
+            .unwrap_or_else(|| "none".into())
+    }
+}
+
+impl fmt::Display for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reply {
+            Some((status, details)) => write!(f, "local reply {status} `{details}`")?,
+            None => write!(f, "{}ed", self.verdict)?,
+        }
+        if let Some(p) = &self.policy {
+            write!(f, ", {POLICY_HEADER}: {p}")?;
+        }
+        f.write_str("; counters:")?;
+        if self.counters.is_empty() {
+            f.write_str(" none")?;
+        }
+        for (i, (name, by)) in self.counters.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(f, "{sep}{name} +{by}")?;
+        }
+        Ok(())
+    }
+}
 
 /// A request no sidecar can be found for: it names no destination workload and its
 /// destination address is not in the inventory.
@@ -39,6 +134,9 @@ struct Slot {
     protocol: Protocol,
     hops: u32,
     vm: Result<PluginInstance, String>,
+    /// The same configuration compiled natively by the plugin crate (for
+    /// [`Replayer::expected`]); only with [`ReadBack::Outcome`].
+    config: Option<Result<PluginConfig, String>>,
 }
 
 /// The plugin in the test host and the native engine, over the same policy files.
@@ -50,15 +148,29 @@ pub struct Replayer {
     native: Engine,
     slots: Vec<Slot>,
     index: HashMap<u64, Vec<usize>>,
+    read_back: ReadBack,
+    /// The slot of the last request, with its key (consecutive requests often share one).
+    last: Option<(u64, usize)>,
 }
 
 impl Replayer {
     /// Loads and compiles `files` natively (an error is the engine's diagnostics, as text)
-    /// and keeps them, joined as YAML documents, for the plugin configurations.
+    /// and keeps them, joined as YAML documents, for the plugin configurations. The full
+    /// decision is read back from the plugin's log line ([`ReadBack::Decision`]).
     pub fn new(
         host: ProxyWasmHost,
         files: &[SourceFile],
         options: &Options,
+    ) -> Result<Replayer, String> {
+        Replayer::with_read_back(host, files, options, ReadBack::Decision)
+    }
+
+    /// [`Replayer::new`], reading back as `read_back` says.
+    pub fn with_read_back(
+        host: ProxyWasmHost,
+        files: &[SourceFile],
+        options: &Options,
+        read_back: ReadBack,
     ) -> Result<Replayer, String> {
         let set = palisade_engine::load(files).map_err(|e| format!("load: {e}"))?;
         let native =
@@ -78,7 +190,14 @@ impl Replayer {
             native,
             slots: Vec::new(),
             index: HashMap::new(),
+            read_back,
+            last: None,
         })
+    }
+
+    /// What this replayer reads back.
+    pub fn read_back(&self) -> ReadBack {
+        self.read_back
     }
 
     /// The natively compiled engine.
@@ -100,8 +219,19 @@ impl Replayer {
     /// The destination sidecar's workload: the request's, else the inventory workload with
     /// the destination address.
     pub fn destination(&self, request: &Request) -> Result<WorkloadRef, Unroutable> {
+        self.destination_ref(request).map(|w| match w {
+            Dest::Named(w) => w.clone(),
+            Dest::Inventory(ns, name) => WorkloadRef {
+                namespace: ns.to_string(),
+                name: Some(name.to_string()),
+                ..WorkloadRef::default()
+            },
+        })
+    }
+
+    fn destination_ref<'a>(&'a self, request: &'a Request) -> Result<Dest<'a>, Unroutable> {
         if let Some(w) = &request.destination.workload {
-            return Ok(w.clone());
+            return Ok(Dest::Named(w));
         }
         let Some(ip) = request.destination.ip else {
             return Err(Unroutable(
@@ -113,11 +243,7 @@ impl Replayer {
             .workloads
             .iter()
             .find(|w| w.ips.contains(&ip))
-            .map(|w| WorkloadRef {
-                namespace: w.namespace.clone(),
-                name: Some(w.name.clone()),
-                ..WorkloadRef::default()
-            })
+            .map(|w| Dest::Inventory(&w.namespace, &w.name))
             .ok_or_else(|| {
                 Unroutable(format!(
                     "no destination workload: no inventory workload has address `{ip}`"
@@ -149,50 +275,65 @@ impl Replayer {
     }
 
     /// The VM for a destination sidecar, configured on first use.
-    fn slot(&mut self, workload: &WorkloadRef, protocol: Protocol, hops: u32) -> usize {
+    fn slot(&mut self, request: &Request) -> Result<usize, Unroutable> {
+        let dest = self.destination_ref(request)?;
+        let (protocol, hops) = (request.protocol, trusted_xff_hops(request));
         let mut h = DefaultHasher::new();
-        workload.namespace.hash(&mut h);
-        workload.name.hash(&mut h);
-        workload.labels.hash(&mut h);
-        workload.service_account.hash(&mut h);
+        dest.hash_into(&mut h);
         protocol.hash(&mut h);
         hops.hash(&mut h);
         let key = h.finish();
-        if let Some(found) = self.index.get(&key).and_then(|v| {
-            v.iter().copied().find(|i| {
-                self.slots.get(*i).is_some_and(|s| {
-                    s.protocol == protocol && s.hops == hops && s.workload == *workload
-                })
-            })
-        }) {
-            return found;
+        let fits = |s: &Slot| s.protocol == protocol && s.hops == hops && dest.is(&s.workload);
+        if let Some((k, i)) = self.last
+            && k == key
+            && self.slots.get(i).is_some_and(fits)
+        {
+            return Ok(i);
         }
-        let config = self.configuration(workload, protocol, hops);
-        let vm = self
-            .host
+        if let Some(found) = self.index.get(&key).and_then(|v| {
+            v.iter()
+                .copied()
+                .find(|i| self.slots.get(*i).is_some_and(fits))
+        }) {
+            self.last = Some((key, found));
+            return Ok(found);
+        }
+        let workload = self.destination(request)?;
+        let config = self.configuration(&workload, protocol, hops);
+        let mut plugin = self.host.plugin();
+        plugin.settings.log_level = match self.read_back {
+            ReadBack::Outcome => LogLevel::Warn,
+            ReadBack::Decision => LogLevel::Trace,
+        };
+        let vm = plugin
             .configure(&config)
             .map_err(|e| format!("the plugin refused its configuration: {e}"));
+        let native_config = (self.read_back == ReadBack::Outcome).then(|| {
+            PluginConfig::configure(config.as_bytes(), &NodeMetadata::default())
+                .map_err(|e| format!("the plugin crate refused the configuration natively: {e}"))
+        });
         self.slots.push(Slot {
-            workload: workload.clone(),
+            workload,
             protocol,
             hops,
             vm,
+            config: native_config,
         });
         let i = self.slots.len().saturating_sub(1);
         self.index.entry(key).or_default().push(i);
-        i
+        self.last = Some((key, i));
+        Ok(i)
     }
 
-    /// The plugin's decision, as the destination's sidecar makes it. `Err` when the request
-    /// cannot be routed (the outer error) or the plugin failed (refused its configuration,
-    /// trapped, or showed a decision that does not read back).
+    /// The plugin's decision, as the destination's sidecar makes it, read back from its
+    /// decision log line (needs [`ReadBack::Decision`]). `Err` when the request cannot be
+    /// routed (the outer error) or the plugin failed (refused its configuration, trapped, or
+    /// showed a decision that does not read back).
     pub fn decide_wasm(
         &mut self,
         request: &Request,
     ) -> Result<Result<Decision, String>, Unroutable> {
-        let workload = self.destination(request)?;
-        let hops = trusted_xff_hops(request);
-        let i = self.slot(&workload, request.protocol, hops);
+        let i = self.slot(request)?;
         let Some(slot) = self.slots.get_mut(i) else {
             return Ok(Err("no VM".into()));
         };
@@ -223,6 +364,107 @@ impl Replayer {
                 }
             }
         })
+    }
+
+    /// What the plugin showed Envoy for a request, as the destination's sidecar ran it:
+    /// verdict, local reply and counter increments. `Err` as for [`Replayer::decide_wasm`]
+    /// (a trap is an error, not a verdict).
+    pub fn observe_wasm(
+        &mut self,
+        request: &Request,
+    ) -> Result<Result<Observed, String>, Unroutable> {
+        let i = self.slot(request)?;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return Ok(Err("no VM".into()));
+        };
+        let vm = match &mut slot.vm {
+            Ok(vm) => vm,
+            Err(e) => return Ok(Err(e.clone())),
+        };
+        let summary = match request.protocol {
+            Protocol::Http => vm.http_summary(request),
+            Protocol::Tcp => vm.tcp_summary(request),
+        };
+        Ok(match &summary.trap {
+            Some(t) => Err(format!("the guest trapped: {t}")),
+            None => Ok(Observed::of(summary)),
+        })
+    }
+
+    /// What the plugin should show Envoy for a request the native engine decided `native`:
+    /// the decision mapped by the plugin crate's own `enforce::outcome` under the same plugin
+    /// configuration (compiled natively), as its glue applies it — an HTTP denial is a local
+    /// reply with the configured status, the Envoy RBAC details and the `x-palisade-policy`
+    /// header; a TCP denial closes the connection; every counter is incremented by one.
+    /// Needs [`ReadBack::Outcome`].
+    pub fn expected(
+        &mut self,
+        request: &Request,
+        native: &Decision,
+    ) -> Result<Result<Observed, String>, Unroutable> {
+        let i = self.slot(request)?;
+        let plugin = match self.slots.get(i).and_then(|s| s.config.as_ref()) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Ok(Err(e.clone())),
+            None => {
+                return Ok(Err(
+                    "the expected outcome needs a replayer reading back outcomes".into(),
+                ));
+            }
+        };
+        let o = enforce::outcome_with(native, plugin, String::new, |_| false);
+        let http = request.protocol == Protocol::Http;
+        Ok(Ok(Observed {
+            verdict: if o.block {
+                Verdict::Deny
+            } else {
+                Verdict::Allow
+            },
+            reply: (o.block && http).then(|| (o.status, o.details.clone())),
+            policy: (o.block && http).then(|| o.policy.clone()),
+            counters: o
+                .counters
+                .iter()
+                .map(|c| (Arc::from(c.as_str()), 1))
+                .collect(),
+        }))
+    }
+}
+
+/// A destination workload, borrowed: the request's own, or an inventory workload's name.
+enum Dest<'a> {
+    Named(&'a WorkloadRef),
+    Inventory(&'a str, &'a str),
+}
+
+impl Dest<'_> {
+    fn hash_into(&self, h: &mut DefaultHasher) {
+        match self {
+            Dest::Named(w) => {
+                w.namespace.hash(h);
+                w.name.as_deref().hash(h);
+                w.labels.hash(h);
+                w.service_account.as_deref().hash(h);
+            }
+            Dest::Inventory(ns, name) => {
+                ns.hash(h);
+                Some(*name).hash(h);
+                std::collections::BTreeMap::<String, String>::new().hash(h);
+                None::<&str>.hash(h);
+            }
+        }
+    }
+
+    fn is(&self, w: &WorkloadRef) -> bool {
+        match self {
+            Dest::Named(d) => *d == w,
+            Dest::Inventory(ns, name) => {
+                w.namespace == *ns
+                    && w.name.as_deref() == Some(*name)
+                    && w.labels.is_empty()
+                    && w.service_account.is_none()
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 )]
 
 use palisade_host_test::{
-    Action, ConfigRefused, HostSettings, HttpFixture, LogLevel, ProxyWasmHost, StreamInput,
+    Action, Bound, ConfigRefused, HostSettings, HttpFixture, LogLevel, ProxyWasmHost, StreamInput,
     TrapKind,
 };
 
@@ -216,6 +216,32 @@ fn a_guest_that_never_returns_runs_out_of_fuel_and_fails_closed() {
     let o = vm.http_stream(StreamInput::default());
     assert_eq!(o.trap.map(|t| t.kind), Some(TrapKind::OutOfFuel));
     assert!(!o.allowed);
+}
+
+#[test]
+fn a_guest_that_never_returns_is_interrupted_by_its_time_budget_and_fails_closed() {
+    let settings = HostSettings {
+        bound: Bound::Time {
+            configure_ms: 10_000,
+            callback_ms: 50,
+        },
+        ..HostSettings::default()
+    };
+    let host =
+        ProxyWasmHost::with_settings(&guest("(loop $l (br $l)) (i32.const 0)"), settings).unwrap();
+    let mut vm = host.configure("{}").unwrap();
+    let started = std::time::Instant::now();
+    let o = vm.http_stream(StreamInput::default());
+    assert_eq!(o.trap.map(|t| t.kind), Some(TrapKind::Interrupted));
+    assert!(!o.allowed);
+    assert_eq!(o.status, Some(503));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "interrupted after {:?}",
+        started.elapsed()
+    );
+    let again = vm.http_stream(StreamInput::default());
+    assert!(!again.allowed && again.trap.is_some(), "the VM stays dead");
 }
 
 #[test]

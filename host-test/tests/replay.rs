@@ -1,0 +1,175 @@
+//! The outcome read-back of `palisade replay` ([`ReadBack::Outcome`]): what the plugin shows
+//! Envoy (verdict, local reply, counters) must be exactly what the plugin crate's own mapping
+//! gives for the native decision — over the whole decision corpus (dry-run results, audits,
+//! NetworkPolicy, errors included) and the recorded shop traffic — and a wrong native
+//! decision must not pass for the right one.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use palisade_engine::{Options, Protocol, Request, RuleRef, SourceFile, Transport, Verdict};
+use palisade_host_test::{
+    Bound, HostSettings, ProxyWasmHost, ReadBack, Replayer, envoy::trusted_xff_hops, same_decision,
+};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The plugin with the host `palisade replay` uses: calls bounded by time, not fuel.
+fn timed_host() -> ProxyWasmHost {
+    let settings = HostSettings {
+        bound: Bound::TIME,
+        ..HostSettings::default()
+    };
+    ProxyWasmHost::with_settings(&common::plugin_wasm(), settings).unwrap()
+}
+
+/// What a proxy-wasm filter can be shown (as `ProxyWasmDecider::cannot_express` says).
+fn expressible(r: &Request) -> bool {
+    r.transport == Transport::Tcp && !(r.protocol == Protocol::Tcp && trusted_xff_hops(r) > 0)
+}
+
+#[test]
+fn every_corpus_case_shows_envoy_what_the_plugin_mapping_of_the_native_decision_shows() {
+    let host = timed_host();
+    let dir = root().join("corpus").join("cases");
+    let (mut checked, mut denied_http, mut with_shadow) = (0usize, 0usize, 0usize);
+    for (path, topic) in palisade_corpus::load_topics(&dir).unwrap() {
+        let files = palisade_corpus::policy_files(&path, &topic).unwrap();
+        let options = topic.options.clone().unwrap_or_default();
+        let Ok(mut replayer) =
+            Replayer::with_read_back(host.clone(), &files, &options, ReadBack::Outcome)
+        else {
+            continue; // a topic about invalid policies
+        };
+        for case in &topic.cases {
+            let request = palisade_corpus::case_request(&topic.defaults, case).unwrap();
+            if !expressible(&request) {
+                continue;
+            }
+            let native = replayer.decide_native(&request);
+            let Ok(observed) = replayer.observe_wasm(&request) else {
+                continue; // no destination sidecar
+            };
+            let observed = observed.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let expected = replayer.expected(&request, &native).unwrap().unwrap();
+            assert_eq!(
+                observed,
+                expected,
+                "{} ({}): {}",
+                case.name,
+                path.display(),
+                native.explain()
+            );
+            assert!(!observed.counters.is_empty(), "{}: no counter", case.name);
+            if observed.reply.is_some() {
+                denied_http += 1;
+            }
+            if !native.shadow.is_empty() {
+                with_shadow += 1;
+            }
+            checked += 1;
+        }
+    }
+    println!(
+        "{checked} corpus cases: {denied_http} HTTP denials, {with_shadow} with dry-run results"
+    );
+    assert!(checked > 100, "only {checked} cases checked");
+    assert!(denied_http > 10 && with_shadow > 0);
+}
+
+fn shop_sources() -> Vec<SourceFile> {
+    let shop = root().join("examples/shop");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(shop.join("policies"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    paths.push(shop.join("traffic/inventory.yaml"));
+    paths
+        .iter()
+        .map(|p| SourceFile::new(p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .collect()
+}
+
+fn shop_requests() -> Vec<Request> {
+    let text =
+        std::fs::read_to_string(root().join("examples/shop/traffic/envoy-access.jsonl")).unwrap();
+    palisade_traffic::read(&text, None, false)
+        .unwrap()
+        .records
+        .into_iter()
+        .map(|r| r.request)
+        .collect()
+}
+
+#[test]
+fn the_shop_traffic_reads_back_the_same_either_way_and_a_wrong_native_decision_is_caught() {
+    let sources = shop_sources();
+    let requests = shop_requests();
+    let mut outcome = Replayer::with_read_back(
+        timed_host(),
+        &sources,
+        &Options::default(),
+        ReadBack::Outcome,
+    )
+    .unwrap();
+    let mut decision = Replayer::new(common::host(), &sources, &Options::default()).unwrap();
+    let mut caught = 0;
+    for r in &requests {
+        let native = outcome.decide_native(r);
+        let observed = outcome.observe_wasm(r).unwrap().unwrap();
+        let expected = outcome.expected(r, &native).unwrap().unwrap();
+        assert_eq!(observed, expected, "{r:?}");
+        let full = decision.decide_wasm(r).unwrap().unwrap();
+        assert!(same_decision(&full, &native), "{r:?}");
+        assert_eq!(observed.verdict, full.verdict);
+        if native.verdict == Verdict::Deny && r.protocol == Protocol::Http {
+            let (status, details) = observed.reply.clone().unwrap();
+            assert_eq!(status, 403);
+            assert_eq!(details, native.envoy_details());
+            assert_eq!(observed.rule(), expected.rule());
+        }
+        // The same verdict by another rule, or the other verdict: not what the plugin showed.
+        let mut wrong = native.clone();
+        match &wrong.rule {
+            Some(_) => wrong.rule = None,
+            None => {
+                wrong.rule = Some(RuleRef {
+                    kind: "AuthorizationPolicy".into(),
+                    namespace: "shop".into(),
+                    policy: "other".into(),
+                    rule: 0,
+                    id: "ns[shop]-policy[other]-rule[0]".into(),
+                });
+            }
+        }
+        let wrong_expected = outcome.expected(r, &wrong).unwrap().unwrap();
+        assert_ne!(observed, wrong_expected, "a wrong rule passed: {r:?}");
+        wrong = native.clone();
+        wrong.verdict = match native.verdict {
+            Verdict::Allow => Verdict::Deny,
+            Verdict::Deny => Verdict::Allow,
+        };
+        assert_ne!(
+            observed,
+            outcome.expected(r, &wrong).unwrap().unwrap(),
+            "a wrong verdict passed: {r:?}"
+        );
+        caught += 2;
+    }
+    assert_eq!(caught, 2 * requests.len());
+    assert_eq!(requests.len(), 42);
+}
