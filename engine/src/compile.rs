@@ -1404,3 +1404,90 @@ fn error_decision(e: String) -> Decision {
         errors: vec![e],
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// What a view can test.
+
+/// The request attributes the rules of a view can test on one protocol (every group:
+/// enforced ALLOW and DENY, AUDIT, dry-run ALLOW and DENY), plus the NetworkPolicies'
+/// needs when there are any. A host that reads its attributes one call at a time (the
+/// proxy-wasm plugin) reads only these: an attribute no rule tests cannot change the
+/// decision, so leaving it out of the [`Request`] (absent) decides exactly as reading it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The direct peer address (`ipBlocks`, `source.ip`).
+    pub source_ip: bool,
+    /// The original client address (`remoteIpBlocks`, `remote.ip`): `x-forwarded-for` and
+    /// the direct peer (its fallback).
+    pub remote_ip: bool,
+    /// The local address (`destination.ip`).
+    pub destination_ip: bool,
+    /// The local port (`ports`, `destination.port`).
+    pub destination_port: bool,
+    /// The peer principal (`principals`, `namespaces`, service accounts, trust domains):
+    /// mTLS and the peer certificate's URI SAN.
+    pub principal: bool,
+    /// The TLS SNI (`connection.sni`).
+    pub sni: bool,
+    /// The request headers (`hosts`, `methods`, `paths`, `request.headers[...]`).
+    pub headers: bool,
+    /// The verified JWT payload (`requestPrincipals`, `request.auth.*`).
+    pub jwt: bool,
+}
+
+impl Needs {
+    /// Every attribute.
+    pub const ALL: Needs = Needs {
+        source_ip: true,
+        remote_ip: true,
+        destination_ip: true,
+        destination_port: true,
+        principal: true,
+        sni: true,
+        headers: true,
+        jwt: true,
+    };
+
+    fn add(&mut self, attr: &Attr) {
+        match attr {
+            Attr::Principal | Attr::SourceNamespace => self.principal = true,
+            Attr::RequestPrincipal | Attr::Claim(_) => self.jwt = true,
+            Attr::SourceIp => self.source_ip = true,
+            Attr::RemoteIp => self.remote_ip = true,
+            Attr::DestinationIp => self.destination_ip = true,
+            Attr::DestinationPort => self.destination_port = true,
+            Attr::Host | Attr::Method | Attr::Path | Attr::Header(_) => self.headers = true,
+            Attr::Sni => self.sni = true,
+            Attr::Missing => {}
+        }
+    }
+}
+
+impl Engine {
+    /// What the rules of `view` can test on `protocol` (see [`Needs`]). NetworkPolicies
+    /// resolve both endpoints by address or identity and test the port, so with any
+    /// NetworkPolicy the connection attributes are all needed.
+    pub fn needs(&self, view: &WorkloadView, protocol: Protocol) -> Needs {
+        let mut needs = Needs::default();
+        if !self.network.is_empty() {
+            needs.source_ip = true;
+            needs.destination_ip = true;
+            needs.destination_port = true;
+            needs.principal = true;
+        }
+        let g = match protocol {
+            Protocol::Http => &view.http,
+            Protocol::Tcp => &view.tcp,
+        };
+        let sets = [&g.deny, &g.allow, &g.audit, &g.shadow_allow, &g.shadow_deny];
+        for id in sets.iter().flat_map(|s| s.rules.iter()) {
+            let Some(b) = self.body(*id, protocol) else {
+                continue;
+            };
+            for p in b.from.iter().chain(b.to.iter()).flatten().chain(&b.when) {
+                needs.add(&p.attr);
+            }
+        }
+        needs
+    }
+}

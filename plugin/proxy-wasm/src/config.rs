@@ -12,7 +12,9 @@ use std::fmt;
 use base64::Engine as _;
 use palisade_engine::{
     Decision, Engine, Errors, Options, PathNormalization, Protocol, Request, SourceFile, Step,
-    Verdict, WorkloadRef, compile::WorkloadView, decode_bundle, load, netpol,
+    Verdict, WorkloadRef,
+    compile::{Needs, WorkloadView},
+    decode_bundle, load, netpol,
 };
 use serde::Deserialize;
 
@@ -151,9 +153,10 @@ pub struct Plugin {
     pub deny_status: u32,
     /// HTTP denial body.
     pub deny_body: String,
-    /// Whether any compiled rule tests `connection.sni`; when none does, the glue does not
-    /// read the property (a host call per request that could not change a decision).
-    pub uses_sni: bool,
+    /// What the local workload's rules (and NetworkPolicies, if any) can test on this
+    /// protocol: the glue reads only those properties (each a host call per request); an
+    /// attribute no rule tests is left absent, which decides exactly as reading it.
+    pub needs: Needs,
 }
 
 impl Plugin {
@@ -241,14 +244,9 @@ impl Plugin {
                 (engine.build_view(&inline.namespace, &labels), inline)
             }
         };
-        let uses_sni = engine
-            .rules
-            .iter()
-            .flat_map(|r| r.http.iter().chain(r.tcp.iter()))
-            .flat_map(|b| b.from.iter().chain(b.to.iter()).flatten().chain(&b.when))
-            .any(|p| p.attr == palisade_engine::compile::Attr::Sni);
+        let needs = engine.needs(&view, config.protocol);
         Ok(Plugin {
-            uses_sni,
+            needs,
             engine,
             view,
             workload,
@@ -412,21 +410,41 @@ spec:
     }
 
     #[test]
-    fn sni_is_read_only_when_a_rule_tests_it() {
+    fn only_what_the_workloads_rules_test_is_needed() {
         let p =
             Plugin::configure(&config(serde_json::json!({})), &NodeMetadata::default()).unwrap();
-        assert!(!p.uses_sni);
-        let sni = format!(
-            "{POLICY}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
-             metadata: {{name: sni, namespace: other}}\nspec:\n  action: DENY\n  rules:\n  \
-             - when: [{{key: connection.sni, values: [\"x.example\"]}}]\n"
+        assert_eq!(
+            p.needs,
+            Needs {
+                headers: true,
+                ..Needs::default()
+            },
+            "methods only: the header map"
         );
-        let p = Plugin::configure(
-            &config(serde_json::json!({ "policy": sni })),
-            &NodeMetadata::default(),
-        )
-        .unwrap();
-        assert!(p.uses_sni);
+        let with_sni = |namespace: &str, protocol: &str| {
+            let policy = format!(
+                "{POLICY}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                 metadata: {{name: sni, namespace: {namespace}}}\nspec:\n  action: DENY\n  rules:\n  \
+                 - when: [{{key: connection.sni, values: [\"x.example\"]}}]\n"
+            );
+            Plugin::configure(
+                &config(serde_json::json!({ "policy": policy, "protocol": protocol })),
+                &NodeMetadata::default(),
+            )
+            .unwrap()
+            .needs
+        };
+        assert!(with_sni("shop", "http").sni);
+        assert!(with_sni("shop", "http").headers);
+        assert!(
+            !with_sni("other", "http").sni,
+            "a policy for another workload"
+        );
+        let tcp = with_sni("shop", "tcp");
+        assert!(
+            tcp.sni && !tcp.headers,
+            "on TCP the ALLOW methods rule is dropped"
+        );
     }
 
     #[test]

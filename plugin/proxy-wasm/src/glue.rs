@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use palisade_engine::Protocol;
+use palisade_engine::compile::Needs;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -132,42 +133,41 @@ fn node_metadata() -> NodeMetadata {
     }
 }
 
-/// The connection attributes every protocol reads.
+/// The connection attributes `needs` asks for (TCP and HTTP).
 ///
 /// Each property read is a host call costing about 1 µs of Envoy CPU on V8 (measured with
-/// `cargo xtask bench-envoy`), so reads whose answer cannot change the request are skipped:
-/// `*.port` when `*.address` already carries the port (`ip:port` on Envoy 1.40, and the same
-/// socket's port), the peer URI SAN without mTLS (`build_request` drops it then), and the SNI
-/// when no rule tests it.
-fn connection_attributes(plugin: Option<&Plugin>) -> Result<RawAttributes, AttributeError> {
-    let source_address = property(paths::SOURCE_ADDRESS)?;
-    let source_port = port_unless_in(source_address.as_deref(), paths::SOURCE_PORT)?;
-    let destination_address = property(paths::DESTINATION_ADDRESS)?;
-    let destination_port = port_unless_in(destination_address.as_deref(), paths::DESTINATION_PORT)?;
-    let mtls = property(paths::MTLS)?;
-    let verified = mtls
-        .as_deref()
-        .is_some_and(|b| matches!(decode_bool("connection.mtls", b), Ok(true)));
-    let peer_uri_san = if verified {
-        property(paths::PEER_URI_SAN)?
-    } else {
-        None
-    };
-    Ok(RawAttributes {
-        source_address,
-        source_port,
-        destination_address,
-        destination_port,
-        mtls,
-        peer_uri_san,
-        sni: if plugin.is_none_or(|p| p.uses_sni) {
-            property(paths::SNI)?
-        } else {
-            None
-        },
-        headers: None,
-        metadata: None,
-    })
+/// `cargo xtask bench-envoy`), so only what the workload's rules can test is read (see
+/// [`Needs`]); the rest stays absent, which decides the same. Within that, reads whose answer
+/// cannot change the request are skipped too: `*.port` when `*.address` already carries the
+/// port (`ip:port` on Envoy 1.40, and the same socket's port), and the peer URI SAN without
+/// mTLS (`build_request` drops it then).
+fn connection_attributes(needs: &Needs) -> Result<RawAttributes, AttributeError> {
+    let mut raw = RawAttributes::default();
+    if needs.source_ip || needs.remote_ip {
+        raw.source_address = property(paths::SOURCE_ADDRESS)?;
+        raw.source_port = port_unless_in(raw.source_address.as_deref(), paths::SOURCE_PORT)?;
+    }
+    if needs.destination_ip || needs.destination_port {
+        raw.destination_address = property(paths::DESTINATION_ADDRESS)?;
+    }
+    if needs.destination_port {
+        raw.destination_port =
+            port_unless_in(raw.destination_address.as_deref(), paths::DESTINATION_PORT)?;
+    }
+    if needs.principal {
+        raw.mtls = property(paths::MTLS)?;
+        let verified = raw
+            .mtls
+            .as_deref()
+            .is_some_and(|b| matches!(decode_bool("connection.mtls", b), Ok(true)));
+        if verified {
+            raw.peer_uri_san = property(paths::PEER_URI_SAN)?;
+        }
+    }
+    if needs.sni {
+        raw.sni = property(paths::SNI)?;
+    }
+    Ok(raw)
 }
 
 /// The port property, read only when the address property has no port.
@@ -181,34 +181,66 @@ fn port_unless_in(
     if has_port { Ok(None) } else { property(port) }
 }
 
-fn http_attributes(plugin: Option<&Plugin>) -> Result<RawAttributes, AttributeError> {
-    let mut raw = connection_attributes(plugin)?;
-    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-        .map_err(|s| AttributeError(format!("cannot read the request headers: {s:?}")))?;
-    raw.headers = Some(
-        headers
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-            .collect(),
-    );
-    raw.metadata = property(paths::METADATA)?;
+/// [`connection_attributes`], the header map when a rule tests a header, the method, the path
+/// or the host (or `remote.ip` with trusted `x-forwarded-for` hops), and `metadata` when a
+/// rule tests the JWT.
+fn http_attributes(needs: &Needs, trusted_xff_hops: u32) -> Result<RawAttributes, AttributeError> {
+    let mut raw = connection_attributes(needs)?;
+    if needs.headers || (needs.remote_ip && trusted_xff_hops > 0) {
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map_err(|s| AttributeError(format!("cannot read the request headers: {s:?}")))?;
+        raw.headers = Some(
+            headers
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .collect(),
+        );
+    }
+    if needs.jwt {
+        raw.metadata = property(paths::METADATA)?;
+    }
     Ok(raw)
+}
+
+/// The request for a log line's text: `request` when it has what the line shows (the source,
+/// and for HTTP the method, host and path, else the destination port), otherwise everything
+/// read again (log lines are built only when Envoy keeps them, so this is off the usual path).
+fn for_log<'a>(
+    request: &'a palisade_engine::Request,
+    plugin: &Plugin,
+    shown: Needs,
+) -> std::borrow::Cow<'a, palisade_engine::Request> {
+    let n = &plugin.needs;
+    let has = (n.source_ip || n.remote_ip)
+        && n.principal
+        && (!shown.headers || n.headers)
+        && (!shown.destination_port || n.destination_port);
+    if has {
+        return std::borrow::Cow::Borrowed(request);
+    }
+    let raw = match plugin.protocol {
+        Protocol::Http => http_attributes(&Needs::ALL, plugin.trusted_xff_hops),
+        Protocol::Tcp => connection_attributes(&Needs::ALL),
+    };
+    match raw.and_then(|r| build_request(&r, plugin)) {
+        Ok(full) => std::borrow::Cow::Owned(full),
+        Err(_) => std::borrow::Cow::Borrowed(request),
+    }
 }
 
 /// Decides with what could be read; any error is a fail-closed decision.
 fn decide(
-    plugin: Option<&Plugin>,
+    plugin: &Plugin,
     raw: Result<RawAttributes, AttributeError>,
     what: impl Fn(&palisade_engine::Request) -> String,
-) -> Option<Outcome> {
-    let plugin = plugin?;
-    Some(match raw.and_then(|r| build_request(&r, plugin)) {
+) -> Outcome {
+    match raw.and_then(|r| build_request(&r, plugin)) {
         Ok(request) => {
             let decision = plugin.decide(&request);
             outcome_with(&decision, plugin, || what(&request), host_logs)
         }
         Err(e) => outcome(&error_decision(e.0), plugin, "request"),
-    })
+    }
 }
 
 /// Whether Envoy keeps log lines at `level` (its `wasm` log component's level; lines below it
@@ -220,6 +252,15 @@ fn host_logs(level: Level) -> bool {
         Level::Warn => LogLevel::Warn,
     };
     hostcalls::get_log_level().map_or(true, |host| host as u32 <= wanted as u32)
+}
+
+/// The source as a log line names it: the principal, else the address.
+fn source_text(r: &palisade_engine::Request) -> String {
+    r.source.principal.clone().unwrap_or_else(|| {
+        r.source
+            .ip
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    })
 }
 
 fn record(metrics: &Metrics, o: &Outcome) {
@@ -303,23 +344,24 @@ impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let Some(o) = decide(
-            self.plugin.as_deref(),
-            http_attributes(self.plugin.as_deref()),
-            |r| {
-                let h = r.http.clone().unwrap_or_default();
-                let from = r.source.principal.clone().unwrap_or_else(|| {
-                    r.source
-                        .ip
-                        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
-                });
-                format!("{} {}{} from {from}", h.method, h.host, h.path)
-            },
-        ) else {
+        let Some(plugin) = self.plugin.as_deref() else {
             // No configuration: Envoy does not create contexts for a refused one; deny anyway.
             let _ = abi::send_local_response(403, "palisade_not_configured", b"", &[]);
             return Action::Pause;
         };
+        let shown = Needs {
+            headers: true,
+            ..Needs::default()
+        };
+        let o = decide(
+            plugin,
+            http_attributes(&plugin.needs, plugin.trusted_xff_hops),
+            |r| {
+                let r = for_log(r, plugin, shown);
+                let h = r.http.clone().unwrap_or_default();
+                format!("{} {}{} from {}", h.method, h.host, h.path, source_text(&r))
+            },
+        );
         record(&self.metrics, &o);
         if !o.block {
             return Action::Continue;
@@ -351,23 +393,20 @@ impl Tcp {
         if let Some(allowed) = self.decided {
             return allowed;
         }
-        let allowed = match decide(
-            self.plugin.as_deref(),
-            connection_attributes(self.plugin.as_deref()),
-            |r| {
-                let from = r.source.principal.clone().unwrap_or_else(|| {
-                    r.source
-                        .ip
-                        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+        let allowed = match self.plugin.as_deref() {
+            Some(plugin) => {
+                let shown = Needs {
+                    destination_port: true,
+                    ..Needs::default()
+                };
+                let o = decide(plugin, connection_attributes(&plugin.needs), |r| {
+                    let r = for_log(r, plugin, shown);
+                    let port = r
+                        .destination
+                        .port
+                        .map_or_else(String::new, |p| p.to_string());
+                    format!("connection to port {port} from {}", source_text(&r))
                 });
-                let port = r
-                    .destination
-                    .port
-                    .map_or_else(String::new, |p| p.to_string());
-                format!("connection to port {port} from {from}")
-            },
-        ) {
-            Some(o) => {
                 record(&self.metrics, &o);
                 !o.block
             }
