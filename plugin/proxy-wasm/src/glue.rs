@@ -5,7 +5,6 @@
 //! directly and turns every error into a fail-closed decision instead.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use palisade_engine::Protocol;
@@ -18,7 +17,10 @@ use crate::attributes::{
     AttributeError, RawAttributes, build_request, decode_bool, decode_labels, decode_string, paths,
 };
 use crate::config::{NodeMetadata, Plugin, error_decision};
-use crate::enforce::{Level, Outcome, POLICY_HEADER, outcome, outcome_with, serialize_pairs};
+use crate::enforce::{
+    Counter, Level, Outcome, POLICY_HEADER, Total, outcome_with, serialize_pairs,
+};
+use rustc_hash::FxHashMap;
 
 /// The entry point Envoy calls after instantiating the module.
 #[allow(
@@ -82,29 +84,65 @@ fn log(level: Level, message: &str) {
 }
 
 /// Counter ids, defined on first use and cached (one cache per root context, shared with its
-/// request contexts).
+/// request contexts): the totals by slot, the per-policy counters by rule id and outcome, so
+/// that a request increments its counters without building their names.
 #[derive(Debug, Default)]
 struct Metrics {
-    ids: RefCell<HashMap<String, u32>>,
+    totals: RefCell<[Option<u32>; Total::ALL.len()]>,
+    policies: RefCell<FxHashMap<String, [Option<u32>; 4]>>,
 }
 
 impl Metrics {
-    fn increment(&self, name: &str) {
-        let Ok(mut ids) = self.ids.try_borrow_mut() else {
-            return;
-        };
-        let id = match ids.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => {
-                    ids.insert(name.to_string(), id);
-                    id
+    fn increment(&self, counter: &Counter<'_>) {
+        let define = || hostcalls::define_metric(MetricType::Counter, &counter.name()).ok();
+        let id = match counter {
+            Counter::Total(t) => {
+                let Ok(mut totals) = self.totals.try_borrow_mut() else {
+                    return;
+                };
+                let Some(slot) = totals.get_mut(t.index()) else {
+                    return;
+                };
+                if slot.is_none() {
+                    *slot = define();
                 }
-                Err(_) => return,
-            },
+                *slot
+            }
+            Counter::Policy { id, outcome } => {
+                let Ok(mut policies) = self.policies.try_borrow_mut() else {
+                    return;
+                };
+                let ids = match policies.get_mut(*id) {
+                    Some(ids) => ids,
+                    None => policies.entry((*id).to_string()).or_default(),
+                };
+                let Some(slot) = ids.get_mut(outcome.index()) else {
+                    return;
+                };
+                if slot.is_none() {
+                    *slot = define();
+                }
+                *slot
+            }
         };
-        let _ = hostcalls::increment_metric(id, 1);
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
     }
+}
+
+/// Whether Envoy keeps log lines at `level` (its `wasm` log component's level; lines below it
+/// are dropped by the host, so the plugin does not build them). Asked per request, not
+/// cached: `/logging` can change it at any time and the next request must follow (a cache
+/// refreshed on a 1 s tick was tried: no measurable saving, and the real-Envoy test, which
+/// turns info logging on through `/logging` just before its requests, then missed its lines).
+fn host_logs(level: Level) -> bool {
+    let wanted = match level {
+        Level::Debug => LogLevel::Debug,
+        Level::Info => LogLevel::Info,
+        Level::Warn => LogLevel::Warn,
+    };
+    hostcalls::get_log_level().map_or(true, |host| host as u32 <= wanted as u32)
 }
 
 /// A property's raw bytes; `None` when Envoy does not have it.
@@ -228,30 +266,29 @@ fn for_log<'a>(
     }
 }
 
-/// Decides with what could be read; any error is a fail-closed decision.
-fn decide(
+/// Decides with what could be read (any error is a fail-closed decision), counts and logs
+/// the outcome, and hands it to `act`.
+fn decide<R>(
+    ctx: &Shared,
     plugin: &Plugin,
     raw: Result<RawAttributes, AttributeError>,
     what: impl Fn(&palisade_engine::Request) -> String,
-) -> Outcome {
+    act: impl FnOnce(&Outcome<'_>) -> R,
+) -> R {
     match raw.and_then(|r| build_request(&r, plugin)) {
         Ok(request) => {
             let decision = plugin.decide(&request);
-            outcome_with(&decision, plugin, || what(&request), host_logs)
+            let o = outcome_with(&decision, plugin, || what(&request), host_logs);
+            record(ctx, &o);
+            act(&o)
         }
-        Err(e) => outcome(&error_decision(e.0), plugin, "request"),
+        Err(e) => {
+            let decision = error_decision(e.0);
+            let o = outcome_with(&decision, plugin, || "request".to_string(), host_logs);
+            record(ctx, &o);
+            act(&o)
+        }
     }
-}
-
-/// Whether Envoy keeps log lines at `level` (its `wasm` log component's level; lines below it
-/// are dropped by the host, so the plugin does not build them).
-fn host_logs(level: Level) -> bool {
-    let wanted = match level {
-        Level::Debug => LogLevel::Debug,
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-    };
-    hostcalls::get_log_level().map_or(true, |host| host as u32 <= wanted as u32)
 }
 
 /// The source as a log line names it: the principal, else the address.
@@ -263,20 +300,26 @@ fn source_text(r: &palisade_engine::Request) -> String {
     })
 }
 
-fn record(metrics: &Metrics, o: &Outcome) {
+fn record(ctx: &Shared, o: &Outcome<'_>) {
     for c in &o.counters {
-        metrics.increment(c);
+        ctx.metrics.increment(c);
     }
     if !o.log.1.is_empty() {
         log(o.log.0, &o.log.1);
     }
 }
 
+/// What a root context shares with its request contexts.
+#[derive(Debug, Default)]
+struct Shared {
+    metrics: Metrics,
+}
+
 /// One per filter configuration.
 #[derive(Debug, Default)]
 struct Root {
     plugin: Option<Rc<Plugin>>,
-    metrics: Rc<Metrics>,
+    shared: Rc<Shared>,
     protocol: Protocol,
 }
 
@@ -321,14 +364,14 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             plugin: self.plugin.clone(),
-            metrics: self.metrics.clone(),
+            shared: self.shared.clone(),
         }))
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
         Some(Box::new(Tcp {
             plugin: self.plugin.clone(),
-            metrics: self.metrics.clone(),
+            shared: self.shared.clone(),
             decided: None,
         }))
     }
@@ -337,7 +380,7 @@ impl RootContext for Root {
 /// One per HTTP request.
 struct Http {
     plugin: Option<Rc<Plugin>>,
-    metrics: Rc<Metrics>,
+    shared: Rc<Shared>,
 }
 
 impl Context for Http {}
@@ -353,29 +396,30 @@ impl HttpContext for Http {
             headers: true,
             ..Needs::default()
         };
-        let o = decide(
-            plugin,
-            http_attributes(&plugin.needs, plugin.trusted_xff_hops),
-            |r| {
-                let r = for_log(r, plugin, shown);
-                let h = r.http.clone().unwrap_or_default();
-                format!("{} {}{} from {}", h.method, h.host, h.path, source_text(&r))
-            },
-        );
-        record(&self.metrics, &o);
-        if !o.block {
-            return Action::Continue;
-        }
-        let headers = serialize_pairs(&[(POLICY_HEADER, o.policy.as_str())]);
-        let status = abi::send_local_response(o.status, &o.details, o.body.as_bytes(), &headers);
-        if status != 0 {
-            log(
-                Level::Warn,
-                &format!("palisade: local reply failed (status {status}); resetting the stream"),
-            );
-            let _ = hostcalls::reset_http_request();
-        }
-        Action::Pause
+        let describe = |r: &palisade_engine::Request| {
+            let r = for_log(r, plugin, shown);
+            let h = r.http.clone().unwrap_or_default();
+            format!("{} {}{} from {}", h.method, h.host, h.path, source_text(&r))
+        };
+        let raw = http_attributes(&plugin.needs, plugin.trusted_xff_hops);
+        decide(&self.shared, plugin, raw, describe, |o| {
+            if !o.block {
+                return Action::Continue;
+            }
+            let headers = serialize_pairs(&[(POLICY_HEADER, o.policy)]);
+            let status =
+                abi::send_local_response(o.status, &o.details, o.body.as_bytes(), &headers);
+            if status != 0 {
+                log(
+                    Level::Warn,
+                    &format!(
+                        "palisade: local reply failed (status {status}); resetting the stream"
+                    ),
+                );
+                let _ = hostcalls::reset_http_request();
+            }
+            Action::Pause
+        })
     }
 }
 
@@ -383,7 +427,7 @@ impl HttpContext for Http {
 /// certificate is only known after the TLS handshake, which precedes any data).
 struct Tcp {
     plugin: Option<Rc<Plugin>>,
-    metrics: Rc<Metrics>,
+    shared: Rc<Shared>,
     decided: Option<bool>,
 }
 
@@ -399,16 +443,16 @@ impl Tcp {
                     destination_port: true,
                     ..Needs::default()
                 };
-                let o = decide(plugin, connection_attributes(&plugin.needs), |r| {
+                let describe = |r: &palisade_engine::Request| {
                     let r = for_log(r, plugin, shown);
                     let port = r
                         .destination
                         .port
                         .map_or_else(String::new, |p| p.to_string());
                     format!("connection to port {port} from {}", source_text(&r))
-                });
-                record(&self.metrics, &o);
-                !o.block
+                };
+                let raw = connection_attributes(&plugin.needs);
+                decide(&self.shared, plugin, raw, describe, |o| !o.block)
             }
             None => false,
         };
