@@ -1475,6 +1475,27 @@ impl Engine {
             needs.destination_port = true;
             needs.principal = true;
         }
+        self.each_pred(view, protocol, |p| needs.add(&p.attr));
+        needs
+    }
+
+    /// The request headers the rules of `view` test by name on `protocol`
+    /// (`request.headers[<name>]`), each once, in the order first met. `hosts`, `methods` and
+    /// `paths` are not among them (see [`Needs::headers`]).
+    pub fn tested_headers(&self, view: &WorkloadView, protocol: Protocol) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        self.each_pred(view, protocol, |p| {
+            if let Attr::Header(name) = &p.attr
+                && !names.contains(name)
+            {
+                names.push(name.clone());
+            }
+        });
+        names
+    }
+
+    /// Every predicate of every rule of `view` on `protocol` (all groups).
+    fn each_pred(&self, view: &WorkloadView, protocol: Protocol, mut f: impl FnMut(&Pred)) {
         let g = match protocol {
             Protocol::Http => &view.http,
             Protocol::Tcp => &view.tcp,
@@ -1485,9 +1506,8 @@ impl Engine {
                 continue;
             };
             for p in b.from.iter().chain(b.to.iter()).flatten().chain(&b.when) {
-                needs.add(&p.attr);
+                f(p);
             }
         }
-        needs
     }
 }

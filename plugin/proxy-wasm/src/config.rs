@@ -157,6 +157,10 @@ pub struct Plugin {
     /// protocol: the glue reads only those properties (each a host call per request); an
     /// attribute no rule tests is left absent, which decides exactly as reading it.
     pub needs: Needs,
+    /// The request headers a request keeps (lower-case): `:method`, `:path`, `:authority`,
+    /// `x-forwarded-for` when `remote.ip` is tested through trusted hops, and every header a
+    /// rule tests by name. The others cannot change a decision, so the glue does not copy them.
+    pub headers: Vec<String>,
 }
 
 impl Plugin {
@@ -245,8 +249,19 @@ impl Plugin {
             }
         };
         let needs = engine.needs(&view, config.protocol);
+        let mut headers: Vec<String> = [":method", ":path", ":authority"].map(String::from).into();
+        if needs.remote_ip && config.trusted_xff_hops > 0 {
+            headers.push("x-forwarded-for".into());
+        }
+        for name in engine.tested_headers(&view, config.protocol) {
+            let name = name.to_ascii_lowercase();
+            if !headers.contains(&name) {
+                headers.push(name);
+            }
+        }
         Ok(Plugin {
             needs,
+            headers,
             engine,
             view,
             workload,
@@ -258,6 +273,11 @@ impl Plugin {
                 .deny_body
                 .unwrap_or_else(|| DEFAULT_DENY_BODY.to_string()),
         })
+    }
+
+    /// Whether a request keeps the header `name` (see [`Plugin::headers`]).
+    pub fn keeps_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 
     /// A one-line summary for the log: mode, workload and the policies that apply.
@@ -445,6 +465,29 @@ spec:
             tcp.sni && !tcp.headers,
             "on TCP the ALLOW methods rule is dropped"
         );
+    }
+
+    #[test]
+    fn a_request_keeps_the_pseudo_headers_and_the_tested_ones() {
+        let policy = format!(
+            "{POLICY}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {{name: h, namespace: shop}}\nspec:\n  action: DENY\n  rules:\n  \
+             - from: [{{source: {{remoteIpBlocks: [\"1.2.3.4\"]}}}}]\n    \
+             when: [{{key: \"request.headers[x-tenant]\", values: [\"t\"]}}]\n"
+        );
+        let p = |hops: u32| {
+            Plugin::configure(
+                &config(serde_json::json!({ "policy": policy, "trustedXffHops": hops })),
+                &NodeMetadata::default(),
+            )
+            .unwrap()
+        };
+        let (none, one) = (p(0), p(1));
+        assert_eq!(none.headers, [":method", ":path", ":authority", "x-tenant"]);
+        assert!(none.keeps_header("X-Tenant") && none.keeps_header(":path"));
+        assert!(!none.keeps_header("x-forwarded-for"), "no trusted hop");
+        assert!(!none.keeps_header("user-agent"));
+        assert!(one.keeps_header("x-forwarded-for"));
     }
 
     #[test]

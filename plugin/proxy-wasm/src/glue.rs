@@ -220,16 +220,17 @@ fn port_unless_in(
 }
 
 /// [`connection_attributes`], the header map when a rule tests a header, the method, the path
-/// or the host (or `remote.ip` with trusted `x-forwarded-for` hops), and `metadata` when a
-/// rule tests the JWT.
-fn http_attributes(needs: &Needs, trusted_xff_hops: u32) -> Result<RawAttributes, AttributeError> {
+/// or the host (or `remote.ip` with trusted `x-forwarded-for` hops) — keeping only the headers
+/// [`Plugin::keeps_header`] names — and `metadata` when a rule tests the JWT.
+fn http_attributes(plugin: &Plugin, needs: &Needs) -> Result<RawAttributes, AttributeError> {
     let mut raw = connection_attributes(needs)?;
-    if needs.headers || (needs.remote_ip && trusted_xff_hops > 0) {
+    if needs.headers || (needs.remote_ip && plugin.trusted_xff_hops > 0) {
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
             .map_err(|s| AttributeError(format!("cannot read the request headers: {s:?}")))?;
         raw.headers = Some(
             headers
                 .into_iter()
+                .filter(|(k, _)| plugin.keeps_header(k))
                 .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
                 .collect(),
         );
@@ -257,7 +258,7 @@ fn for_log<'a>(
         return std::borrow::Cow::Borrowed(request);
     }
     let raw = match plugin.protocol {
-        Protocol::Http => http_attributes(&Needs::ALL, plugin.trusted_xff_hops),
+        Protocol::Http => http_attributes(plugin, &Needs::ALL),
         Protocol::Tcp => connection_attributes(&Needs::ALL),
     };
     match raw.and_then(|r| build_request(&r, plugin)) {
@@ -401,7 +402,7 @@ impl HttpContext for Http {
             let h = r.http.clone().unwrap_or_default();
             format!("{} {}{} from {}", h.method, h.host, h.path, source_text(&r))
         };
-        let raw = http_attributes(&plugin.needs, plugin.trusted_xff_hops);
+        let raw = http_attributes(plugin, &plugin.needs);
         decide(&self.shared, plugin, raw, describe, |o| {
             if !o.block {
                 return Action::Continue;
