@@ -1047,7 +1047,8 @@ pub struct Facts<'r> {
     req: &'r Request,
     principal: Option<&'r str>,
     path: String,
-    path_header: String,
+    /// `:path` as a header condition sees it (normalised path and query), built on first use.
+    path_header: std::cell::OnceCell<String>,
     host: String,
 }
 
@@ -1059,23 +1060,29 @@ impl<'r> Facts<'r> {
         } else {
             None
         };
-        let (path, path_header, host) = match &req.http {
-            Some(h) => {
-                let raw = strip_query(&h.path);
-                let normalized = normalize(raw, options.path_normalization);
-                let query = h.path.get(raw.len()..).unwrap_or("");
-                let header = format!("{normalized}{query}");
-                (normalized, header, h.host.to_ascii_lowercase())
-            }
-            None => (String::new(), String::new(), String::new()),
+        let (path, host) = match &req.http {
+            Some(h) => (
+                normalize(strip_query(&h.path), options.path_normalization),
+                h.host.to_ascii_lowercase(),
+            ),
+            None => (String::new(), String::new()),
         };
         Facts {
             req,
             principal,
             path,
-            path_header,
+            path_header: std::cell::OnceCell::new(),
             host,
         }
+    }
+
+    /// `:path` for a header condition: the normalised path with the query kept.
+    fn path_header(&self) -> &str {
+        self.path_header.get_or_init(|| {
+            let full = self.req.http.as_ref().map_or("", |h| h.path.as_str());
+            let query = full.get(strip_query(full).len()..).unwrap_or("");
+            format!("{}{query}", self.path)
+        })
     }
 
     fn header_values(&self, name: &str) -> Vec<&str> {
@@ -1084,7 +1091,7 @@ impl<'r> Facts<'r> {
         };
         match name {
             ":method" => vec![h.method.as_str()],
-            ":path" => vec![self.path_header.as_str()],
+            ":path" => vec![self.path_header()],
             ":authority" | "host" => vec![h.host.as_str()],
             _ => h
                 .headers

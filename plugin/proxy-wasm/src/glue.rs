@@ -261,7 +261,7 @@ fn for_log<'a>(
         Protocol::Http => http_attributes(plugin, &Needs::ALL),
         Protocol::Tcp => connection_attributes(&Needs::ALL),
     };
-    match raw.and_then(|r| build_request(&r, plugin)) {
+    match raw.and_then(|r| build_request(r, plugin)) {
         Ok(full) => std::borrow::Cow::Owned(full),
         Err(_) => std::borrow::Cow::Borrowed(request),
     }
@@ -276,7 +276,7 @@ fn decide<R>(
     what: impl Fn(&palisade_engine::Request) -> String,
     act: impl FnOnce(&Outcome<'_>) -> R,
 ) -> R {
-    match raw.and_then(|r| build_request(&r, plugin)) {
+    match raw.and_then(|r| build_request(r, plugin)) {
         Ok(request) => {
             let decision = plugin.decide(&request);
             let o = outcome_with(&decision, plugin, || what(&request), host_logs);
