@@ -231,7 +231,11 @@ fn http_attributes(plugin: &Plugin, needs: &Needs) -> Result<RawAttributes, Attr
             headers
                 .into_iter()
                 .filter(|(k, _)| plugin.keeps_header(k))
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .map(|(k, v)| {
+                    let v = String::from_utf8(v)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    (k, v)
+                })
                 .collect(),
         );
     }
