@@ -1047,7 +1047,8 @@ pub struct Facts<'r> {
     req: &'r Request,
     principal: Option<&'r str>,
     path: String,
-    path_header: String,
+    /// `:path` as a header condition sees it (normalised path and query), built on first use.
+    path_header: std::cell::OnceCell<String>,
     host: String,
 }
 
@@ -1059,23 +1060,29 @@ impl<'r> Facts<'r> {
         } else {
             None
         };
-        let (path, path_header, host) = match &req.http {
-            Some(h) => {
-                let raw = strip_query(&h.path);
-                let normalized = normalize(raw, options.path_normalization);
-                let query = h.path.get(raw.len()..).unwrap_or("");
-                let header = format!("{normalized}{query}");
-                (normalized, header, h.host.to_ascii_lowercase())
-            }
-            None => (String::new(), String::new(), String::new()),
+        let (path, host) = match &req.http {
+            Some(h) => (
+                normalize(strip_query(&h.path), options.path_normalization),
+                h.host.to_ascii_lowercase(),
+            ),
+            None => (String::new(), String::new()),
         };
         Facts {
             req,
             principal,
             path,
-            path_header,
+            path_header: std::cell::OnceCell::new(),
             host,
         }
+    }
+
+    /// `:path` for a header condition: the normalised path with the query kept.
+    fn path_header(&self) -> &str {
+        self.path_header.get_or_init(|| {
+            let full = self.req.http.as_ref().map_or("", |h| h.path.as_str());
+            let query = full.get(strip_query(full).len()..).unwrap_or("");
+            format!("{}{query}", self.path)
+        })
     }
 
     fn header_values(&self, name: &str) -> Vec<&str> {
@@ -1084,7 +1091,7 @@ impl<'r> Facts<'r> {
         };
         match name {
             ":method" => vec![h.method.as_str()],
-            ":path" => vec![self.path_header.as_str()],
+            ":path" => vec![self.path_header()],
             ":authority" | "host" => vec![h.host.as_str()],
             _ => h
                 .headers
@@ -1402,5 +1409,112 @@ fn error_decision(e: String) -> Decision {
         audit: None,
         network: None,
         errors: vec![e],
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What a view can test.
+
+/// The request attributes the rules of a view can test on one protocol (every group:
+/// enforced ALLOW and DENY, AUDIT, dry-run ALLOW and DENY), plus the NetworkPolicies'
+/// needs when there are any. A host that reads its attributes one call at a time (the
+/// proxy-wasm plugin) reads only these: an attribute no rule tests cannot change the
+/// decision, so leaving it out of the [`Request`] (absent) decides exactly as reading it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The direct peer address (`ipBlocks`, `source.ip`).
+    pub source_ip: bool,
+    /// The original client address (`remoteIpBlocks`, `remote.ip`): `x-forwarded-for` and
+    /// the direct peer (its fallback).
+    pub remote_ip: bool,
+    /// The local address (`destination.ip`).
+    pub destination_ip: bool,
+    /// The local port (`ports`, `destination.port`).
+    pub destination_port: bool,
+    /// The peer principal (`principals`, `namespaces`, service accounts, trust domains):
+    /// mTLS and the peer certificate's URI SAN.
+    pub principal: bool,
+    /// The TLS SNI (`connection.sni`).
+    pub sni: bool,
+    /// The request headers (`hosts`, `methods`, `paths`, `request.headers[...]`).
+    pub headers: bool,
+    /// The verified JWT payload (`requestPrincipals`, `request.auth.*`).
+    pub jwt: bool,
+}
+
+impl Needs {
+    /// Every attribute.
+    pub const ALL: Needs = Needs {
+        source_ip: true,
+        remote_ip: true,
+        destination_ip: true,
+        destination_port: true,
+        principal: true,
+        sni: true,
+        headers: true,
+        jwt: true,
+    };
+
+    fn add(&mut self, attr: &Attr) {
+        match attr {
+            Attr::Principal | Attr::SourceNamespace => self.principal = true,
+            Attr::RequestPrincipal | Attr::Claim(_) => self.jwt = true,
+            Attr::SourceIp => self.source_ip = true,
+            Attr::RemoteIp => self.remote_ip = true,
+            Attr::DestinationIp => self.destination_ip = true,
+            Attr::DestinationPort => self.destination_port = true,
+            Attr::Host | Attr::Method | Attr::Path | Attr::Header(_) => self.headers = true,
+            Attr::Sni => self.sni = true,
+            Attr::Missing => {}
+        }
+    }
+}
+
+impl Engine {
+    /// What the rules of `view` can test on `protocol` (see [`Needs`]). NetworkPolicies
+    /// resolve both endpoints by address or identity and test the port, so with any
+    /// NetworkPolicy the connection attributes are all needed.
+    pub fn needs(&self, view: &WorkloadView, protocol: Protocol) -> Needs {
+        let mut needs = Needs::default();
+        if !self.network.is_empty() {
+            needs.source_ip = true;
+            needs.destination_ip = true;
+            needs.destination_port = true;
+            needs.principal = true;
+        }
+        self.each_pred(view, protocol, |p| needs.add(&p.attr));
+        needs
+    }
+
+    /// The request headers the rules of `view` test by name on `protocol`
+    /// (`request.headers[<name>]`), each once, in the order first met. `hosts`, `methods` and
+    /// `paths` are not among them (see [`Needs::headers`]).
+    pub fn tested_headers(&self, view: &WorkloadView, protocol: Protocol) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        self.each_pred(view, protocol, |p| {
+            if let Attr::Header(name) = &p.attr
+                && !names.contains(name)
+            {
+                names.push(name.clone());
+            }
+        });
+        names
+    }
+
+    /// Every predicate of every rule of `view` on `protocol` (all groups).
+    fn each_pred(&self, view: &WorkloadView, protocol: Protocol, mut f: impl FnMut(&Pred)) {
+        let g = match protocol {
+            Protocol::Http => &view.http,
+            Protocol::Tcp => &view.tcp,
+        };
+        let sets = [&g.deny, &g.allow, &g.audit, &g.shadow_allow, &g.shadow_deny];
+        for id in sets.iter().flat_map(|s| s.rules.iter()) {
+            let Some(b) = self.body(*id, protocol) else {
+                continue;
+            };
+            for p in b.from.iter().chain(b.to.iter()).flatten().chain(&b.when) {
+                f(p);
+            }
+        }
     }
 }

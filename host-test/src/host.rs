@@ -692,8 +692,9 @@ impl PluginInstance {
     /// wasm memory grows in 64 KiB pages and never shrinks (Envoy's V8 keeps the touched
     /// pages resident).
     pub fn memory_bytes(&mut self) -> usize {
-        self.instance
-            .get_memory(&mut self.store, "memory")
+        self.store
+            .data()
+            .memory
             .map_or(0, |m| m.data_size(&self.store))
     }
 

@@ -421,11 +421,11 @@ impl Replayer {
                 Verdict::Allow
             },
             reply: (o.block && http).then(|| (o.status, o.details.clone())),
-            policy: (o.block && http).then(|| o.policy.clone()),
+            policy: (o.block && http).then(|| o.policy.to_string()),
             counters: o
                 .counters
                 .iter()
-                .map(|c| (Arc::from(c.as_str()), 1))
+                .map(|c| (Arc::from(c.name().as_str()), 1))
                 .collect(),
         }))
     }

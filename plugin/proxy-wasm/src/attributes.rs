@@ -150,12 +150,12 @@ pub fn decode_address(what: &str, bytes: &[u8]) -> Result<(IpAddr, Option<u16>),
 }
 
 /// Groups header pairs by lower-case name, each value kept separately, in arrival order.
-pub fn group_headers(pairs: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
+pub fn group_headers(pairs: Vec<(String, String)>) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, v) in pairs {
-        map.entry(k.to_ascii_lowercase())
-            .or_default()
-            .push(v.clone());
+    for (mut k, v) in pairs {
+        // Envoy's names are lower-case already: moved, not copied.
+        k.make_ascii_lowercase();
+        map.entry(k).or_default().push(v);
     }
     map
 }
@@ -372,7 +372,7 @@ fn opt_string(what: &str, bytes: Option<&Vec<u8>>) -> Result<Option<String>, Att
 }
 
 /// Builds the engine request: the local workload is the destination.
-pub fn build_request(raw: &RawAttributes, plugin: &Plugin) -> Result<Request, AttributeError> {
+pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, AttributeError> {
     let (source_ip, source_port) = match &raw.source_address {
         Some(b) => {
             let (ip, port) = decode_address("source.address", b)?;
@@ -425,7 +425,7 @@ pub fn build_request(raw: &RawAttributes, plugin: &Plugin) -> Result<Request, At
         ..Request::default()
     };
     if plugin.protocol == Protocol::Http {
-        let headers = group_headers(raw.headers.as_deref().unwrap_or_default());
+        let headers = group_headers(raw.headers.unwrap_or_default());
         let first = |name: &str| {
             headers
                 .get(name)
@@ -538,7 +538,7 @@ mod tests {
 
     #[test]
     fn headers_group_by_lower_case_name_keeping_each_value() {
-        let h = group_headers(&[
+        let h = group_headers(vec![
             ("X-A".into(), "1".into()),
             ("x-a".into(), "2".into()),
             (":path".into(), "/p".into()),
@@ -621,7 +621,7 @@ mod tests {
     #[test]
     fn an_mtls_connection_carries_its_principal_and_the_local_workload() {
         let r = build_request(
-            &mtls_conn("spiffe://cluster.local/ns/shop/sa/frontend"),
+            mtls_conn("spiffe://cluster.local/ns/shop/sa/frontend"),
             &plugin("tcp", 0),
         )
         .unwrap();
@@ -647,7 +647,7 @@ mod tests {
             (":authority".into(), "cart:8080".into()),
             ("x-forwarded-for".into(), "9.9.9.9".into()),
         ]);
-        let r = build_request(&raw, &plugin("http", 1)).unwrap();
+        let r = build_request(raw, &plugin("http", 1)).unwrap();
         assert_eq!(r.source.principal, None);
         assert_eq!(r.mtls, Some(false));
         assert_eq!(r.sni, None, "empty SNI is no SNI");
@@ -664,7 +664,7 @@ mod tests {
     fn a_corrupt_property_is_an_error_not_a_guess() {
         let mut raw = plaintext_conn();
         raw.mtls = Some(vec![7]);
-        let e = build_request(&raw, &plugin("tcp", 0)).unwrap_err();
+        let e = build_request(raw, &plugin("tcp", 0)).unwrap_err();
         assert!(e.0.contains("connection.mtls"), "{e}");
     }
 }

@@ -12,7 +12,8 @@ use std::fmt;
 use base64::Engine as _;
 use palisade_engine::{
     Decision, Engine, Errors, PathNormalization, Protocol, Request, Step, Verdict, WorkloadRef,
-    compile::WorkloadView, decode_bundle, netpol,
+    compile::{Needs, WorkloadView},
+    decode_bundle, netpol,
 };
 #[cfg(feature = "yaml")]
 use palisade_engine::{Options, SourceFile, load};
@@ -153,9 +154,14 @@ pub struct Plugin {
     pub deny_status: u32,
     /// HTTP denial body.
     pub deny_body: String,
-    /// Whether any compiled rule tests `connection.sni`; when none does, the glue does not
-    /// read the property (a host call per request that could not change a decision).
-    pub uses_sni: bool,
+    /// What the local workload's rules (and NetworkPolicies, if any) can test on this
+    /// protocol: the glue reads only those properties (each a host call per request); an
+    /// attribute no rule tests is left absent, which decides exactly as reading it.
+    pub needs: Needs,
+    /// The request headers a request keeps (lower-case): `:method`, `:path`, `:authority`,
+    /// `x-forwarded-for` when `remote.ip` is tested through trusted hops, and every header a
+    /// rule tests by name. The others cannot change a decision, so the glue does not copy them.
+    pub headers: Vec<String>,
 }
 
 impl Plugin {
@@ -258,18 +264,24 @@ impl Plugin {
                 (engine.build_view(&inline.namespace, &labels), inline)
             }
         };
-        let uses_sni = engine
-            .rules
-            .iter()
-            .flat_map(|r| r.http.iter().chain(r.tcp.iter()))
-            .flat_map(|b| b.from.iter().chain(b.to.iter()).flatten().chain(&b.when))
-            .any(|p| p.attr == palisade_engine::compile::Attr::Sni);
+        let needs = engine.needs(&view, config.protocol);
+        let mut headers: Vec<String> = [":method", ":path", ":authority"].map(String::from).into();
+        if needs.remote_ip && config.trusted_xff_hops > 0 {
+            headers.push("x-forwarded-for".into());
+        }
+        for name in engine.tested_headers(&view, config.protocol) {
+            let name = name.to_ascii_lowercase();
+            if !headers.contains(&name) {
+                headers.push(name);
+            }
+        }
         // What a request context never reads: the other workloads' views (the local one is
         // `view`) and the ContainerPolicies (decided by the container hosts, not Envoy).
         engine.views = Vec::new();
         engine.container = Vec::new();
         Ok(Plugin {
-            uses_sni,
+            needs,
+            headers,
             engine,
             view,
             workload,
@@ -281,6 +293,11 @@ impl Plugin {
                 .deny_body
                 .unwrap_or_else(|| DEFAULT_DENY_BODY.to_string()),
         })
+    }
+
+    /// Whether a request keeps the header `name` (see [`Plugin::headers`]).
+    pub fn keeps_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 
     /// A one-line summary for the log: mode, workload and the policies that apply.
@@ -466,21 +483,64 @@ spec:
     }
 
     #[test]
-    fn sni_is_read_only_when_a_rule_tests_it() {
+    fn only_what_the_workloads_rules_test_is_needed() {
         let p =
             Plugin::configure(&config(serde_json::json!({})), &NodeMetadata::default()).unwrap();
-        assert!(!p.uses_sni);
-        let sni = format!(
-            "{POLICY}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
-             metadata: {{name: sni, namespace: other}}\nspec:\n  action: DENY\n  rules:\n  \
-             - when: [{{key: connection.sni, values: [\"x.example\"]}}]\n"
+        assert_eq!(
+            p.needs,
+            Needs {
+                headers: true,
+                ..Needs::default()
+            },
+            "methods only: the header map"
         );
-        let p = Plugin::configure(
-            &config(serde_json::json!({ "policy": sni })),
-            &NodeMetadata::default(),
-        )
-        .unwrap();
-        assert!(p.uses_sni);
+        let with_sni = |namespace: &str, protocol: &str| {
+            let policy = format!(
+                "{POLICY}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                 metadata: {{name: sni, namespace: {namespace}}}\nspec:\n  action: DENY\n  rules:\n  \
+                 - when: [{{key: connection.sni, values: [\"x.example\"]}}]\n"
+            );
+            Plugin::configure(
+                &config(serde_json::json!({ "policy": policy, "protocol": protocol })),
+                &NodeMetadata::default(),
+            )
+            .unwrap()
+            .needs
+        };
+        assert!(with_sni("shop", "http").sni);
+        assert!(with_sni("shop", "http").headers);
+        assert!(
+            !with_sni("other", "http").sni,
+            "a policy for another workload"
+        );
+        let tcp = with_sni("shop", "tcp");
+        assert!(
+            tcp.sni && !tcp.headers,
+            "on TCP the ALLOW methods rule is dropped"
+        );
+    }
+
+    #[test]
+    fn a_request_keeps_the_pseudo_headers_and_the_tested_ones() {
+        let policy = format!(
+            "{POLICY}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {{name: h, namespace: shop}}\nspec:\n  action: DENY\n  rules:\n  \
+             - from: [{{source: {{remoteIpBlocks: [\"1.2.3.4\"]}}}}]\n    \
+             when: [{{key: \"request.headers[x-tenant]\", values: [\"t\"]}}]\n"
+        );
+        let p = |hops: u32| {
+            Plugin::configure(
+                &config(serde_json::json!({ "policy": policy, "trustedXffHops": hops })),
+                &NodeMetadata::default(),
+            )
+            .unwrap()
+        };
+        let (none, one) = (p(0), p(1));
+        assert_eq!(none.headers, [":method", ":path", ":authority", "x-tenant"]);
+        assert!(none.keeps_header("X-Tenant") && none.keeps_header(":path"));
+        assert!(!none.keeps_header("x-forwarded-for"), "no trusted hop");
+        assert!(!none.keeps_header("user-agent"));
+        assert!(one.keeps_header("x-forwarded-for"));
     }
 
     #[test]

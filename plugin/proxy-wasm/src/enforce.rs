@@ -42,27 +42,122 @@ pub enum Level {
     Warn,
 }
 
-/// What the filter does with a decision.
+/// A total counter: one of the fixed `palisade.*` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Total {
+    /// [`metric::ALLOWED`].
+    Allowed,
+    /// [`metric::DENIED`].
+    Denied,
+    /// [`metric::SHADOW_ALLOWED`].
+    ShadowAllowed,
+    /// [`metric::SHADOW_DENIED`].
+    ShadowDenied,
+    /// [`metric::ERRORS`].
+    Errors,
+    /// [`metric::AUDITED`].
+    Audited,
+}
+
+impl Total {
+    /// Every total, in [`Total::index`] order.
+    pub const ALL: [Total; 6] = [
+        Total::Allowed,
+        Total::Denied,
+        Total::ShadowAllowed,
+        Total::ShadowDenied,
+        Total::Errors,
+        Total::Audited,
+    ];
+
+    /// Its metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Total::Allowed => metric::ALLOWED,
+            Total::Denied => metric::DENIED,
+            Total::ShadowAllowed => metric::SHADOW_ALLOWED,
+            Total::ShadowDenied => metric::SHADOW_DENIED,
+            Total::Errors => metric::ERRORS,
+            Total::Audited => metric::AUDITED,
+        }
+    }
+
+    /// Its position in [`Total::ALL`] (a cache slot).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The last segment of the matching per-policy counter (`allowed`, …); `None` for the
+    /// totals that have none.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Total::Allowed => Some("allowed"),
+            Total::Denied => Some("denied"),
+            Total::ShadowAllowed => Some("shadow_allowed"),
+            Total::ShadowDenied => Some("shadow_denied"),
+            Total::Errors | Total::Audited => None,
+        }
+    }
+}
+
+/// A counter to increment by one: a total, or a rule's per-policy counter
+/// (`palisade.policy.<rule id>.<label of the total>`). Borrowed from the decision, so that
+/// naming the counters of a request allocates nothing; the glue caches the host's metric id
+/// per counter and builds a name only the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter<'d> {
+    /// A total.
+    Total(Total),
+    /// The rule `id`'s counter for `outcome` (one of the four totals with a label).
+    Policy {
+        /// The rule id.
+        id: &'d str,
+        /// Which outcome.
+        outcome: Total,
+    },
+}
+
+impl Counter<'_> {
+    /// The metric name, as defined through the proxy-wasm metrics API.
+    pub fn name(&self) -> String {
+        match self {
+            Counter::Total(t) => t.name().to_string(),
+            Counter::Policy { id, outcome } => {
+                metric::per_policy(id, outcome.label().unwrap_or("unknown"))
+            }
+        }
+    }
+}
+
+/// What the filter does with a decision (borrowing from the decision and the plugin).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Outcome<'a> {
     /// Stop the request (HTTP: a local reply) or close the connection (TCP).
     pub block: bool,
     /// HTTP: the local reply's status.
     pub status: u32,
     /// HTTP: the local reply's body.
-    pub body: String,
-    /// HTTP: the response code details (`%RESPONSE_CODE_DETAILS%`), in Envoy RBAC's form.
+    pub body: &'a str,
+    /// HTTP: the response code details (`%RESPONSE_CODE_DETAILS%`), in Envoy RBAC's form;
+    /// empty unless `block` (only a local reply carries them).
     pub details: String,
     /// The deciding policy (`ns[..]-policy[..]-rule[..]`), `none`, or `error`.
-    pub policy: String,
+    pub policy: &'a str,
     /// Counters to increment by one.
-    pub counters: Vec<String>,
+    pub counters: Vec<Counter<'a>>,
     /// The log line and its level.
     pub log: (Level, String),
 }
 
+impl Outcome<'_> {
+    /// The counters' metric names.
+    pub fn counter_names(&self) -> Vec<String> {
+        self.counters.iter().map(Counter::name).collect()
+    }
+}
+
 /// Maps a decision to an outcome. `what` describes the request for the log line.
-pub fn outcome(decision: &Decision, plugin: &Plugin, what: &str) -> Outcome {
+pub fn outcome<'a>(decision: &'a Decision, plugin: &'a Plugin, what: &str) -> Outcome<'a> {
     outcome_with(decision, plugin, || what.to_string(), |_| true)
 }
 
@@ -71,62 +166,50 @@ pub fn outcome(decision: &Decision, plugin: &Plugin, what: &str) -> Outcome {
 /// the request and the decision's explanation only for the host to drop them (an allow is
 /// logged at debug, a denial at info, and Envoy runs at `warning` by default). Everything else
 /// is the same.
-pub fn outcome_with(
-    decision: &Decision,
-    plugin: &Plugin,
+pub fn outcome_with<'a>(
+    decision: &'a Decision,
+    plugin: &'a Plugin,
     what: impl FnOnce() -> String,
     logged: impl FnOnce(Level) -> bool,
-) -> Outcome {
+) -> Outcome<'a> {
     let policy = if decision.step == Step::Error {
-        "error".to_string()
+        "error"
     } else {
-        decision
-            .rule
-            .as_ref()
-            .map_or_else(|| "none".to_string(), |r| r.id.clone())
+        decision.rule.as_ref().map_or("none", |r| r.id.as_str())
     };
     let denied = decision.verdict == Verdict::Deny;
-    let mut counters = Vec::new();
-    let per_policy_rule = decision.rule.as_ref().map(|r| r.id.as_str());
-    match plugin.mode {
-        Mode::Enforce => {
-            let (total, label) = if denied {
-                (metric::DENIED, "denied")
-            } else {
-                (metric::ALLOWED, "allowed")
-            };
-            counters.push(total.to_string());
-            if let Some(id) = per_policy_rule {
-                counters.push(metric::per_policy(id, label));
-            }
-        }
-        Mode::DryRun => {
-            let (total, label) = if denied {
-                (metric::SHADOW_DENIED, "shadow_denied")
-            } else {
-                (metric::SHADOW_ALLOWED, "shadow_allowed")
-            };
-            counters.push(total.to_string());
-            if let Some(id) = per_policy_rule {
-                counters.push(metric::per_policy(id, label));
-            }
-        }
+    let mut counters = Vec::with_capacity(2);
+    let total = match (plugin.mode, denied) {
+        (Mode::Enforce, true) => Total::Denied,
+        (Mode::Enforce, false) => Total::Allowed,
+        (Mode::DryRun, true) => Total::ShadowDenied,
+        (Mode::DryRun, false) => Total::ShadowAllowed,
+    };
+    counters.push(Counter::Total(total));
+    if let Some(r) = &decision.rule {
+        counters.push(Counter::Policy {
+            id: &r.id,
+            outcome: total,
+        });
     }
     for s in &decision.shadow {
-        let (total, label) = match s.verdict {
-            Verdict::Allow => (metric::SHADOW_ALLOWED, "shadow_allowed"),
-            Verdict::Deny => (metric::SHADOW_DENIED, "shadow_denied"),
+        let total = match s.verdict {
+            Verdict::Allow => Total::ShadowAllowed,
+            Verdict::Deny => Total::ShadowDenied,
         };
-        counters.push(total.to_string());
+        counters.push(Counter::Total(total));
         if let Some(m) = &s.matched {
-            counters.push(metric::per_policy(&m.id, label));
+            counters.push(Counter::Policy {
+                id: &m.id,
+                outcome: total,
+            });
         }
     }
     if decision.audit.is_some() {
-        counters.push(metric::AUDITED.to_string());
+        counters.push(Counter::Total(Total::Audited));
     }
     if decision.step == Step::Error {
-        counters.push(metric::ERRORS.to_string());
+        counters.push(Counter::Total(Total::Errors));
     }
     let block = denied && plugin.mode == Mode::Enforce;
     let verb = match (denied, plugin.mode) {
@@ -160,8 +243,12 @@ pub fn outcome_with(
     Outcome {
         block,
         status: plugin.deny_status,
-        body: plugin.deny_body.clone(),
-        details: decision.envoy_details(),
+        body: &plugin.deny_body,
+        details: if block {
+            decision.envoy_details()
+        } else {
+            String::new()
+        },
         policy,
         counters,
         log,
@@ -245,10 +332,34 @@ spec:
         .unwrap()
     }
 
-    fn decide(p: &Plugin, method: &str, path: &str) -> Outcome {
+    /// An [`Outcome`] with its borrowed parts owned and the counters named.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Owned {
+        block: bool,
+        status: u32,
+        body: String,
+        details: String,
+        policy: String,
+        counters: Vec<String>,
+        log: (Level, String),
+    }
+
+    fn owned(o: &Outcome<'_>) -> Owned {
+        Owned {
+            block: o.block,
+            status: o.status,
+            body: o.body.to_string(),
+            details: o.details.clone(),
+            policy: o.policy.to_string(),
+            counters: o.counter_names(),
+            log: o.log.clone(),
+        }
+    }
+
+    fn decide(p: &Plugin, method: &str, path: &str) -> Owned {
         let mut r = get(method, path);
         r.destination.workload = Some(p.workload.clone());
-        outcome(&p.decide(&r), p, "GET cart/x")
+        owned(&outcome(&p.decide(&r), p, "GET cart/x"))
     }
 
     #[test]
@@ -273,17 +384,27 @@ spec:
             let mut r = get(method, path);
             r.destination.workload = Some(p.workload.clone());
             let d = p.decide(&r);
-            let full = outcome(&d, &p, "GET cart/x");
-            let quiet = outcome_with(&d, &p, || unreachable!("described"), |_| false);
+            let full = owned(&outcome(&d, &p, "GET cart/x"));
+            let quiet = owned(&outcome_with(
+                &d,
+                &p,
+                || unreachable!("described"),
+                |_| false,
+            ));
             assert_eq!(quiet.log, (full.log.0, String::new()));
             assert_eq!(
-                Outcome {
+                Owned {
                     log: full.log.clone(),
                     ..quiet
                 },
                 full
             );
-            let kept = outcome_with(&d, &p, || "GET cart/x".into(), |l| l == full.log.0);
+            let kept = owned(&outcome_with(
+                &d,
+                &p,
+                || "GET cart/x".into(),
+                |l| l == full.log.0,
+            ));
             assert_eq!(kept, full);
         }
     }
@@ -341,11 +462,45 @@ spec:
     #[test]
     fn an_internal_error_blocks_and_counts_an_error() {
         let p = plugin("enforce");
-        let o = outcome(&error_decision("bad property".into()), &p, "x");
+        let o = owned(&outcome(&error_decision("bad property".into()), &p, "x"));
         assert!(o.block);
         assert_eq!(o.policy, "error");
         assert_eq!(o.counters, vec!["palisade.denied", "palisade.errors"]);
         assert_eq!(o.log.0, Level::Warn);
+    }
+
+    #[test]
+    fn an_allow_has_no_details_and_counters_borrow_the_rule_id() {
+        let p = plugin("enforce");
+        let mut r = get("GET", "/items");
+        r.destination.workload = Some(p.workload.clone());
+        let d = p.decide(&r);
+        let o = outcome(&d, &p, "GET cart/x");
+        assert_eq!(o.details, "", "only a local reply carries details");
+        assert_eq!(
+            o.counters,
+            vec![
+                Counter::Total(Total::Allowed),
+                Counter::Policy {
+                    id: "ns[shop]-policy[allow-get]-rule[0]",
+                    outcome: Total::Allowed
+                }
+            ]
+        );
+        for t in Total::ALL {
+            assert_eq!(Total::ALL[t.index()], t);
+        }
+        assert_eq!(
+            Total::ALL.map(|t| t.label()),
+            [
+                Some("allowed"),
+                Some("denied"),
+                Some("shadow_allowed"),
+                Some("shadow_denied"),
+                None,
+                None
+            ]
+        );
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //! directly and turns every error into a fail-closed decision instead.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use palisade_engine::Protocol;
+use palisade_engine::compile::Needs;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -17,7 +17,10 @@ use crate::attributes::{
     AttributeError, RawAttributes, build_request, decode_bool, decode_labels, decode_string, paths,
 };
 use crate::config::{NodeMetadata, Plugin, error_decision};
-use crate::enforce::{Level, Outcome, POLICY_HEADER, outcome, outcome_with, serialize_pairs};
+use crate::enforce::{
+    Counter, Level, Outcome, POLICY_HEADER, Total, outcome_with, serialize_pairs,
+};
+use rustc_hash::FxHashMap;
 
 /// The entry point Envoy calls after instantiating the module.
 #[allow(
@@ -81,29 +84,65 @@ fn log(level: Level, message: &str) {
 }
 
 /// Counter ids, defined on first use and cached (one cache per root context, shared with its
-/// request contexts).
+/// request contexts): the totals by slot, the per-policy counters by rule id and outcome, so
+/// that a request increments its counters without building their names.
 #[derive(Debug, Default)]
 struct Metrics {
-    ids: RefCell<HashMap<String, u32>>,
+    totals: RefCell<[Option<u32>; Total::ALL.len()]>,
+    policies: RefCell<FxHashMap<String, [Option<u32>; 4]>>,
 }
 
 impl Metrics {
-    fn increment(&self, name: &str) {
-        let Ok(mut ids) = self.ids.try_borrow_mut() else {
-            return;
-        };
-        let id = match ids.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => {
-                    ids.insert(name.to_string(), id);
-                    id
+    fn increment(&self, counter: &Counter<'_>) {
+        let define = || hostcalls::define_metric(MetricType::Counter, &counter.name()).ok();
+        let id = match counter {
+            Counter::Total(t) => {
+                let Ok(mut totals) = self.totals.try_borrow_mut() else {
+                    return;
+                };
+                let Some(slot) = totals.get_mut(t.index()) else {
+                    return;
+                };
+                if slot.is_none() {
+                    *slot = define();
                 }
-                Err(_) => return,
-            },
+                *slot
+            }
+            Counter::Policy { id, outcome } => {
+                let Ok(mut policies) = self.policies.try_borrow_mut() else {
+                    return;
+                };
+                let ids = match policies.get_mut(*id) {
+                    Some(ids) => ids,
+                    None => policies.entry((*id).to_string()).or_default(),
+                };
+                let Some(slot) = ids.get_mut(outcome.index()) else {
+                    return;
+                };
+                if slot.is_none() {
+                    *slot = define();
+                }
+                *slot
+            }
         };
-        let _ = hostcalls::increment_metric(id, 1);
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
     }
+}
+
+/// Whether Envoy keeps log lines at `level` (its `wasm` log component's level; lines below it
+/// are dropped by the host, so the plugin does not build them). Asked per request, not
+/// cached: `/logging` can change it at any time and the next request must follow (a cache
+/// refreshed on a 1 s tick was tried: no measurable saving, and the real-Envoy test, which
+/// turns info logging on through `/logging` just before its requests, then missed its lines).
+fn host_logs(level: Level) -> bool {
+    let wanted = match level {
+        Level::Debug => LogLevel::Debug,
+        Level::Info => LogLevel::Info,
+        Level::Warn => LogLevel::Warn,
+    };
+    hostcalls::get_log_level().map_or(true, |host| host as u32 <= wanted as u32)
 }
 
 /// A property's raw bytes; `None` when Envoy does not have it.
@@ -132,42 +171,41 @@ fn node_metadata() -> NodeMetadata {
     }
 }
 
-/// The connection attributes every protocol reads.
+/// The connection attributes `needs` asks for (TCP and HTTP).
 ///
 /// Each property read is a host call costing about 1 µs of Envoy CPU on V8 (measured with
-/// `cargo xtask bench-envoy`), so reads whose answer cannot change the request are skipped:
-/// `*.port` when `*.address` already carries the port (`ip:port` on Envoy 1.40, and the same
-/// socket's port), the peer URI SAN without mTLS (`build_request` drops it then), and the SNI
-/// when no rule tests it.
-fn connection_attributes(plugin: Option<&Plugin>) -> Result<RawAttributes, AttributeError> {
-    let source_address = property(paths::SOURCE_ADDRESS)?;
-    let source_port = port_unless_in(source_address.as_deref(), paths::SOURCE_PORT)?;
-    let destination_address = property(paths::DESTINATION_ADDRESS)?;
-    let destination_port = port_unless_in(destination_address.as_deref(), paths::DESTINATION_PORT)?;
-    let mtls = property(paths::MTLS)?;
-    let verified = mtls
-        .as_deref()
-        .is_some_and(|b| matches!(decode_bool("connection.mtls", b), Ok(true)));
-    let peer_uri_san = if verified {
-        property(paths::PEER_URI_SAN)?
-    } else {
-        None
-    };
-    Ok(RawAttributes {
-        source_address,
-        source_port,
-        destination_address,
-        destination_port,
-        mtls,
-        peer_uri_san,
-        sni: if plugin.is_none_or(|p| p.uses_sni) {
-            property(paths::SNI)?
-        } else {
-            None
-        },
-        headers: None,
-        metadata: None,
-    })
+/// `cargo xtask bench-envoy`), so only what the workload's rules can test is read (see
+/// [`Needs`]); the rest stays absent, which decides the same. Within that, reads whose answer
+/// cannot change the request are skipped too: `*.port` when `*.address` already carries the
+/// port (`ip:port` on Envoy 1.40, and the same socket's port), and the peer URI SAN without
+/// mTLS (`build_request` drops it then).
+fn connection_attributes(needs: &Needs) -> Result<RawAttributes, AttributeError> {
+    let mut raw = RawAttributes::default();
+    if needs.source_ip || needs.remote_ip {
+        raw.source_address = property(paths::SOURCE_ADDRESS)?;
+        raw.source_port = port_unless_in(raw.source_address.as_deref(), paths::SOURCE_PORT)?;
+    }
+    if needs.destination_ip || needs.destination_port {
+        raw.destination_address = property(paths::DESTINATION_ADDRESS)?;
+    }
+    if needs.destination_port {
+        raw.destination_port =
+            port_unless_in(raw.destination_address.as_deref(), paths::DESTINATION_PORT)?;
+    }
+    if needs.principal {
+        raw.mtls = property(paths::MTLS)?;
+        let verified = raw
+            .mtls
+            .as_deref()
+            .is_some_and(|b| matches!(decode_bool("connection.mtls", b), Ok(true)));
+        if verified {
+            raw.peer_uri_san = property(paths::PEER_URI_SAN)?;
+        }
+    }
+    if needs.sni {
+        raw.sni = property(paths::SNI)?;
+    }
+    Ok(raw)
 }
 
 /// The port property, read only when the address property has no port.
@@ -181,61 +219,112 @@ fn port_unless_in(
     if has_port { Ok(None) } else { property(port) }
 }
 
-fn http_attributes(plugin: Option<&Plugin>) -> Result<RawAttributes, AttributeError> {
-    let mut raw = connection_attributes(plugin)?;
-    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-        .map_err(|s| AttributeError(format!("cannot read the request headers: {s:?}")))?;
-    raw.headers = Some(
-        headers
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-            .collect(),
-    );
-    raw.metadata = property(paths::METADATA)?;
+/// [`connection_attributes`], the header map when a rule tests a header, the method, the path
+/// or the host (or `remote.ip` with trusted `x-forwarded-for` hops) — keeping only the headers
+/// [`Plugin::keeps_header`] names — and `metadata` when a rule tests the JWT.
+fn http_attributes(plugin: &Plugin, needs: &Needs) -> Result<RawAttributes, AttributeError> {
+    let mut raw = connection_attributes(needs)?;
+    if needs.headers || (needs.remote_ip && plugin.trusted_xff_hops > 0) {
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map_err(|s| AttributeError(format!("cannot read the request headers: {s:?}")))?;
+        raw.headers = Some(
+            headers
+                .into_iter()
+                .filter(|(k, _)| plugin.keeps_header(k))
+                .map(|(k, v)| {
+                    let v = String::from_utf8(v)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    (k, v)
+                })
+                .collect(),
+        );
+    }
+    if needs.jwt {
+        raw.metadata = property(paths::METADATA)?;
+    }
     Ok(raw)
 }
 
-/// Decides with what could be read; any error is a fail-closed decision.
-fn decide(
-    plugin: Option<&Plugin>,
+/// The request for a log line's text: `request` when it has what the line shows (the source,
+/// and for HTTP the method, host and path, else the destination port), otherwise everything
+/// read again (log lines are built only when Envoy keeps them, so this is off the usual path).
+fn for_log<'a>(
+    request: &'a palisade_engine::Request,
+    plugin: &Plugin,
+    shown: Needs,
+) -> std::borrow::Cow<'a, palisade_engine::Request> {
+    let n = &plugin.needs;
+    let has = (n.source_ip || n.remote_ip)
+        && n.principal
+        && (!shown.headers || n.headers)
+        && (!shown.destination_port || n.destination_port);
+    if has {
+        return std::borrow::Cow::Borrowed(request);
+    }
+    let raw = match plugin.protocol {
+        Protocol::Http => http_attributes(plugin, &Needs::ALL),
+        Protocol::Tcp => connection_attributes(&Needs::ALL),
+    };
+    match raw.and_then(|r| build_request(r, plugin)) {
+        Ok(full) => std::borrow::Cow::Owned(full),
+        Err(_) => std::borrow::Cow::Borrowed(request),
+    }
+}
+
+/// Decides with what could be read (any error is a fail-closed decision), counts and logs
+/// the outcome, and hands it to `act`.
+fn decide<R>(
+    ctx: &Shared,
+    plugin: &Plugin,
     raw: Result<RawAttributes, AttributeError>,
     what: impl Fn(&palisade_engine::Request) -> String,
-) -> Option<Outcome> {
-    let plugin = plugin?;
-    Some(match raw.and_then(|r| build_request(&r, plugin)) {
+    act: impl FnOnce(&Outcome<'_>) -> R,
+) -> R {
+    match raw.and_then(|r| build_request(r, plugin)) {
         Ok(request) => {
             let decision = plugin.decide(&request);
-            outcome_with(&decision, plugin, || what(&request), host_logs)
+            let o = outcome_with(&decision, plugin, || what(&request), host_logs);
+            record(ctx, &o);
+            act(&o)
         }
-        Err(e) => outcome(&error_decision(e.0), plugin, "request"),
+        Err(e) => {
+            let decision = error_decision(e.0);
+            let o = outcome_with(&decision, plugin, || "request".to_string(), host_logs);
+            record(ctx, &o);
+            act(&o)
+        }
+    }
+}
+
+/// The source as a log line names it: the principal, else the address.
+fn source_text(r: &palisade_engine::Request) -> String {
+    r.source.principal.clone().unwrap_or_else(|| {
+        r.source
+            .ip
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
     })
 }
 
-/// Whether Envoy keeps log lines at `level` (its `wasm` log component's level; lines below it
-/// are dropped by the host, so the plugin does not build them).
-fn host_logs(level: Level) -> bool {
-    let wanted = match level {
-        Level::Debug => LogLevel::Debug,
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-    };
-    hostcalls::get_log_level().map_or(true, |host| host as u32 <= wanted as u32)
-}
-
-fn record(metrics: &Metrics, o: &Outcome) {
+fn record(ctx: &Shared, o: &Outcome<'_>) {
     for c in &o.counters {
-        metrics.increment(c);
+        ctx.metrics.increment(c);
     }
     if !o.log.1.is_empty() {
         log(o.log.0, &o.log.1);
     }
 }
 
+/// What a root context shares with its request contexts.
+#[derive(Debug, Default)]
+struct Shared {
+    metrics: Metrics,
+}
+
 /// One per filter configuration.
 #[derive(Debug, Default)]
 struct Root {
     plugin: Option<Rc<Plugin>>,
-    metrics: Rc<Metrics>,
+    shared: Rc<Shared>,
     protocol: Protocol,
 }
 
@@ -280,14 +369,14 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             plugin: self.plugin.clone(),
-            metrics: self.metrics.clone(),
+            shared: self.shared.clone(),
         }))
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
         Some(Box::new(Tcp {
             plugin: self.plugin.clone(),
-            metrics: self.metrics.clone(),
+            shared: self.shared.clone(),
             decided: None,
         }))
     }
@@ -296,44 +385,46 @@ impl RootContext for Root {
 /// One per HTTP request.
 struct Http {
     plugin: Option<Rc<Plugin>>,
-    metrics: Rc<Metrics>,
+    shared: Rc<Shared>,
 }
 
 impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let Some(o) = decide(
-            self.plugin.as_deref(),
-            http_attributes(self.plugin.as_deref()),
-            |r| {
-                let h = r.http.clone().unwrap_or_default();
-                let from = r.source.principal.clone().unwrap_or_else(|| {
-                    r.source
-                        .ip
-                        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
-                });
-                format!("{} {}{} from {from}", h.method, h.host, h.path)
-            },
-        ) else {
+        let Some(plugin) = self.plugin.as_deref() else {
             // No configuration: Envoy does not create contexts for a refused one; deny anyway.
             let _ = abi::send_local_response(403, "palisade_not_configured", b"", &[]);
             return Action::Pause;
         };
-        record(&self.metrics, &o);
-        if !o.block {
-            return Action::Continue;
-        }
-        let headers = serialize_pairs(&[(POLICY_HEADER, o.policy.as_str())]);
-        let status = abi::send_local_response(o.status, &o.details, o.body.as_bytes(), &headers);
-        if status != 0 {
-            log(
-                Level::Warn,
-                &format!("palisade: local reply failed (status {status}); resetting the stream"),
-            );
-            let _ = hostcalls::reset_http_request();
-        }
-        Action::Pause
+        let shown = Needs {
+            headers: true,
+            ..Needs::default()
+        };
+        let describe = |r: &palisade_engine::Request| {
+            let r = for_log(r, plugin, shown);
+            let h = r.http.clone().unwrap_or_default();
+            format!("{} {}{} from {}", h.method, h.host, h.path, source_text(&r))
+        };
+        let raw = http_attributes(plugin, &plugin.needs);
+        decide(&self.shared, plugin, raw, describe, |o| {
+            if !o.block {
+                return Action::Continue;
+            }
+            let headers = serialize_pairs(&[(POLICY_HEADER, o.policy)]);
+            let status =
+                abi::send_local_response(o.status, &o.details, o.body.as_bytes(), &headers);
+            if status != 0 {
+                log(
+                    Level::Warn,
+                    &format!(
+                        "palisade: local reply failed (status {status}); resetting the stream"
+                    ),
+                );
+                let _ = hostcalls::reset_http_request();
+            }
+            Action::Pause
+        })
     }
 }
 
@@ -341,7 +432,7 @@ impl HttpContext for Http {
 /// certificate is only known after the TLS handshake, which precedes any data).
 struct Tcp {
     plugin: Option<Rc<Plugin>>,
-    metrics: Rc<Metrics>,
+    shared: Rc<Shared>,
     decided: Option<bool>,
 }
 
@@ -351,25 +442,22 @@ impl Tcp {
         if let Some(allowed) = self.decided {
             return allowed;
         }
-        let allowed = match decide(
-            self.plugin.as_deref(),
-            connection_attributes(self.plugin.as_deref()),
-            |r| {
-                let from = r.source.principal.clone().unwrap_or_else(|| {
-                    r.source
-                        .ip
-                        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
-                });
-                let port = r
-                    .destination
-                    .port
-                    .map_or_else(String::new, |p| p.to_string());
-                format!("connection to port {port} from {from}")
-            },
-        ) {
-            Some(o) => {
-                record(&self.metrics, &o);
-                !o.block
+        let allowed = match self.plugin.as_deref() {
+            Some(plugin) => {
+                let shown = Needs {
+                    destination_port: true,
+                    ..Needs::default()
+                };
+                let describe = |r: &palisade_engine::Request| {
+                    let r = for_log(r, plugin, shown);
+                    let port = r
+                        .destination
+                        .port
+                        .map_or_else(String::new, |p| p.to_string());
+                    format!("connection to port {port} from {}", source_text(&r))
+                };
+                let raw = connection_attributes(&plugin.needs);
+                decide(&self.shared, plugin, raw, describe, |o| !o.block)
             }
             None => false,
         };
