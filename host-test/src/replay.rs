@@ -325,6 +325,20 @@ impl Replayer {
         Ok(i)
     }
 
+    /// The VM of the request's destination sidecar: `Err` when the request cannot be routed
+    /// (the outer error) or its VM refused the configuration or died.
+    fn vm(
+        &mut self,
+        request: &Request,
+    ) -> Result<Result<&mut crate::PluginInstance, String>, Unroutable> {
+        let i = self.slot(request)?;
+        Ok(match self.slots.get_mut(i).map(|s| &mut s.vm) {
+            Some(Ok(vm)) => Ok(vm),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no VM".into()),
+        })
+    }
+
     /// The plugin's decision, as the destination's sidecar makes it, read back from its
     /// decision log line (needs [`ReadBack::Decision`]). `Err` when the request cannot be
     /// routed (the outer error) or the plugin failed (refused its configuration, trapped, or
@@ -333,13 +347,9 @@ impl Replayer {
         &mut self,
         request: &Request,
     ) -> Result<Result<Decision, String>, Unroutable> {
-        let i = self.slot(request)?;
-        let Some(slot) = self.slots.get_mut(i) else {
-            return Ok(Err("no VM".into()));
-        };
-        let vm = match &mut slot.vm {
+        let vm = match self.vm(request)? {
             Ok(vm) => vm,
-            Err(e) => return Ok(Err(e.clone())),
+            Err(e) => return Ok(Err(e)),
         };
         Ok(match request.protocol {
             Protocol::Http => {
@@ -373,13 +383,9 @@ impl Replayer {
         &mut self,
         request: &Request,
     ) -> Result<Result<Observed, String>, Unroutable> {
-        let i = self.slot(request)?;
-        let Some(slot) = self.slots.get_mut(i) else {
-            return Ok(Err("no VM".into()));
-        };
-        let vm = match &mut slot.vm {
+        let vm = match self.vm(request)? {
             Ok(vm) => vm,
-            Err(e) => return Ok(Err(e.clone())),
+            Err(e) => return Ok(Err(e)),
         };
         let summary = match request.protocol {
             Protocol::Http => vm.http_summary(request),

@@ -195,27 +195,25 @@ fn wasm() -> Result<(), String> {
 
 /// Builds the proxy-wasm plugin (the tests of `plugin/proxy-wasm` load it into Envoy).
 fn plugin() -> Result<(), String> {
-    run(
-        "proxy-wasm plugin (wasm32-wasip1, profile plugin)",
-        cargo().args([
-            "build",
-            "--quiet",
-            "--target",
-            "wasm32-wasip1",
-            "--profile",
-            "plugin",
-            "-p",
-            "palisade-proxy-wasm",
-        ]),
-    )
+    build_plugin("proxy-wasm plugin (wasm32-wasip1, profile plugin)", &[])
 }
 
 /// The plugin without its `yaml` feature (reads only `bundle`), in a target directory of its
 /// own (the feature set would otherwise overwrite the default build's `.wasm`).
 fn bundle_only_plugin() -> Result<PathBuf, String> {
     let dir = target_dir().join("plugin-bundle-only");
-    run(
+    let target_dir = dir.display().to_string();
+    build_plugin(
         "proxy-wasm plugin, bundle only (wasm32-wasip1, profile plugin, no `yaml` feature)",
+        &["--no-default-features", "--target-dir", &target_dir],
+    )?;
+    Ok(dir.join("wasm32-wasip1/plugin/palisade_proxy_wasm.wasm"))
+}
+
+/// `cargo build` of the plugin for wasm32-wasip1 with profile `plugin`, plus `extra` arguments.
+fn build_plugin(what: &str, extra: &[&str]) -> Result<(), String> {
+    run(
+        what,
         cargo()
             .args([
                 "build",
@@ -226,12 +224,9 @@ fn bundle_only_plugin() -> Result<PathBuf, String> {
                 "plugin",
                 "-p",
                 "palisade-proxy-wasm",
-                "--no-default-features",
-                "--target-dir",
             ])
-            .arg(&dir),
-    )?;
-    Ok(dir.join("wasm32-wasip1/plugin/palisade_proxy_wasm.wasm"))
+            .args(extra),
+    )
 }
 
 /// Formatting, lints, then every test of the workspace.

@@ -41,7 +41,12 @@ fn newest_source() -> Option<std::time::SystemTime> {
     for dir in ["engine/src", "plugin/proxy-wasm/src"] {
         walk(&root().join(dir), &mut newest);
     }
-    for file in ["Cargo.toml", "Cargo.lock", "engine/Cargo.toml", "plugin/proxy-wasm/Cargo.toml"] {
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "engine/Cargo.toml",
+        "plugin/proxy-wasm/Cargo.toml",
+    ] {
         if let Ok(m) = std::fs::metadata(root().join(file)).and_then(|m| m.modified()) {
             newest = newest.max(Some(m));
         }
