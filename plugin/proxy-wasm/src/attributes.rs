@@ -486,7 +486,7 @@ mod tests {
             "workload": {"namespace": "shop", "labels": {"app": "cart"}},
         });
         Plugin::configure(
-            &serde_json::to_vec(&json).unwrap(),
+            &crate::config::test_configuration(json),
             &NodeMetadata::default(),
         )
         .unwrap()

@@ -411,6 +411,30 @@ fn local_workload(
     })
 }
 
+/// Test support: a configuration's JSON as given, or, in the bundle-only build, with its
+/// `policy` YAML compiled natively into the `bundle` that build reads (so the same tests run
+/// in both builds).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_configuration(mut json: serde_json::Value) -> Vec<u8> {
+    #[cfg(not(feature = "yaml"))]
+    if let Some(obj) = json.as_object_mut()
+        && let Some(serde_json::Value::String(policy)) = obj.remove("policy")
+    {
+        let set = palisade_engine::load(&[palisade_engine::SourceFile::new("policy.yaml", policy)])
+            .unwrap();
+        let engine = palisade_engine::compile(&set, &palisade_engine::Options::default()).unwrap();
+        let bytes = palisade_engine::encode_bundle(&engine).unwrap();
+        obj.insert(
+            "bundle".into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into(),
+        );
+    }
+    serde_json::to_vec(&json).unwrap()
+}
+
 #[cfg(all(test, not(feature = "yaml")))]
 mod bundle_only_tests {
     #![allow(clippy::unwrap_used)]

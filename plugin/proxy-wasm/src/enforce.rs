@@ -319,7 +319,7 @@ spec:
             "workload": {"namespace": "shop"},
         });
         Plugin::configure(
-            &serde_json::to_vec(&json).unwrap(),
+            &crate::config::test_configuration(json),
             &NodeMetadata::default(),
         )
         .unwrap()
