@@ -83,6 +83,10 @@ pub struct ReplayArgs {
     /// back from the plugin's log line (step, dry-run results, audit: slower).
     #[arg(long, value_enum, default_value_t = Compare::Outcome)]
     pub compare: Compare,
+    /// Also list every record: the request, the plugin's and the native engine's verdict and
+    /// deciding rule, and the live outcome where the recording has one.
+    #[arg(long)]
+    pub list: bool,
     #[command(flatten)]
     pub mesh: MeshArgs,
 }
@@ -218,6 +222,28 @@ pub struct LiveDifference {
     pub request: Request,
 }
 
+/// One record as `--list` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    /// Its line in the recording.
+    pub line: usize,
+    /// Its name, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The request in one line.
+    pub request: String,
+    /// The plugin's verdict and deciding rule (`allow by <rule>`), or its failure.
+    pub wasm: String,
+    /// The native engine's verdict and deciding rule.
+    pub native: String,
+    /// Whether the plugin and the native engine agree (as `--compare` compares them).
+    pub agree: bool,
+    /// What the live system did, when the recording says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<Live>,
+}
+
 /// A record no sidecar can be found for.
 #[derive(Debug, Serialize)]
 pub struct Unrouted {
@@ -313,6 +339,9 @@ pub struct ReplayResult {
     pub unroutable: Vec<Unrouted>,
     /// The comparison with the live outcome.
     pub live: LiveSummary,
+    /// Every record, with `--list`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listed: Vec<Listed>,
 }
 
 /// Finds the plugin: `--wasm`, `$PALISADE_PROXY_WASM`, beside this binary
@@ -443,13 +472,14 @@ pub fn replay(args: &ReplayArgs, output: Format) -> Result<u8, Failure> {
         disagreements: Vec::new(),
         unroutable: Vec::new(),
         live: LiveSummary::default(),
+        listed: Vec::new(),
     };
     let mut by_rule: BTreeMap<String, Count> = BTreeMap::new();
     for (i, record) in records.into_iter().enumerate() {
         if i % PROGRESS_EVERY == 0 {
             progress.set_position(u64::try_from(i).unwrap_or(u64::MAX));
         }
-        replay_one(&mut replayer, record, &mut result, &mut by_rule);
+        replay_one(&mut replayer, record, &mut result, &mut by_rule, args.list);
     }
     progress.finish_and_clear();
     result.vms = replayer.configured();
@@ -498,6 +528,7 @@ fn replay_one(
     record: Record,
     result: &mut ReplayResult,
     by_rule: &mut BTreeMap<String, Count>,
+    list: bool,
 ) {
     let wasm = match wasm_side(replayer, &record.request) {
         Ok(w) => w,
@@ -559,6 +590,21 @@ fn replay_one(
                 request: record.request.clone(),
             }),
         }
+    }
+    if list {
+        result.listed.push(Listed {
+            line: record.line,
+            name: record.name.clone(),
+            request: brief(&record.request),
+            wasm: match &wasm {
+                Ok(WasmSide::Decision(w)) => format!("{} by {}", w.verdict, decider(w)),
+                Ok(WasmSide::Outcome(o)) => format!("{} by {}", o.verdict, o.rule()),
+                Err(e) => format!("error: {e}"),
+            },
+            native: format!("{} by {}", native.verdict, decider(&native)),
+            agree,
+            live: record.live.clone(),
+        });
     }
     if !agree {
         result.disagreements.push(Disagreement {
@@ -665,6 +711,27 @@ fn human(r: &ReplayResult) -> String {
         r.native.allowed, r.native.denied, r.wasm_totals.allowed, r.wasm_totals.denied
     );
     let _ = writeln!(out);
+    if !r.listed.is_empty() {
+        for l in &r.listed {
+            let wasm = if l.agree {
+                "wasm: same".to_string()
+            } else {
+                format!("WASM: {}", l.wasm)
+            };
+            let live = l
+                .live
+                .as_ref()
+                .map_or_else(String::new, |live| format!("; live: {}", live.verdict));
+            let _ = writeln!(
+                out,
+                "{:<9} {}\n          {} ({wasm}{live})",
+                label(l.line, l.name.as_ref()),
+                l.request,
+                l.native,
+            );
+        }
+        let _ = writeln!(out);
+    }
     let width = r
         .rules
         .iter()

@@ -144,6 +144,68 @@ fn the_recorded_envoy_sample_replays_with_no_disagreement_and_as_live() {
 }
 
 #[test]
+fn list_shows_every_record_with_both_sides_and_the_live_outcome() {
+    let (policies, inventory, traffic) = (
+        shop().join("policies"),
+        shop().join("traffic/inventory.yaml"),
+        shop().join("traffic/envoy-access.jsonl"),
+    );
+    let args = [
+        "--policy",
+        s(&policies),
+        "--inventory",
+        s(&inventory),
+        "--traffic",
+        s(&traffic),
+    ];
+    let (code, plain, _) = replay(&args);
+    assert_eq!(code, 0);
+    assert!(plain.get("listed").is_none(), "listed only with --list");
+    let mut with_list = args.to_vec();
+    with_list.push("--list");
+    let (code, r, err) = replay(&with_list);
+    assert_eq!(code, 0, "{err}");
+    let listed = r["listed"].as_array().unwrap();
+    assert_eq!(listed.len(), 42);
+    let lines: Vec<u64> = listed.iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, (1..=42).collect::<Vec<u64>>());
+    assert!(listed.iter().all(|l| l["agree"] == true));
+    let first = &listed[0];
+    assert_eq!(first["name"], "gw-home");
+    assert_eq!(
+        first["native"],
+        "allow by ns[istio-system]-policy[ingress]-rule[0]"
+    );
+    assert_eq!(first["wasm"], first["native"]);
+    assert_eq!(first["live"]["verdict"], "allow");
+    assert!(
+        first["request"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET shop.example.com/ ")
+    );
+    // The native verdicts listed are the totals counted.
+    let denied = listed
+        .iter()
+        .filter(|l| l["native"].as_str().unwrap().starts_with("deny by "))
+        .count();
+    assert_eq!(denied, 23);
+    // The human form: a line per record naming the request, then both sides.
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["replay", "--wasm"])
+        .arg(plugin())
+        .args(&with_list)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("line 1 (gw-home) GET shop.example.com/ to "),
+        "{text}"
+    );
+    assert_eq!(text.matches("(wasm: same; live: ").count(), 42, "{text}");
+}
+
+#[test]
 fn the_full_decision_read_back_agrees_too_and_counts_the_same() {
     let (policies, inventory, traffic) = (
         shop().join("policies"),

