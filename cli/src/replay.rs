@@ -905,6 +905,7 @@ mod tests {
             }],
             unroutable: Vec::new(),
             live: LiveSummary::default(),
+            listed: Vec::new(),
         };
         let text = human(&result);
         assert!(text.contains("DISAGREE on 1 records"), "{text}");
