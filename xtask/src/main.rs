@@ -277,6 +277,20 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    run(
+        "cargo clippy (the plugin's bundle-only build)",
+        cargo().args([
+            "clippy",
+            "--quiet",
+            "-p",
+            "palisade-proxy-wasm",
+            "--all-targets",
+            "--no-default-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     cargo_test()
 }
 

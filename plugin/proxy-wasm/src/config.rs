@@ -416,8 +416,16 @@ fn local_workload(
 /// in both builds).
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-pub(crate) fn test_configuration(mut json: serde_json::Value) -> Vec<u8> {
+pub(crate) fn test_configuration(json: serde_json::Value) -> Vec<u8> {
     #[cfg(not(feature = "yaml"))]
+    let json = policy_as_bundle(json);
+    serde_json::to_vec(&json).unwrap()
+}
+
+/// `policy` (YAML) replaced by the equivalent `bundle`.
+#[cfg(all(test, not(feature = "yaml")))]
+#[allow(clippy::unwrap_used)]
+fn policy_as_bundle(mut json: serde_json::Value) -> serde_json::Value {
     if let Some(obj) = json.as_object_mut()
         && let Some(serde_json::Value::String(policy)) = obj.remove("policy")
     {
@@ -432,7 +440,7 @@ pub(crate) fn test_configuration(mut json: serde_json::Value) -> Vec<u8> {
                 .into(),
         );
     }
-    serde_json::to_vec(&json).unwrap()
+    json
 }
 
 #[cfg(all(test, not(feature = "yaml")))]
