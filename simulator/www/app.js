@@ -104,6 +104,9 @@ async function main() {
   $('check').disabled = false;
   $('evaluate').onclick = evaluate;
   $('check').onclick = check;
+  // `index.html#evaluate` / `#check` run once on load (for links and headless screenshots).
+  if (location.hash === '#evaluate') evaluate();
+  if (location.hash === '#check') check();
   if ($('status').textContent.startsWith('loading')) {
     $('status').textContent = 'The engine runs in this page (WebAssembly); nothing is sent anywhere. The shop example (examples/shop) is loaded.';
   }
