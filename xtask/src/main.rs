@@ -14,6 +14,10 @@
 //!   plugin`), which the real-Envoy plugin tests load. `cargo xtask plugin --bundle-only`: the
 //!   build without the `yaml` feature (reads only `bundle`; a smaller module), in
 //!   `<target>/plugin-bundle-only/`.
+//! - `cargo xtask simulator`: the browser policy simulator (`simulator/`): its .wasm
+//!   (`--target wasm32-unknown-unknown --profile simulator`) through the `wasm-bindgen` CLI,
+//!   for the page (`--target web`, in `simulator/www/pkg/`, with the shop's example as
+//!   `shop.json`) and for its Node test (`--target nodejs`, in `<target>/simulator-node/`).
 //! - `cargo xtask bench`: the engine benchmark (release build).
 //! - `cargo xtask bench-hook [--runs N]`: the OCI hook's start-to-exit time, component (cached)
 //!   beside `--native` (see `bench_hook.rs`).
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         "test" => setup()
             .and_then(|()| wasm())
             .and_then(|()| plugin())
+            .and_then(|()| simulator())
             .and_then(|()| test()),
         "setup" => setup(),
         "wasm" => wasm(),
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         }
         "plugin" => plugin(),
         "demo" => demo(),
+        "simulator" => simulator(),
         "bench" => bench(),
         "bench-envoy" => bench_envoy::run(
             &env::args().skip(2).collect::<Vec<_>>(),
@@ -77,7 +83,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo|test|setup|wasm|plugin|bench|bench-envoy|bench-hook|bench-replay|record-traffic|oci>"
+                "usage: cargo xtask <demo|test|setup|wasm|plugin|simulator|bench|bench-envoy|bench-hook|bench-replay|record-traffic|oci>"
             );
             return ExitCode::from(2);
         }
@@ -127,6 +133,7 @@ fn setup() -> Result<(), String> {
     let envoy =
         palisade_envoy_harness::envoy::find_or_install_envoy(&root()).map_err(|e| e.to_string())?;
     eprintln!("    {}", envoy.display());
+    wasm_bindgen_cli()?;
     container_runtimes()
 }
 
@@ -172,10 +179,81 @@ fn demo() -> Result<(), String> {
     )
 }
 
-/// The container runtimes the OCI hook's tests start containers with (Debian packages; root
-/// only — as another user those tests skip and say so).
+/// The `wasm-bindgen` version in Cargo.lock: the CLI must be the same version.
+fn locked_wasm_bindgen() -> Result<String, String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    locked_version(&lock, "wasm-bindgen")
+        .ok_or_else(|| "no `wasm-bindgen` package in Cargo.lock".to_string())
+}
+
+/// The version of package `name` in a Cargo.lock text.
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let wanted = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == wanted {
+            let version = lines.next()?.trim().strip_prefix("version = \"")?;
+            return version.strip_suffix('"').map(str::to_string);
+        }
+    }
+    None
+}
+
+/// The installed `wasm-bindgen` CLI's version (`wasm-bindgen 0.2.130`), if any.
+fn installed_wasm_bindgen() -> Option<String> {
+    let out = Command::new("wasm-bindgen")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace().nth(1).map(str::to_string)
+}
+
+/// Installs the `wasm-bindgen` CLI of Cargo.lock's `wasm-bindgen` version when it is missing
+/// or another version (the simulator's build needs the two to be equal).
+fn wasm_bindgen_cli() -> Result<(), String> {
+    let want = locked_wasm_bindgen()?;
+    let have = installed_wasm_bindgen();
+    if have.as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    eprintln!(
+        "==> wasm-bindgen CLI {want} (installed: {})",
+        have.as_deref().unwrap_or("none")
+    );
+    let install = |locked: bool| {
+        let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args(["install", "wasm-bindgen-cli", "--version", &want, "--force"]);
+        if locked {
+            c.arg("--locked");
+        }
+        c
+    };
+    // `--locked` first; the CLI's own lock file can name a dependency version the registry
+    // no longer (or not yet) serves, and then the newest compatible versions are used.
+    run(
+        "cargo install wasm-bindgen-cli --locked",
+        &mut install(true),
+    )
+    .or_else(|e| {
+        eprintln!("    {e}; trying again without --locked");
+        run("cargo install wasm-bindgen-cli", &mut install(false))
+    })
+}
+
+/// The container runtimes the OCI hook's tests start containers with, and Node.js, which runs
+/// the browser simulator's .wasm in its test (Debian packages; root only — as another user
+/// the runtime tests skip and say so).
 fn container_runtimes() -> Result<(), String> {
-    const PACKAGES: &[&str] = &["runc", "crun", "podman", "busybox-static", "hyperfine"];
+    const PACKAGES: &[&str] = &[
+        "runc",
+        "crun",
+        "podman",
+        "busybox-static",
+        "hyperfine",
+        "nodejs",
+    ];
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -257,6 +335,95 @@ fn build_plugin(what: &str, extra: &[&str]) -> Result<(), String> {
             ])
             .args(extra),
     )
+}
+
+/// The browser simulator: its .wasm through the `wasm-bindgen` CLI for the page
+/// (`simulator/www/pkg/`, `--target web`) and for the Node test (`<target>/simulator-node/`,
+/// `--target nodejs`), and the shop's example for the page (`pkg/shop.json`).
+fn simulator() -> Result<(), String> {
+    let want = locked_wasm_bindgen()?;
+    match installed_wasm_bindgen() {
+        Some(v) if v == want => {}
+        have => {
+            return Err(format!(
+                "the wasm-bindgen CLI is {} but Cargo.lock has wasm-bindgen {want}: run `cargo xtask setup`",
+                have.as_deref().unwrap_or("missing")
+            ));
+        }
+    }
+    run(
+        "simulator (wasm32-unknown-unknown, profile simulator)",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "simulator",
+            "-p",
+            "palisade-simulator",
+        ]),
+    )?;
+    let wasm = target_dir().join("wasm32-unknown-unknown/simulator/palisade_simulator.wasm");
+    let www = root().join("simulator/www/pkg");
+    let node = target_dir().join("simulator-node");
+    for (target, out) in [("web", &www), ("nodejs", &node)] {
+        run(
+            &format!("wasm-bindgen --target {target}"),
+            Command::new("wasm-bindgen")
+                .args(["--remove-name-section", "--remove-producers-section"])
+                .args(["--target", target, "--out-dir"])
+                .arg(out)
+                .arg(&wasm),
+        )?;
+    }
+    let shop = www.join("shop.json");
+    std::fs::write(&shop, shop_example()?)
+        .map_err(|e| format!("cannot write {}: {e}", shop.display()))?;
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let bg = www.join("palisade_simulator_bg.wasm");
+    println!(
+        "simulator: {} ({} bytes, {} KiB; cargo's .wasm {} bytes)",
+        bg.display(),
+        size(&bg),
+        size(&bg) / 1024,
+        size(&wasm)
+    );
+    Ok(())
+}
+
+/// The shop's inventory and policies as one YAML text, and its sample requests, as JSON
+/// `{policies, requests: [{name, text}]}` for the page.
+fn shop_example() -> Result<String, String> {
+    let shop = root().join("examples/shop");
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let sorted = |dir: &Path| -> Result<Vec<PathBuf>, String> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let mut texts = vec![read(&shop.join("inventory.yaml"))?];
+    for p in sorted(&shop.join("policies"))? {
+        texts.push(read(&p)?);
+    }
+    let mut requests = Vec::new();
+    for p in sorted(&shop.join("requests"))? {
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        requests.push(serde_json::json!({"name": name, "text": read(&p)?}));
+    }
+    serde_json::to_string(&serde_json::json!({
+        "policies": texts.join("---\n"),
+        "requests": requests,
+    }))
+    .map_err(|e| e.to_string())
 }
 
 /// Formatting, lints, then every test of the workspace.
@@ -385,7 +552,21 @@ fn bench() -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::count;
+    use super::{count, locked_version};
+
+    #[test]
+    fn the_locked_version_is_read_from_the_package_entry() {
+        let lock = "[[package]]\nname = \"wasm-bindgen-macro\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n";
+        assert_eq!(
+            locked_version(lock, "wasm-bindgen").as_deref(),
+            Some("0.2.130")
+        );
+        assert_eq!(
+            locked_version(lock, "wasm-bindgen-macro").as_deref(),
+            Some("0.1.0")
+        );
+        assert_eq!(locked_version(lock, "serde"), None);
+    }
 
     #[test]
     fn counts_come_from_cargo_test_result_lines() {
