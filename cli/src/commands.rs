@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use palisade_engine::bundle::digest_hex;
-use palisade_engine::{Decision, Engine, Options, Step, Verdict, decode_bundle, encode_bundle};
+use palisade_engine::{Options, decode_bundle, encode_bundle};
 use serde::Serialize;
 
 use crate::args::{Format, MeshArgs};
-use crate::input::{self, Labelled};
+use crate::input;
 use crate::report::{Failure, print_result};
 use crate::summary::{AuthzCounts, EngineSummary, summarise};
 
@@ -57,102 +57,7 @@ pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, F
     Ok(OK)
 }
 
-/// One decided request.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Evaluated {
-    /// 1-based position in the input.
-    pub index: usize,
-    /// The name given, if any.
-    pub name: Option<String>,
-    /// The decision.
-    #[serde(flatten)]
-    pub decision: Decision,
-    /// The one-paragraph explanation.
-    pub explanation: String,
-    /// Envoy's response code details.
-    pub envoy_details: String,
-    /// The verdict expected, if given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect: Option<Verdict>,
-    /// The deciding rule expected, if given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_rule: Option<String>,
-    /// Whether the verdict (and rule) are the expected ones (absent when nothing was expected).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub as_expected: Option<bool>,
-}
-
-impl Evaluated {
-    /// The name given, or `#<index>`.
-    pub fn label(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("#{}", self.index))
-    }
-
-    /// The deciding rule's id, or the deciding step in parentheses when no one rule decided.
-    pub fn decider(&self) -> String {
-        match &self.decision.rule {
-            Some(r) => r.id.clone(),
-            None => format!("({})", step_name(self.decision.step)),
-        }
-    }
-}
-
-/// Totals over a batch.
-#[derive(Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Totals {
-    /// Requests decided.
-    pub requests: usize,
-    /// Allowed.
-    pub allowed: usize,
-    /// Denied.
-    pub denied: usize,
-    /// With an expectation that was not met.
-    pub unexpected: usize,
-}
-
-/// Decides every request.
-pub fn decide_all(engine: &Engine, requests: Vec<Labelled>) -> (Vec<Evaluated>, Totals) {
-    let mut totals = Totals::default();
-    let results: Vec<Evaluated> = requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let decision = engine.decide(&l.request);
-            totals.requests += 1;
-            if decision.allowed() {
-                totals.allowed += 1;
-            } else {
-                totals.denied += 1;
-            }
-            let rule = decision.rule.as_ref().map(|r| r.id.as_str());
-            let as_expected = match (l.expect, &l.expect_rule) {
-                (None, None) => None,
-                (verdict, expected_rule) => Some(
-                    verdict.is_none_or(|v| v == decision.verdict)
-                        && expected_rule.as_deref().is_none_or(|r| Some(r) == rule),
-                ),
-            };
-            if as_expected == Some(false) {
-                totals.unexpected += 1;
-            }
-            Evaluated {
-                index: i + 1,
-                name: l.name,
-                explanation: decision.explain(),
-                envoy_details: decision.envoy_details(),
-                decision,
-                expect: l.expect,
-                expect_rule: l.expect_rule,
-                as_expected,
-            }
-        })
-        .collect();
-    (results, totals)
-}
+pub use palisade_engine::requests::{Evaluated, Totals, decide_all};
 
 #[derive(Debug, Serialize)]
 struct EvalResult {
@@ -197,13 +102,7 @@ pub fn eval(
     Ok(status)
 }
 
-/// A step's kebab-case name, as in JSON.
-pub fn step_name(step: Step) -> String {
-    serde_json::to_value(step)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
+pub use palisade_engine::requests::step_name;
 
 fn human_decision(out: &mut String, r: &Evaluated) {
     let d = &r.decision;

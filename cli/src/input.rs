@@ -4,12 +4,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use palisade_engine::{
-    Diagnostic, Errors, Location, PolicySet, Request, SourceFile, Verdict, compile, load,
-};
-use serde::Deserialize;
-use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
+use palisade_engine::{Diagnostic, Errors, PolicySet, SourceFile, compile, load};
 
 use crate::report::Failure;
 
@@ -97,42 +92,7 @@ pub fn build(
     Ok((set, engine))
 }
 
-/// A request to decide, with an optional name and expected verdict.
-#[derive(Debug, Clone)]
-pub struct Labelled {
-    /// The name given, if any.
-    pub name: Option<String>,
-    /// The request.
-    pub request: Request,
-    /// The verdict the author expects, if given.
-    pub expect: Option<Verdict>,
-    /// The deciding rule the author expects (`ns[..]-policy[..]-rule[..]`), if given.
-    pub expect_rule: Option<String>,
-}
-
-/// The labelled form of a request item, as `examples/*/requests/*.json` write it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Named {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    #[expect(dead_code, reason = "read for people; accepted so example files parse")]
-    description: Option<String>,
-    request: Request,
-    #[serde(default)]
-    expect: Option<Verdict>,
-    /// The expected deciding rule.
-    #[serde(default)]
-    rule: Option<String>,
-}
-
-/// Just enough to tell the labelled form from a bare request.
-#[derive(Deserialize)]
-struct Probe {
-    #[serde(default)]
-    request: Option<IgnoredAny>,
-}
+pub use palisade_engine::requests::Labelled;
 
 /// Reads requests from a file or `-` (standard input).
 pub fn read_requests(arg: &str) -> Result<(SourceFile, Vec<Labelled>), Failure> {
@@ -155,156 +115,15 @@ pub fn read_requests(arg: &str) -> Result<(SourceFile, Vec<Labelled>), Failure> 
 /// sequence of JSON values). Each item is a `Request` or
 /// `{name?, description?, request, expect?, rule?}`.
 pub fn parse_requests(file: &SourceFile) -> Result<Vec<Labelled>, Failure> {
-    let text = file.text.as_str();
-    let fail = |d: Diagnostic| Failure::invalid(Errors::one(d), std::slice::from_ref(file));
-    let items: Vec<(&RawValue, Option<usize>)> = if text.trim_start().starts_with('[') {
-        let v: Vec<&RawValue> =
-            serde_json::from_str(text).map_err(|e| fail(json_diagnostic(file, 0, &e, None)))?;
-        v.into_iter()
-            .enumerate()
-            .map(|(i, r)| (r, Some(i)))
-            .collect()
-    } else {
-        let mut v = Vec::new();
-        for item in serde_json::Deserializer::from_str(text).into_iter::<&RawValue>() {
-            v.push((
-                item.map_err(|e| fail(json_diagnostic(file, 0, &e, None)))?,
-                None,
-            ));
-        }
-        v
-    };
-    if items.is_empty() {
-        return Err(fail(
-            Diagnostic::new(format!("no requests in `{}`", file.name))
-                .with_help("give a JSON request object, an array of them, or one per line"),
-        ));
-    }
-    let mut out = Vec::with_capacity(items.len());
-    let mut errors = Errors::default();
-    for (raw, index) in items {
-        let item = raw.get();
-        let start = (item.as_ptr() as usize)
-            .checked_sub(text.as_ptr() as usize)
-            .filter(|s| *s <= text.len())
-            .unwrap_or(0);
-        let prefix = index.map(|i| format!("[{i}]"));
-        match parse_item(item) {
-            Ok(l) => out.push(l),
-            Err((e, path)) => {
-                let path = match (prefix, path.as_str()) {
-                    (Some(p), "" | ".") => Some(p),
-                    (Some(p), rest) => Some(format!("{p}.{rest}")),
-                    (None, "" | ".") => None,
-                    (None, rest) => Some(rest.to_string()),
-                };
-                errors
-                    .diagnostics
-                    .push(json_diagnostic(file, start, &e, path));
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(Failure::invalid(errors, std::slice::from_ref(file)))
-    }
-}
-
-fn parse_item(item: &str) -> Result<Labelled, (serde_json::Error, String)> {
-    let named = serde_json::from_str::<Probe>(item)
-        .map(|p| p.request.is_some())
-        .unwrap_or(false);
-    let mut de = serde_json::Deserializer::from_str(item);
-    if named {
-        let n: Named = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| (e.path().to_string(), e.into_inner()))
-            .map_err(|(p, e)| (e, p))?;
-        Ok(Labelled {
-            name: n.name,
-            request: n.request,
-            expect: n.expect,
-            expect_rule: n.rule,
-        })
-    } else {
-        let r: Request = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| (e.path().to_string(), e.into_inner()))
-            .map_err(|(p, e)| (e, p))?;
-        Ok(Labelled {
-            name: None,
-            request: r,
-            expect: None,
-            expect_rule: None,
-        })
-    }
-}
-
-/// A JSON error as a diagnostic pointing into the request file. `start` is the byte offset
-/// of the text the error's line and column count from.
-fn json_diagnostic(
-    file: &SourceFile,
-    start: usize,
-    e: &serde_json::Error,
-    path: Option<String>,
-) -> Diagnostic {
-    let full = e.to_string();
-    let message = match full.rsplit_once(" at line ") {
-        Some((m, _)) => m.to_string(),
-        None => full,
-    };
-    let mut d = Diagnostic::new(format!("invalid request: {message}"))
-        .with_help("see the `Request` JSON schema: `palisade eval --help` and the README");
-    d.path = path;
-    if e.line() > 0 {
-        let base = file.text.get(start..).unwrap_or("");
-        let offset = start.saturating_add(offset_of(base, e.line(), e.column()));
-        let (line, column) = line_col(&file.text, offset);
-        d.location = Some(Location {
-            file: file.name.clone(),
-            line,
-            column,
-            offset,
-            len: 0,
-        });
-    }
-    d
-}
-
-/// The byte offset of 1-based `line` and `column` (serde_json's, in bytes) in `text`.
-fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            let col = column.saturating_sub(1).min(l.trim_end_matches('\n').len());
-            // Stay on a character boundary.
-            let mut o = offset + col;
-            while o > offset && !text.is_char_boundary(o) {
-                o -= 1;
-            }
-            return o;
-        }
-        offset += l.len();
-    }
-    text.len()
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit_once('\n')
-        .map_or(before, |(_, l)| l)
-        .chars()
-        .count()
-        + 1;
-    (line, column)
+    palisade_engine::requests::parse(file)
+        .map_err(|e| Failure::invalid(e, std::slice::from_ref(file)))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
     use super::*;
+    use palisade_engine::Verdict;
 
     fn parse(text: &str) -> Result<Vec<Labelled>, Failure> {
         parse_requests(&SourceFile::new("r.json", text))

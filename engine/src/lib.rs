@@ -42,6 +42,7 @@ pub mod netpol;
 pub mod normalize;
 pub mod pattern;
 pub mod request;
+pub mod requests;
 pub mod yaml;
 
 pub use bundle::{BundleError, decode_bundle, encode_bundle};

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use palisade_engine::{SourceFile, Step, Verdict, compile, load};
+use palisade_engine::{Request, SourceFile, Step, Verdict, compile, load};
 use serde_json::Value;
 
 use super::*;
