@@ -104,7 +104,12 @@ async function main() {
   $('check').disabled = false;
   $('evaluate').onclick = evaluate;
   $('check').onclick = check;
-  // `index.html#evaluate` / `#check` run once on load (for links and headless screenshots).
+  // `index.html#evaluate` / `#check` run once on load (for links and headless screenshots);
+  // `#evaluate-all` evaluates every sample at once (as JSON lines; the browser test uses it).
+  if (location.hash === '#evaluate-all') {
+    $('request').value = Array.from($('sample').options, (o) => JSON.stringify(JSON.parse(o.value))).join('\n');
+    evaluate();
+  }
   if (location.hash === '#evaluate') evaluate();
   if (location.hash === '#check') check();
   if ($('status').textContent.startsWith('loading')) {

@@ -242,9 +242,9 @@ fn wasm_bindgen_cli() -> Result<(), String> {
     })
 }
 
-/// The container runtimes the OCI hook's tests start containers with, and Node.js, which runs
-/// the browser simulator's .wasm in its test (Debian packages; root only — as another user
-/// the runtime tests skip and say so).
+/// The container runtimes the OCI hook's tests start containers with, and Node.js and
+/// Chromium, which run the browser simulator's .wasm in its tests (Debian packages; root only
+/// — as another user the runtime tests skip and say so).
 fn container_runtimes() -> Result<(), String> {
     const PACKAGES: &[&str] = &[
         "runc",
@@ -253,6 +253,7 @@ fn container_runtimes() -> Result<(), String> {
         "busybox-static",
         "hyperfine",
         "nodejs",
+        "chromium",
     ];
     let root = Command::new("id")
         .arg("-u")
