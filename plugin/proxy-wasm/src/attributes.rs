@@ -417,7 +417,10 @@ pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, Att
             ip: destination_ip,
             port: destination_port,
             principal: None,
-            workload: Some(plugin.workload.clone()),
+            // The plugin decides in its local workload's precompiled view; only NetworkPolicy
+            // looks the destination workload up again (its labels and named ports), so the
+            // workload (namespace, name, labels: a few allocations) is cloned only then.
+            workload: (!plugin.engine.network.is_empty()).then(|| plugin.workload.clone()),
         },
         remote_ip: source_ip,
         mtls: Some(mtls),
@@ -634,8 +637,33 @@ mod tests {
         assert_eq!(r.source.port, Some(40000));
         assert_eq!(r.destination.port, Some(8443));
         assert_eq!(r.sni.as_deref(), Some("cart.shop"));
-        assert_eq!(r.destination.workload.unwrap().namespace, "shop");
+        // Only NetworkPolicy looks the destination workload up again; there is none here.
+        assert!(r.destination.workload.is_none());
         assert!(r.http.is_none());
+    }
+
+    #[test]
+    fn the_local_workload_is_carried_when_network_policies_look_it_up() {
+        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                      metadata: {name: deny-all, namespace: shop}\n\
+                      spec: {podSelector: {}, policyTypes: [Ingress]}\n";
+        let json = serde_json::json!({
+            "policy": policy, "protocol": "tcp",
+            "workload": {"namespace": "shop", "labels": {"app": "cart"}},
+        });
+        let p = Plugin::configure(
+            &crate::config::test_configuration(json),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        let r = build_request(mtls_conn("spiffe://cluster.local/ns/shop/sa/frontend"), &p).unwrap();
+        let w = r.destination.workload.clone().unwrap();
+        assert_eq!(
+            (w.namespace.as_str(), w.labels["app"].as_str()),
+            ("shop", "cart")
+        );
+        // And the NetworkPolicy decides with it: the workload is isolated for ingress.
+        assert!(!p.decide(&r).allowed());
     }
 
     #[test]
