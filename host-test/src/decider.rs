@@ -73,25 +73,7 @@ impl ProxyWasmDecider {
         protocol: Protocol,
         xff_hops: u32,
     ) -> String {
-        let mut c = match serde_json::to_value(&self.options) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
-        };
-        c.insert("policy".into(), self.policy.clone().into());
-        c.insert(
-            "workload".into(),
-            serde_json::to_value(workload).unwrap_or_default(),
-        );
-        c.insert(
-            "protocol".into(),
-            match protocol {
-                Protocol::Http => "http",
-                Protocol::Tcp => "tcp",
-            }
-            .into(),
-        );
-        c.insert("trustedXffHops".into(), xff_hops.into());
-        serde_json::Value::Object(c).to_string()
+        sidecar_configuration(&self.options, &self.policy, workload, protocol, xff_hops)
     }
 
     /// The destination workload: the request's, else the inventory workload with the
@@ -428,6 +410,37 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         }
     }
     Some(d)
+}
+
+/// The plugin configuration JSON a destination workload's sidecar gets: the mesh options, the
+/// policy inline, the workload, the filter (`http` or `tcp`) and the trusted
+/// `x-forwarded-for` hops.
+pub fn sidecar_configuration(
+    options: &Options,
+    policy: &str,
+    workload: &WorkloadRef,
+    protocol: Protocol,
+    xff_hops: u32,
+) -> String {
+    let mut c = match serde_json::to_value(options) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    c.insert("policy".into(), policy.into());
+    c.insert(
+        "workload".into(),
+        serde_json::to_value(workload).unwrap_or_default(),
+    );
+    c.insert(
+        "protocol".into(),
+        match protocol {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        }
+        .into(),
+    );
+    c.insert("trustedXffHops".into(), xff_hops.into());
+    serde_json::Value::Object(c).to_string()
 }
 
 #[cfg(test)]

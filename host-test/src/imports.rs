@@ -15,117 +15,76 @@ type R = wasmtime::Result<i32>;
 const ENV: &str = "env";
 const WASI: &str = "wasi_snapshot_preview1";
 
-/// Defines every import this host provides.
+/// Defines every import this host provides: each under its own name, in the module named.
 pub(crate) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    l.func_wrap(ENV, "proxy_log", proxy_log)?;
-    l.func_wrap(ENV, "proxy_get_log_level", proxy_get_log_level)?;
-    l.func_wrap(
+    macro_rules! define {
+        ($module:expr, [$($f:ident),* $(,)?]) => {
+            $(l.func_wrap($module, stringify!($f), $f)?;)*
+        };
+    }
+    define!(
         ENV,
-        "proxy_get_current_time_nanoseconds",
-        proxy_get_current_time_nanoseconds,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_set_tick_period_milliseconds",
-        proxy_set_tick_period_milliseconds,
-    )?;
-    l.func_wrap(ENV, "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
-    l.func_wrap(ENV, "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;
-    l.func_wrap(ENV, "proxy_get_buffer_status", proxy_get_buffer_status)?;
-    l.func_wrap(ENV, "proxy_get_header_map_size", proxy_get_header_map_size)?;
-    l.func_wrap(
-        ENV,
-        "proxy_get_header_map_pairs",
-        proxy_get_header_map_pairs,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_set_header_map_pairs",
-        proxy_set_header_map_pairs,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_get_header_map_value",
-        proxy_get_header_map_value,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_add_header_map_value",
-        proxy_add_header_map_value,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_replace_header_map_value",
-        proxy_replace_header_map_value,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_remove_header_map_value",
-        proxy_remove_header_map_value,
-    )?;
-    l.func_wrap(ENV, "proxy_continue_stream", proxy_continue_stream)?;
-    l.func_wrap(ENV, "proxy_close_stream", proxy_close_stream)?;
-    l.func_wrap(ENV, "proxy_get_status", proxy_get_status)?;
-    l.func_wrap(ENV, "proxy_send_local_response", proxy_send_local_response)?;
-    l.func_wrap(ENV, "proxy_http_call", proxy_http_call)?;
-    l.func_wrap(ENV, "proxy_grpc_call", proxy_grpc_call)?;
-    l.func_wrap(ENV, "proxy_grpc_stream", proxy_grpc_stream)?;
-    l.func_wrap(ENV, "proxy_grpc_send", proxy_grpc_send)?;
-    l.func_wrap(ENV, "proxy_grpc_cancel", proxy_grpc_cancel)?;
-    l.func_wrap(ENV, "proxy_grpc_close", proxy_grpc_close)?;
-    l.func_wrap(ENV, "proxy_set_shared_data", proxy_set_shared_data)?;
-    l.func_wrap(ENV, "proxy_get_shared_data", proxy_get_shared_data)?;
-    l.func_wrap(
-        ENV,
-        "proxy_register_shared_queue",
-        proxy_register_shared_queue,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_resolve_shared_queue",
-        proxy_resolve_shared_queue,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_enqueue_shared_queue",
-        proxy_enqueue_shared_queue,
-    )?;
-    l.func_wrap(
-        ENV,
-        "proxy_dequeue_shared_queue",
-        proxy_dequeue_shared_queue,
-    )?;
-    l.func_wrap(ENV, "proxy_define_metric", proxy_define_metric)?;
-    l.func_wrap(ENV, "proxy_increment_metric", proxy_increment_metric)?;
-    l.func_wrap(ENV, "proxy_record_metric", proxy_record_metric)?;
-    l.func_wrap(ENV, "proxy_get_metric", proxy_get_metric)?;
-    l.func_wrap(ENV, "proxy_get_property", proxy_get_property)?;
-    l.func_wrap(ENV, "proxy_set_property", proxy_set_property)?;
-    l.func_wrap(
-        ENV,
-        "proxy_set_effective_context",
-        proxy_set_effective_context,
-    )?;
-    l.func_wrap(ENV, "proxy_done", proxy_done)?;
-    l.func_wrap(
-        ENV,
-        "proxy_call_foreign_function",
-        proxy_call_foreign_function,
-    )?;
-    l.func_wrap(WASI, "fd_write", fd_write)?;
-    l.func_wrap(WASI, "fd_read", fd_read)?;
-    l.func_wrap(WASI, "fd_close", fd_close)?;
-    l.func_wrap(WASI, "fd_seek", fd_seek)?;
-    l.func_wrap(WASI, "fd_fdstat_get", fd_fdstat_get)?;
-    l.func_wrap(WASI, "environ_get", environ_get)?;
-    l.func_wrap(WASI, "environ_sizes_get", environ_sizes_get)?;
-    l.func_wrap(WASI, "args_get", args_get)?;
-    l.func_wrap(WASI, "args_sizes_get", args_sizes_get)?;
-    l.func_wrap(WASI, "clock_time_get", clock_time_get)?;
-    l.func_wrap(WASI, "clock_res_get", clock_res_get)?;
-    l.func_wrap(WASI, "random_get", random_get)?;
-    l.func_wrap(WASI, "sched_yield", sched_yield)?;
-    l.func_wrap(WASI, "proc_exit", proc_exit)?;
+        [
+            proxy_log,
+            proxy_get_log_level,
+            proxy_get_current_time_nanoseconds,
+            proxy_set_tick_period_milliseconds,
+            proxy_get_buffer_bytes,
+            proxy_set_buffer_bytes,
+            proxy_get_buffer_status,
+            proxy_get_header_map_size,
+            proxy_get_header_map_pairs,
+            proxy_set_header_map_pairs,
+            proxy_get_header_map_value,
+            proxy_add_header_map_value,
+            proxy_replace_header_map_value,
+            proxy_remove_header_map_value,
+            proxy_continue_stream,
+            proxy_close_stream,
+            proxy_get_status,
+            proxy_send_local_response,
+            proxy_http_call,
+            proxy_grpc_call,
+            proxy_grpc_stream,
+            proxy_grpc_send,
+            proxy_grpc_cancel,
+            proxy_grpc_close,
+            proxy_set_shared_data,
+            proxy_get_shared_data,
+            proxy_register_shared_queue,
+            proxy_resolve_shared_queue,
+            proxy_enqueue_shared_queue,
+            proxy_dequeue_shared_queue,
+            proxy_define_metric,
+            proxy_increment_metric,
+            proxy_record_metric,
+            proxy_get_metric,
+            proxy_get_property,
+            proxy_set_property,
+            proxy_set_effective_context,
+            proxy_done,
+            proxy_call_foreign_function,
+        ]
+    );
+    define!(
+        WASI,
+        [
+            fd_write,
+            fd_read,
+            fd_close,
+            fd_seek,
+            fd_fdstat_get,
+            environ_get,
+            environ_sizes_get,
+            args_get,
+            args_sizes_get,
+            clock_time_get,
+            clock_res_get,
+            random_get,
+            sched_yield,
+            proc_exit,
+        ]
+    );
     Ok(())
 }
 

@@ -35,7 +35,7 @@ use palisade_proxy_wasm::config::{NodeMetadata, Plugin as PluginConfig};
 use palisade_proxy_wasm::enforce;
 
 use crate::abi::LogLevel;
-use crate::decider::{POLICY_HEADER, decision_from};
+use crate::decider::{POLICY_HEADER, decision_from, sidecar_configuration};
 use crate::envoy::trusted_xff_hops;
 use crate::host::{PluginInstance, ProxyWasmHost, StreamSummary};
 
@@ -253,25 +253,7 @@ impl Replayer {
 
     /// The plugin configuration JSON for a destination sidecar.
     pub fn configuration(&self, workload: &WorkloadRef, protocol: Protocol, hops: u32) -> String {
-        let mut c = match serde_json::to_value(&self.options) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
-        };
-        c.insert("policy".into(), self.policy.clone().into());
-        c.insert(
-            "workload".into(),
-            serde_json::to_value(workload).unwrap_or_default(),
-        );
-        c.insert(
-            "protocol".into(),
-            match protocol {
-                Protocol::Http => "http",
-                Protocol::Tcp => "tcp",
-            }
-            .into(),
-        );
-        c.insert("trustedXffHops".into(), hops.into());
-        serde_json::Value::Object(c).to_string()
+        sidecar_configuration(&self.options, &self.policy, workload, protocol, hops)
     }
 
     /// The VM for a destination sidecar, configured on first use.
