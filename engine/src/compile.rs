@@ -12,6 +12,7 @@
 //! evaluates only the rules that can match, whatever the number of rules.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
@@ -116,7 +117,7 @@ pub struct Body {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CRule {
     /// Its name.
-    pub rule: RuleRef,
+    pub rule: Arc<RuleRef>,
     /// The body on HTTP; `None` never happens today (kept for symmetry).
     pub http: Option<Body>,
     /// The body on TCP; `None` when Istio drops the rule on TCP (ALLOW with HTTP fields).
@@ -177,7 +178,7 @@ impl StrIndex {
         }
     }
 
-    fn lookup(&self, v: &str, out: &mut Vec<u32>) {
+    fn lookup(&self, v: &str, out: &mut Candidates) {
         if let Some(ids) = self.exact.get(v) {
             out.extend_from_slice(ids);
         }
@@ -216,7 +217,7 @@ impl CidrIndex {
         self.nets.entry(net.trunc()).or_default().push(id);
     }
 
-    fn lookup(&self, ip: IpAddr, out: &mut Vec<u32>) {
+    fn lookup(&self, ip: IpAddr, out: &mut Candidates) {
         for &(v4, len) in &self.lens {
             if v4 != ip.is_ipv4() {
                 continue;
@@ -361,7 +362,7 @@ fn add_policy(engine: &mut Engine, p: &AuthorizationPolicy) {
         let tcp = tcp_body(&http, p.action);
         ids.push(u32::try_from(engine.rules.len()).unwrap_or(u32::MAX));
         engine.rules.push(CRule {
-            rule: rref,
+            rule: Arc::new(rref),
             http: Some(http),
             tcp,
         });
@@ -1041,15 +1042,23 @@ fn anchor_of(body: &Body) -> Option<(Attr, Vec<Key>)> {
 // ---------------------------------------------------------------------------------------
 // Deciding.
 
+/// A request's values for one attribute (a header's values, a principal's namespaces, a
+/// claim's strings): almost always one or two, kept inline.
+type Strs<'a> = smallvec::SmallVec<[&'a str; 2]>;
+
+/// Rule candidates from the indexes, kept inline up to 16 (a decision looks them up a few
+/// times, so a heap allocation each time would show).
+type Candidates = smallvec::SmallVec<[u32; 16]>;
+
 /// A request's attributes, prepared once per decision.
 #[derive(Debug)]
 pub struct Facts<'r> {
     req: &'r Request,
     principal: Option<&'r str>,
-    path: String,
+    path: std::borrow::Cow<'r, str>,
     /// `:path` as a header condition sees it (normalised path and query), built on first use.
     path_header: std::cell::OnceCell<String>,
-    host: String,
+    host: std::borrow::Cow<'r, str>,
 }
 
 impl<'r> Facts<'r> {
@@ -1063,9 +1072,16 @@ impl<'r> Facts<'r> {
         let (path, host) = match &req.http {
             Some(h) => (
                 normalize(strip_query(&h.path), options.path_normalization),
-                h.host.to_ascii_lowercase(),
+                if h.host.bytes().any(|b| b.is_ascii_uppercase()) {
+                    std::borrow::Cow::Owned(h.host.to_ascii_lowercase())
+                } else {
+                    std::borrow::Cow::Borrowed(h.host.as_str())
+                },
             ),
-            None => (String::new(), String::new()),
+            None => (
+                std::borrow::Cow::Borrowed(""),
+                std::borrow::Cow::Borrowed(""),
+            ),
         };
         Facts {
             req,
@@ -1085,14 +1101,14 @@ impl<'r> Facts<'r> {
         })
     }
 
-    fn header_values(&self, name: &str) -> Vec<&str> {
+    fn header_values(&self, name: &str) -> Strs<'_> {
         let Some(h) = &self.req.http else {
-            return Vec::new();
+            return Strs::new();
         };
         match name {
-            ":method" => vec![h.method.as_str()],
-            ":path" => vec![self.path_header()],
-            ":authority" | "host" => vec![h.host.as_str()],
+            ":method" => smallvec::smallvec![h.method.as_str()],
+            ":path" => smallvec::smallvec![self.path_header()],
+            ":authority" | "host" => smallvec::smallvec![h.host.as_str()],
             _ => h
                 .headers
                 .get(name)
@@ -1101,11 +1117,11 @@ impl<'r> Facts<'r> {
         }
     }
 
-    fn namespaces(&self) -> Vec<&str> {
+    fn namespaces(&self) -> Strs<'_> {
         let Some(p) = self.principal else {
-            return Vec::new();
+            return Strs::new();
         };
-        let mut out = Vec::new();
+        let mut out = Strs::new();
         let mut rest = p;
         while let Some(i) = rest.find("/ns/") {
             let after = rest.get(i + 4..).unwrap_or("");
@@ -1117,21 +1133,21 @@ impl<'r> Facts<'r> {
         out
     }
 
-    fn claim(&self, path: &[String]) -> Vec<&str> {
+    fn claim(&self, path: &[String]) -> Strs<'_> {
         let mut v = match &self.req.jwt {
             Some(j) => j,
-            None => return Vec::new(),
+            None => return Strs::new(),
         };
         for key in path {
             match v.get(key) {
                 Some(next) => v = next,
-                None => return Vec::new(),
+                None => return Strs::new(),
             }
         }
         match v {
-            serde_json::Value::String(s) => vec![s.as_str()],
+            serde_json::Value::String(s) => smallvec::smallvec![s.as_str()],
             serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str()).collect(),
-            _ => Vec::new(),
+            _ => Strs::new(),
         }
     }
 
@@ -1168,13 +1184,13 @@ impl<'r> Facts<'r> {
                 (Values::Port(ports), Some(port)) => ports.contains(&port),
                 _ => false,
             },
-            Attr::Host => self.req.http.is_some() && any_str(&[self.host.as_str()]),
+            Attr::Host => self.req.http.is_some() && any_str(&[self.host.as_ref()]),
             Attr::Method => self
                 .req
                 .http
                 .as_ref()
                 .is_some_and(|h| any_str(&[h.method.as_str()])),
-            Attr::Path => self.req.http.is_some() && any_str(&[self.path.as_str()]),
+            Attr::Path => self.req.http.is_some() && any_str(&[self.path.as_ref()]),
             Attr::Header(name) => any_str(&self.header_values(name)),
             Attr::Claim(path) => any_str(&self.claim(path)),
             Attr::Sni => any_str(&[self.req.sni.as_deref().unwrap_or("")]),
@@ -1190,7 +1206,7 @@ impl<'r> Facts<'r> {
     }
 
     /// The request's value for an anchor attribute, looked up in a string index.
-    fn lookup_str(&self, attr: &Attr, idx: &StrIndex, out: &mut Vec<u32>) {
+    fn lookup_str(&self, attr: &Attr, idx: &StrIndex, out: &mut Candidates) {
         match attr {
             Attr::Path => idx.lookup(&self.path, out),
             Attr::Principal => {
@@ -1219,7 +1235,7 @@ impl Engine {
     /// The first rule of a set (in Envoy's order) that matches, by index lookup.
     fn first_match(&self, set: &RuleSet, proto: Protocol, f: &Facts<'_>) -> Option<u32> {
         let idx = &set.index;
-        let mut cand: Vec<u32> = idx.always.clone();
+        let mut cand: Candidates = idx.always.iter().copied().collect();
         for (attr, s) in &idx.strs {
             f.lookup_str(attr, s, &mut cand);
         }
@@ -1246,7 +1262,7 @@ impl Engine {
         })
     }
 
-    fn rule_ref(&self, id: Option<u32>) -> Option<RuleRef> {
+    fn rule_ref(&self, id: Option<u32>) -> Option<Arc<RuleRef>> {
         id.and_then(|i| self.rules.get(i as usize))
             .map(|r| r.rule.clone())
     }

@@ -2,6 +2,7 @@
 //! audit policies would have said.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +73,7 @@ pub struct ShadowResult {
     /// What enforcing these policies alone would have decided.
     pub verdict: Verdict,
     /// The shadow effective policy id, when a rule matched.
-    pub matched: Option<RuleRef>,
+    pub matched: Option<Arc<RuleRef>>,
 }
 
 /// A decision and its explanation.
@@ -83,11 +84,11 @@ pub struct Decision {
     /// The step that decided.
     pub step: Step,
     /// The deciding rule, where one rule decided.
-    pub rule: Option<RuleRef>,
+    pub rule: Option<Arc<RuleRef>>,
     /// AuthorizationPolicy dry-run results (Envoy's `shadow_rules`), allow first.
     pub shadow: Vec<ShadowResult>,
     /// The AUDIT rule that matched, if any (never changes the verdict).
-    pub audit: Option<RuleRef>,
+    pub audit: Option<Arc<RuleRef>>,
     /// The NetworkPolicy outcome when NetworkPolicies were evaluated (they must allow too).
     pub network: Option<NetworkOutcome>,
     /// Evaluation errors; any error denies.
@@ -124,16 +125,13 @@ impl Decision {
     /// A one-paragraph human explanation.
     pub fn explain(&self) -> String {
         let mut out = String::new();
-        let rule = |r: &Option<RuleRef>| {
-            r.as_ref()
-                .map_or_else(|| "none".to_string(), |r| r.id.clone())
-        };
+        let rule = |r: Option<&RuleRef>| r.map_or_else(|| "none".to_string(), |r| r.id.clone());
         out.push_str(&match self.step {
-            Step::DenyMatched => format!("denied: DENY rule {} matched", rule(&self.rule)),
+            Step::DenyMatched => format!("denied: DENY rule {} matched", rule(self.rule.as_deref())),
             Step::NoAllowPolicies => {
                 "allowed: no ALLOW AuthorizationPolicy applies to the workload".to_string()
             }
-            Step::AllowMatched => format!("allowed: ALLOW rule {} matched", rule(&self.rule)),
+            Step::AllowMatched => format!("allowed: ALLOW rule {} matched", rule(self.rule.as_deref())),
             Step::NoAllowMatched => {
                 "denied: ALLOW policies apply to the workload and none of their rules matched"
                     .to_string()
@@ -143,8 +141,8 @@ impl Decision {
             }
             Step::NetworkAllowed => format!(
                 "allowed: NetworkPolicy allows it (ingress {}, egress {})",
-                rule(&self.network.as_ref().and_then(|n| n.ingress_rule.clone())),
-                rule(&self.network.as_ref().and_then(|n| n.egress_rule.clone()))
+                rule(self.network.as_ref().and_then(|n| n.ingress_rule.as_ref())),
+                rule(self.network.as_ref().and_then(|n| n.egress_rule.as_ref()))
             ),
             Step::NetworkIngressDenied => {
                 "denied: the destination is isolated for ingress and no NetworkPolicy ingress rule allows the connection".to_string()
@@ -167,7 +165,7 @@ impl Decision {
                 "; dry-run {} policies would {} ({})",
                 s.action,
                 s.verdict,
-                rule(&s.matched)
+                rule(s.matched.as_deref())
             ));
         }
         if let Some(a) = &self.audit {

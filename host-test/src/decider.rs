@@ -18,6 +18,7 @@
 //! filter sees) by `cannot_express`: the corpus runner lists both instead of failing them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use palisade_corpus::Decider;
 use palisade_engine::decision::NetworkOutcome;
@@ -361,14 +362,14 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         .and_then(|s| s.strip_suffix(" matched"))
     {
         d.step = Step::DenyMatched;
-        d.rule = rule_ref(id);
+        d.rule = rule_ref(id).map(Arc::new);
     } else if let Some(id) = head
         .strip_prefix("allowed: ALLOW rule ")
         .and_then(|s| s.strip_suffix(" matched"))
     {
         d.verdict = Verdict::Allow;
         d.step = Step::AllowMatched;
-        d.rule = rule_ref(id);
+        d.rule = rule_ref(id).map(Arc::new);
     } else if let Some(rules) = head
         .strip_prefix("allowed: NetworkPolicy allows it (ingress ")
         .and_then(|s| s.strip_suffix(')'))
@@ -401,10 +402,10 @@ fn parse_explanation(text: &str) -> Option<Decision> {
             d.shadow.push(ShadowResult {
                 action: action.into(),
                 verdict: verdict(v)?,
-                matched: rule_ref(matched),
+                matched: rule_ref(matched).map(Arc::new),
             });
         } else if let Some(id) = part.strip_prefix("audited by ") {
-            d.audit = rule_ref(id);
+            d.audit = rule_ref(id).map(Arc::new);
         } else {
             return None;
         }

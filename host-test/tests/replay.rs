@@ -147,13 +147,13 @@ fn the_shop_traffic_reads_back_the_same_either_way_and_a_wrong_native_decision_i
         match &wrong.rule {
             Some(_) => wrong.rule = None,
             None => {
-                wrong.rule = Some(RuleRef {
+                wrong.rule = Some(std::sync::Arc::new(RuleRef {
                     kind: "AuthorizationPolicy".into(),
                     namespace: "shop".into(),
                     policy: "other".into(),
                     rule: 0,
                     id: "ns[shop]-policy[other]-rule[0]".into(),
-                });
+                }));
             }
         }
         let wrong_expected = outcome.expected(r, &wrong).unwrap().unwrap();
