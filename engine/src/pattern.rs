@@ -119,49 +119,96 @@ enum Tok {
     Star,
 }
 
+/// A position in a glob's token stream, read straight from its parts (no token list is
+/// built per match): the part, and the byte within a literal (or, for `Plus`, 0 = its one
+/// byte and 1 = its star).
+#[derive(Clone, Copy)]
+struct At {
+    part: usize,
+    byte: usize,
+}
+
+/// The token at `at` (`None` past the end), and the position after it.
+fn token(parts: &[GlobPart], at: At) -> Option<(Tok, At)> {
+    let mut at = at;
+    loop {
+        let next_part = At {
+            part: at.part + 1,
+            byte: 0,
+        };
+        match parts.get(at.part)? {
+            GlobPart::Lit(l) => match l.as_bytes().get(at.byte) {
+                Some(&b) => {
+                    return Some((
+                        Tok::Byte(b),
+                        At {
+                            part: at.part,
+                            byte: at.byte + 1,
+                        },
+                    ));
+                }
+                None => at = next_part,
+            },
+            GlobPart::Star => return Some((Tok::Star, next_part)),
+            GlobPart::Plus if at.byte == 0 => {
+                return Some((
+                    Tok::One,
+                    At {
+                        part: at.part,
+                        byte: 1,
+                    },
+                ));
+            }
+            GlobPart::Plus => return Some((Tok::Star, next_part)),
+            // Not reached: `wildcard_match` hands globs with `NoSlash` to `glob_match`.
+            GlobPart::NoSlash => return Some((Tok::Star, next_part)),
+        }
+    }
+}
+
 /// The classic iterative wildcard match (`?` and `*`), backtracking only to the last star:
 /// O(pattern × value) time, so long principals cannot make it explode.
 fn wildcard_match(parts: &[GlobPart], v: &[u8]) -> bool {
-    let mut toks = Vec::new();
-    for p in parts {
-        match p {
-            GlobPart::Lit(l) => toks.extend(l.bytes().map(Tok::Byte)),
-            GlobPart::Star => toks.push(Tok::Star),
-            GlobPart::Plus => {
-                toks.push(Tok::One);
-                toks.push(Tok::Star);
-            }
-            GlobPart::NoSlash => return glob_match(parts, v),
-        }
+    if parts.iter().any(|p| matches!(p, GlobPart::NoSlash)) {
+        return glob_match(parts, v);
     }
-    let (mut i, mut j) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
+    let start = At { part: 0, byte: 0 };
+    let (mut i, mut j) = (start, 0usize);
+    // The position after the last star, and the value byte it was tried from.
+    let mut star: Option<(At, usize)> = None;
     while let Some(&b) = v.get(j) {
-        match toks.get(i) {
-            Some(Tok::One) => {
-                i += 1;
+        match token(parts, i) {
+            Some((Tok::One, next)) => {
+                i = next;
                 j += 1;
             }
-            Some(Tok::Byte(c)) if *c == b => {
-                i += 1;
+            Some((Tok::Byte(c), next)) if c == b => {
+                i = next;
                 j += 1;
             }
-            Some(Tok::Star) => {
-                star = Some((i, j));
-                i += 1;
+            Some((Tok::Star, next)) => {
+                star = Some((next, j));
+                i = next;
             }
             _ => match star {
-                Some((si, sj)) => {
-                    i = si + 1;
+                Some((after, sj)) => {
+                    i = after;
                     j = sj + 1;
-                    star = Some((si, sj + 1));
+                    star = Some((after, sj + 1));
                 }
                 None => return false,
             },
         }
     }
-    toks.get(i..)
-        .is_some_and(|rest| rest.iter().all(|t| *t == Tok::Star))
+    // The value is used up: the rest of the pattern must be stars.
+    let mut rest = token(parts, i);
+    while let Some((t, next)) = rest {
+        if t != Tok::Star {
+            return false;
+        }
+        rest = token(parts, next);
+    }
+    true
 }
 
 fn glob_match(parts: &[GlobPart], v: &[u8]) -> bool {
@@ -365,5 +412,28 @@ mod tests {
         assert_eq!(parse_cidr("1.2.3.4").unwrap().to_string(), "1.2.3.4/32");
         assert_eq!(parse_cidr("5.6.7.8/16").unwrap().to_string(), "5.6.0.0/16");
         assert!(parse_cidr("5.6.7.8/33").is_none());
+    }
+
+    fn part() -> impl proptest::strategy::Strategy<Value = GlobPart> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[ab/]{0,3}".prop_map(GlobPart::Lit),
+            Just(GlobPart::Star),
+            Just(GlobPart::Plus),
+        ]
+    }
+
+    proptest::proptest! {
+        /// `Glob::matches` (the linear matcher: no allocation, backtracking to the last star
+        /// only) agrees with the reference backtracking matcher, newlines included.
+        #[test]
+        fn the_linear_matcher_agrees_with_backtracking(
+            parts in proptest::collection::vec(part(), 0..6),
+            value in "[ab/\n]{0,10}",
+        ) {
+            let v = value.as_bytes();
+            let glob = Glob(parts.clone());
+            proptest::prop_assert_eq!(glob.matches(&value), glob_match(&parts, v), "{:?} on {:?}", parts, value);
+        }
     }
 }

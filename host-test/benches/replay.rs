@@ -32,6 +32,7 @@ use palisade_engine::{Options, Request, SourceFile, Verdict};
 use palisade_host_test::{Bound, HostSettings, ProxyWasmHost, ReadBack, Replayer, same_decision};
 
 const WASM: &str = "wasm32-wasip1/plugin/palisade_proxy_wasm.wasm";
+const DECIDE_GUEST: &str = "wasm32-wasip1/plugin/palisade_decide_guest.wasm";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,14 +41,80 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn plugin() -> PathBuf {
-    std::env::var_os("PALISADE_PROXY_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root().join("target"), PathBuf::from)
-                .join(WASM)
-        })
+/// A module: `$<var>` when set, else `<target dir>/<built>`.
+fn module(var: &str, built: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root().join("target"), PathBuf::from)
+            .join(built)
+    })
+}
+
+fn read_module(var: &str, built: &str) -> Vec<u8> {
+    let path = module(var, built);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (cargo xtask bench-replay builds it)",
+            path.display()
+        )
+    })
+}
+
+/// `Engine::decide` over `requests`, `rounds` times, inside the decide guest (the engine
+/// compiled to wasm32-wasip1, no proxy-wasm ABI): seconds, and how many decisions allowed.
+fn decide_alone_in_wasm(
+    wasm: &[u8],
+    files: &[SourceFile],
+    requests: &[Request],
+    rounds: u32,
+) -> (f64, u32) {
+    use wasmtime::{Config, Engine, Linker, Module, Store};
+    // Compiled as the replay host compiles the plugin: Cranelift at `speed`, with the epoch
+    // checks time-bounded guests carry (no ticker runs here, so none fires).
+    let mut config = Config::new();
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config.epoch_interruption(true);
+    if std::env::var_os("PALISADE_WASM_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::from_binary(&engine, wasm).unwrap();
+    let mut linker: Linker<()> = Linker::new(&engine);
+    linker.define_unknown_imports_as_traps(&module).unwrap();
+    let mut store = Store::new(&engine, ());
+    store.set_epoch_deadline(u64::MAX / 2);
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+        init.call(&mut store, ()).unwrap();
+    }
+    let files: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name, "text": f.text}))
+        .collect();
+    let input =
+        serde_json::to_vec(&serde_json::json!({"files": files, "requests": requests})).unwrap();
+    let len = u32::try_from(input.len()).unwrap();
+    let alloc = instance
+        .get_typed_func::<u32, u32>(&mut store, "palisade_alloc")
+        .unwrap();
+    let prepare = instance
+        .get_typed_func::<(u32, u32), u32>(&mut store, "palisade_prepare")
+        .unwrap();
+    let run = instance
+        .get_typed_func::<u32, u32>(&mut store, "palisade_run")
+        .unwrap();
+    let at = alloc.call(&mut store, len).unwrap();
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    memory.write(&mut store, at as usize, &input).unwrap();
+    assert_eq!(
+        prepare.call(&mut store, (at, len)).unwrap(),
+        0,
+        "the decide guest refused its input"
+    );
+    run.call(&mut store, 1).unwrap();
+    let t = Instant::now();
+    let allowed = run.call(&mut store, rounds).unwrap();
+    (t.elapsed().as_secs_f64(), allowed)
 }
 
 fn sources() -> Vec<SourceFile> {
@@ -86,9 +153,8 @@ fn main() {
         }
         i += 1;
     }
-    let wasm_path = plugin();
-    let wasm = std::fs::read(&wasm_path)
-        .unwrap_or_else(|e| panic!("{}: {e} (cargo xtask plugin)", wasm_path.display()));
+    let wasm = read_module("PALISADE_PROXY_WASM", WASM);
+    let decide_guest = read_module("PALISADE_DECIDE_GUEST", DECIDE_GUEST);
     let sample_path = root().join("examples/shop/traffic/envoy-access.jsonl");
     let sample = std::fs::read_to_string(&sample_path).unwrap();
 
@@ -121,7 +187,7 @@ fn main() {
         bound: if fuel { Bound::Fuel } else { Bound::TIME },
         ..HostSettings::default()
     };
-    let host = ProxyWasmHost::with_settings(&wasm, settings).unwrap();
+    let host = ProxyWasmHost::with_settings(&wasm, settings.clone()).unwrap();
     let mut replayer =
         Replayer::with_read_back(host, &sources(), &Options::default(), read_back).unwrap();
 
@@ -179,6 +245,47 @@ fn main() {
     }
     let wasm_s = t.elapsed().as_secs_f64();
 
+    // The floor: the same replay (routing, properties and headers set for the record, the
+    // stream's callbacks, the read-back) through a minimal module that reads nothing and lets
+    // everything through — what any plugin costs this host before its own code.
+    let floor_wasm = wat::parse_str(include_str!("../testdata/floor.wat")).unwrap();
+    let floor_host = ProxyWasmHost::with_settings(&floor_wasm, settings).unwrap();
+    let mut floor = Replayer::with_read_back(
+        floor_host,
+        &sources(),
+        &Options::default(),
+        ReadBack::Outcome,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let mut floor_allowed = 0usize;
+    for r in &records {
+        let o = floor.observe_wasm(black_box(r)).unwrap().unwrap();
+        floor_allowed += usize::from(o.verdict == Verdict::Allow);
+    }
+    let floor_s = t.elapsed().as_secs_f64();
+    assert_eq!(
+        floor_allowed, n,
+        "the minimal module lets every record through"
+    );
+
+    // The decision alone, natively and in wasm: `Engine::decide` on the sample's requests,
+    // as many decisions as records, with no proxy-wasm ABI in between.
+    let rounds = u32::try_from(copies).unwrap();
+    let t = Instant::now();
+    let mut alone_native_allowed = 0u32;
+    for _ in 0..rounds {
+        for r in &base {
+            let d = replayer.native().decide(black_box(r));
+            alone_native_allowed += u32::from(d.verdict == Verdict::Allow);
+        }
+    }
+    let alone_native_s = t.elapsed().as_secs_f64();
+    let (alone_wasm_s, alone_wasm_allowed) =
+        decide_alone_in_wasm(&decide_guest, &sources(), &base, rounds);
+    assert_eq!(alone_native_allowed as usize, base_allowed * copies);
+    assert_eq!(alone_wasm_allowed, alone_native_allowed);
+
     assert_eq!(native_allowed, base_allowed * copies);
     assert_eq!(wasm_allowed, native_allowed);
     let native_rate = n as f64 / native_s;
@@ -209,4 +316,26 @@ fn main() {
         wasm_s / native_s
     );
     println!("  allowed {native_allowed} of {n} on both sides");
+    let ns = |s: f64| s * 1e9 / n as f64;
+    println!("  where the wasm time goes:");
+    println!(
+        "    floor: the same replay through a minimal module (reads nothing, decides nothing) {:>6.0} ns/record",
+        ns(floor_s)
+    );
+    println!(
+        "    the decision alone (Engine::decide, no ABI): native {:.0} ns, wasm {:.0} ns ({:.2}x native's time)",
+        ns(alone_native_s),
+        ns(alone_wasm_s),
+        alone_wasm_s / alone_native_s
+    );
+    println!(
+        "    the plugin's own reading, deciding and counting: {:.0} ns/record ({:.0} of it beyond the wasm decision)",
+        ns(wasm_s - floor_s),
+        ns(wasm_s - floor_s - alone_wasm_s)
+    );
+    println!(
+        "    bound: even with free attribute reads a record costs the floor plus the wasm decision, {:.0} ns: wasm / native at most {:.3}x",
+        ns(floor_s + alone_wasm_s),
+        native_s / (floor_s + alone_wasm_s)
+    );
 }

@@ -530,6 +530,19 @@ fn count(line: &str, what: &str) -> u64 {
 fn bench_replay(args: &[String]) -> Result<(), String> {
     plugin()?;
     run(
+        "the engine's decision alone as a wasm module (wasm32-wasip1, profile plugin)",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip1",
+            "--profile",
+            "plugin",
+            "-p",
+            "palisade-decide-guest",
+        ]),
+    )?;
+    run(
         "replay benchmark (release)",
         cargo()
             .args([
