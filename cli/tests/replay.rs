@@ -17,8 +17,6 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const WASM: &str = "wasm32-wasip1/plugin/palisade_proxy_wasm.wasm";
-
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -30,41 +28,12 @@ fn shop() -> PathBuf {
     root().join("examples/shop")
 }
 
-/// The plugin: `$PALISADE_PROXY_WASM`, the workspace build, else built here.
+/// The plugin: `$PALISADE_PROXY_WASM`, the workspace build when it is newer than its sources,
+/// else built here (see `palisade_host_test::modules`).
 fn plugin() -> PathBuf {
     static WASM_PATH: OnceLock<PathBuf> = OnceLock::new();
     WASM_PATH
-        .get_or_init(|| {
-            if let Some(p) = std::env::var_os("PALISADE_PROXY_WASM") {
-                return PathBuf::from(p);
-            }
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root().join("target"), PathBuf::from);
-            let built = target.join(WASM);
-            if built.exists() {
-                return built;
-            }
-            let own = target.join("cli-test-plugin");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(root())
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "palisade-proxy-wasm",
-                    "--target",
-                    "wasm32-wasip1",
-                    "--profile",
-                    "plugin",
-                    "--target-dir",
-                ])
-                .arg(&own)
-                .status()
-                .unwrap();
-            assert!(status.success(), "building the plugin failed");
-            own.join(WASM)
-        })
+        .get_or_init(|| palisade_host_test::modules::plugin("cli-test-plugin").unwrap())
         .clone()
 }
 

@@ -713,7 +713,22 @@ struct Side<'a> {
     /// The pod, when the endpoint is one (from the inventory or described inline).
     pod: Option<Pod<'a>>,
     /// The addresses `ipBlock` peers test (any of them may match).
-    ips: Vec<IpAddr>,
+    ips: Ips<'a>,
+}
+
+/// A side's addresses, borrowed: the request's one, or an inventory workload's.
+enum Ips<'a> {
+    One(IpAddr),
+    All(&'a [IpAddr]),
+}
+
+impl Ips<'_> {
+    fn as_slice(&self) -> &[IpAddr] {
+        match self {
+            Ips::One(ip) => std::slice::from_ref(ip),
+            Ips::All(ips) => ips,
+        }
+    }
 }
 
 struct Pod<'a> {
@@ -750,8 +765,8 @@ fn resolve<'a>(
                 selected,
             }),
             ips: match ep.ip {
-                Some(ip) => vec![ip],
-                None => w.ips.clone(),
+                Some(ip) => Ips::One(ip),
+                None => Ips::All(&w.ips),
             },
         })
     };
@@ -777,7 +792,7 @@ fn resolve<'a>(
                     ports: &[],
                     selected: Cow::Owned(net.select(&w.namespace, &w.labels)),
                 }),
-                ips: ep.ip.into_iter().collect(),
+                ips: ep.ip.map_or(Ips::All(&[]), Ips::One),
             }),
         },
         None => match ep.ip {
@@ -785,7 +800,7 @@ fn resolve<'a>(
                 Some(i) => known(i),
                 None => Ok(Side {
                     pod: None,
-                    ips: vec![ip],
+                    ips: Ips::One(ip),
                 }),
             },
             None => match spiffe_identity(ep.principal.as_deref()) {
@@ -842,6 +857,7 @@ impl Peer {
         match self {
             Peer::IpBlock { cidr, except } => other
                 .ips
+                .as_slice()
                 .iter()
                 .any(|ip| cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))),
             Peer::Pods { pods, namespaces } => {

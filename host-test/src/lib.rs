@@ -9,6 +9,7 @@
 //! - [`envoy`]: an engine `Request` as Envoy 1.40's properties and request headers;
 //! - [`decider`]: the guest behind the corpus's `Decider` trait;
 //! - [`abi`]: the ABI's numbers and the pairs serialization;
+//! - [`modules`]: the workspace's modules for tests and benchmarks, rebuilt when stale;
 //! - [`replay`]: recorded requests through the `.wasm` and the native engine side by side
 //!   (`palisade replay`), read back as Envoy shows them (verdict, local reply, counters) or as
 //!   the full decision of the plugin's log line.
@@ -34,6 +35,7 @@ pub mod decider;
 pub mod envoy;
 pub mod host;
 mod imports;
+pub mod modules;
 pub mod replay;
 
 pub use abi::{Action, LogLevel};

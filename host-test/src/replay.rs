@@ -149,8 +149,8 @@ pub struct Replayer {
     slots: Vec<Slot>,
     index: HashMap<u64, Vec<usize>>,
     read_back: ReadBack,
-    /// The slot of the last request, with its key (consecutive requests often share one).
-    last: Option<(u64, usize)>,
+    /// The slot of the last request (consecutive requests often share one).
+    last: Option<usize>,
 }
 
 impl Replayer {
@@ -260,24 +260,24 @@ impl Replayer {
     fn slot(&mut self, request: &Request) -> Result<usize, Unroutable> {
         let dest = self.destination_ref(request)?;
         let (protocol, hops) = (request.protocol, trusted_xff_hops(request));
+        let fits = |s: &Slot| s.protocol == protocol && s.hops == hops && dest.is(&s.workload);
+        // Consecutive requests often go to the same sidecar: compared, not hashed.
+        if let Some(i) = self.last
+            && self.slots.get(i).is_some_and(fits)
+        {
+            return Ok(i);
+        }
         let mut h = DefaultHasher::new();
         dest.hash_into(&mut h);
         protocol.hash(&mut h);
         hops.hash(&mut h);
         let key = h.finish();
-        let fits = |s: &Slot| s.protocol == protocol && s.hops == hops && dest.is(&s.workload);
-        if let Some((k, i)) = self.last
-            && k == key
-            && self.slots.get(i).is_some_and(fits)
-        {
-            return Ok(i);
-        }
         if let Some(found) = self.index.get(&key).and_then(|v| {
             v.iter()
                 .copied()
                 .find(|i| self.slots.get(*i).is_some_and(fits))
         }) {
-            self.last = Some((key, found));
+            self.last = Some(found);
             return Ok(found);
         }
         let workload = self.destination(request)?;
@@ -303,7 +303,7 @@ impl Replayer {
         });
         let i = self.slots.len().saturating_sub(1);
         self.index.entry(key).or_default().push(i);
-        self.last = Some((key, i));
+        self.last = Some(i);
         Ok(i)
     }
 

@@ -321,6 +321,11 @@ fn bundle_only_plugin() -> Result<PathBuf, String> {
 
 /// `cargo build` of the plugin for wasm32-wasip1 with profile `plugin`, plus `extra` arguments.
 fn build_plugin(what: &str, extra: &[&str]) -> Result<(), String> {
+    build_wasip1("palisade-proxy-wasm", what, extra)
+}
+
+/// `cargo build` of `package` for wasm32-wasip1 with profile `plugin`, plus `extra` arguments.
+fn build_wasip1(package: &str, what: &str, extra: &[&str]) -> Result<(), String> {
     run(
         what,
         cargo()
@@ -332,7 +337,7 @@ fn build_plugin(what: &str, extra: &[&str]) -> Result<(), String> {
                 "--profile",
                 "plugin",
                 "-p",
-                "palisade-proxy-wasm",
+                package,
             ])
             .args(extra),
     )
@@ -529,18 +534,10 @@ fn count(line: &str, what: &str) -> u64 {
 /// the plugin build it loads.
 fn bench_replay(args: &[String]) -> Result<(), String> {
     plugin()?;
-    run(
+    build_wasip1(
+        "palisade-decide-guest",
         "the engine's decision alone as a wasm module (wasm32-wasip1, profile plugin)",
-        cargo().args([
-            "build",
-            "--quiet",
-            "--target",
-            "wasm32-wasip1",
-            "--profile",
-            "plugin",
-            "-p",
-            "palisade-decide-guest",
-        ]),
+        &[],
     )?;
     run(
         "replay benchmark (release)",

@@ -1,0 +1,148 @@
+//! The workspace's wasm32-wasip1 modules for tests and benchmarks: where cargo puts them, and
+//! a fresh build when the one there is older than its sources.
+//!
+//! Tests and benchmarks across the workspace (`host-test`, `cli`, `host-test/nri-loader`)
+//! load modules built with profile `plugin`. [`fresh_module`] returns the workspace build
+//! when it is newer than every source it is built from, else builds one in a target
+//! directory of its own (the outer `cargo test` may hold the workspace one's lock; cargo then
+//! rebuilds only what changed). Paths are the workspace's at compile time: this is test
+//! tooling, not something a deployed host uses.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// Where a package's module is, relative to a target directory.
+pub fn module_path(package: &str) -> PathBuf {
+    Path::new("wasm32-wasip1/plugin").join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// The newest modification time of the files under `dirs` and of `files` (paths relative to
+/// the workspace root).
+fn newest(dirs: &[&str], files: &[&str]) -> Option<SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, newest);
+            } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                *newest = (*newest).max(Some(m));
+            }
+        }
+    }
+    let root = workspace_root();
+    let mut out = None;
+    for dir in dirs {
+        walk(&root.join(dir), &mut out);
+    }
+    for file in files {
+        if let Ok(m) = std::fs::metadata(root.join(file)).and_then(|m| m.modified()) {
+            out = out.max(Some(m));
+        }
+    }
+    out
+}
+
+/// What a module is built from: its crate's sources and the engine's, and the manifests.
+fn sources_of(crate_dir: &str) -> Option<SystemTime> {
+    let (src, manifest) = (
+        format!("{crate_dir}/src"),
+        format!("{crate_dir}/Cargo.toml"),
+    );
+    newest(
+        &[&src, "engine/src"],
+        &["Cargo.toml", "Cargo.lock", "engine/Cargo.toml", &manifest],
+    )
+}
+
+/// `package`'s module (in `crate_dir`, relative to the workspace root): `$<var>` when set,
+/// else the workspace build when it is newer than its sources, else a build of our own in
+/// `<target>/<own>`.
+pub fn fresh_module(
+    var: &str,
+    package: &str,
+    crate_dir: &str,
+    own: &str,
+) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(var) {
+        return Ok(PathBuf::from(p));
+    }
+    let built = target_dir().join(module_path(package));
+    let fresh = std::fs::metadata(&built)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| sources_of(crate_dir).is_none_or(|source| built >= source));
+    if fresh {
+        return Ok(built);
+    }
+    build(package, &target_dir().join(own))
+}
+
+/// Builds `package` for wasm32-wasip1 with profile `plugin` into `target`; the module's path.
+pub fn build(package: &str, target: &Path) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let started = std::time::Instant::now();
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            package,
+            "--target",
+            "wasm32-wasip1",
+            "--profile",
+            "plugin",
+            "--target-dir",
+        ])
+        .arg(target)
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {package} failed ({status})"));
+    }
+    eprintln!("built {package} in {:?}", started.elapsed());
+    Ok(target.join(module_path(package)))
+}
+
+/// The proxy-wasm plugin: `$PALISADE_PROXY_WASM`, the workspace build when fresh, else built
+/// in `<target>/<own>`.
+pub fn plugin(own: &str) -> Result<PathBuf, String> {
+    fresh_module(
+        "PALISADE_PROXY_WASM",
+        "palisade-proxy-wasm",
+        "plugin/proxy-wasm",
+        own,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_are_named_as_cargo_names_them() {
+        assert_eq!(
+            module_path("palisade-proxy-wasm"),
+            Path::new("wasm32-wasip1/plugin/palisade_proxy_wasm.wasm")
+        );
+        assert!(workspace_root().join("host-test/src/modules.rs").exists());
+        // The plugin's sources exist, so they have a modification time.
+        assert!(sources_of("plugin/proxy-wasm").is_some());
+    }
+}
