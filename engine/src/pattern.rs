@@ -91,8 +91,8 @@ impl Glob {
     }
 
     /// Whether the whole value matches.
-    pub fn matches(&self, v: &str) -> bool {
-        let v = v.as_bytes();
+    pub fn matches(&self, text: &str) -> bool {
+        let v = text.as_bytes();
         let has_no_slash = self.0.iter().any(|p| matches!(p, GlobPart::NoSlash));
         let newline_in_literal = self
             .0
@@ -106,6 +106,15 @@ impl Glob {
         // Wildcards never match a newline and no literal holds one.
         if v.contains(&b'\n') {
             return false;
+        }
+        // The shapes Istio's namespace (`.*/ns/<ns>/.*`) and prefix/suffix regexes take.
+        match self.0.as_slice() {
+            [GlobPart::Star, GlobPart::Lit(l), GlobPart::Star] => {
+                return text.contains(l.as_str());
+            }
+            [GlobPart::Lit(p), GlobPart::Star] => return text.starts_with(p.as_str()),
+            [GlobPart::Star, GlobPart::Lit(s)] => return text.ends_with(s.as_str()),
+            _ => {}
         }
         wildcard_match(&self.0, v)
     }
@@ -434,6 +443,24 @@ mod tests {
             let v = value.as_bytes();
             let glob = Glob(parts.clone());
             proptest::prop_assert_eq!(glob.matches(&value), glob_match(&parts, v), "{:?} on {:?}", parts, value);
+        }
+
+        /// The shapes `Glob::matches` answers with `contains`, `starts_with` and
+        /// `ends_with` agree with the backtracking matcher.
+        #[test]
+        fn the_common_shapes_agree_with_backtracking(
+            lit in "[ab/]{0,4}",
+            shape in 0usize..3,
+            value in "[ab/\n]{0,10}",
+        ) {
+            let l = GlobPart::Lit(lit);
+            let parts = match shape {
+                0 => vec![GlobPart::Star, l, GlobPart::Star],
+                1 => vec![l, GlobPart::Star],
+                _ => vec![GlobPart::Star, l],
+            };
+            let glob = Glob(parts.clone());
+            proptest::prop_assert_eq!(glob.matches(&value), glob_match(&parts, value.as_bytes()), "{:?} on {:?}", parts, value);
         }
     }
 }
