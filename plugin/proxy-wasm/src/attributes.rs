@@ -45,36 +45,42 @@ fn bad(what: &str, why: impl fmt::Display) -> AttributeError {
     AttributeError(format!("cannot decode `{what}`: {why}"))
 }
 
-/// The property paths the glue reads (segments as `get_property` takes them).
+/// The property paths the glue reads, pre-serialised as `proxy_get_property` takes them: the
+/// segments joined by NUL, no trailing NUL (so a request builds no path).
 pub mod paths {
     /// `source.address`.
-    pub const SOURCE_ADDRESS: &[&str] = &["source", "address"];
+    pub const SOURCE_ADDRESS: &[u8] = b"source\0address";
     /// `source.port`.
-    pub const SOURCE_PORT: &[&str] = &["source", "port"];
+    pub const SOURCE_PORT: &[u8] = b"source\0port";
     /// `destination.address`.
-    pub const DESTINATION_ADDRESS: &[&str] = &["destination", "address"];
+    pub const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
     /// `destination.port`.
-    pub const DESTINATION_PORT: &[&str] = &["destination", "port"];
+    pub const DESTINATION_PORT: &[u8] = b"destination\0port";
     /// `connection.mtls`.
-    pub const MTLS: &[&str] = &["connection", "mtls"];
+    pub const MTLS: &[u8] = b"connection\0mtls";
     /// `connection.uri_san_peer_certificate`.
-    pub const PEER_URI_SAN: &[&str] = &["connection", "uri_san_peer_certificate"];
+    pub const PEER_URI_SAN: &[u8] = b"connection\0uri_san_peer_certificate";
     /// `connection.requested_server_name`.
-    pub const SNI: &[&str] = &["connection", "requested_server_name"];
+    pub const SNI: &[u8] = b"connection\0requested_server_name";
     /// The request's dynamic metadata (a serialized `envoy.config.core.v3.Metadata`), where
     /// `jwt_authn` puts the verified payload. Read whole rather than as
     /// `metadata.filter_metadata.envoy.filters.http.jwt_authn`: that path answers a CEL map in
     /// pairs form, which loses value types (a number is 8 untagged bytes).
-    pub const METADATA: &[&str] = &["metadata"];
+    pub const METADATA: &[u8] = b"metadata";
     /// Istio's node metadata keys, under `xds.node.metadata` (Envoy 1.40 no longer answers
     /// the legacy top-level `node`).
-    pub const NODE_NAMESPACE: &[&str] = &["xds", "node", "metadata", "NAMESPACE"];
+    pub const NODE_NAMESPACE: &[u8] = b"xds\0node\0metadata\0NAMESPACE";
     /// `xds.node.metadata.WORKLOAD_NAME`.
-    pub const NODE_WORKLOAD_NAME: &[&str] = &["xds", "node", "metadata", "WORKLOAD_NAME"];
+    pub const NODE_WORKLOAD_NAME: &[u8] = b"xds\0node\0metadata\0WORKLOAD_NAME";
     /// `xds.node.metadata.LABELS`.
-    pub const NODE_LABELS: &[&str] = &["xds", "node", "metadata", "LABELS"];
+    pub const NODE_LABELS: &[u8] = b"xds\0node\0metadata\0LABELS";
     /// `xds.node.metadata.SERVICE_ACCOUNT`.
-    pub const NODE_SERVICE_ACCOUNT: &[&str] = &["xds", "node", "metadata", "SERVICE_ACCOUNT"];
+    pub const NODE_SERVICE_ACCOUNT: &[u8] = b"xds\0node\0metadata\0SERVICE_ACCOUNT";
+
+    /// A path as messages name it, `source.address` (built only for an error or a log line).
+    pub fn name(path: &[u8]) -> String {
+        String::from_utf8_lossy(path).replace('\0', ".")
+    }
 }
 
 /// The filter whose metadata carries the JWT payload.
@@ -140,7 +146,7 @@ pub fn decode_bool(what: &str, bytes: &[u8]) -> Result<bool, AttributeError> {
 
 /// An address property: `ip:port`, `[v6]:port`, or a bare IP.
 pub fn decode_address(what: &str, bytes: &[u8]) -> Result<(IpAddr, Option<u16>), AttributeError> {
-    let s = decode_string(what, bytes)?;
+    let s = std::str::from_utf8(bytes).map_err(|e| bad(what, e))?;
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok((sa.ip(), Some(sa.port())));
     }
@@ -183,25 +189,26 @@ pub fn remote_ip(xff: &[String], hops: u32, source: Option<IpAddr>) -> Option<Ip
         .or(source)
 }
 
-/// Decodes the proxy-wasm pairs format (u32 count, count × (u32 key length, u32 value
-/// length), then each key and value followed by a NUL). `None` unless the bytes are exactly
-/// one such map.
-pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+/// Walks the proxy-wasm pairs format (u32 count, count × (u32 key length, u32 value length),
+/// then each key and value followed by a NUL), handing each pair to `f` in order, without
+/// allocating. Returns the offset just past the last pair; `None` when the bytes are
+/// truncated or malformed (`f` may then have seen the pairs before the fault).
+fn visit_pairs<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> Option<usize> {
     let u32_at = |at: usize| -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(b)).ok()
     };
     let count = u32_at(0)?;
-    let mut sizes = Vec::new();
-    let mut at = 4usize;
-    for _ in 0..count {
-        let k = u32_at(at)?;
-        let v = u32_at(at.checked_add(4)?)?;
-        sizes.push((k, v));
-        at = at.checked_add(8)?;
+    // The size table must fit before any pair is read (a huge count is refused at once).
+    let mut at = count.checked_mul(8)?.checked_add(4)?;
+    if at > bytes.len() {
+        return None;
     }
-    let mut out = Vec::with_capacity(sizes.len());
-    for (k, v) in sizes {
+    let mut sizes = 4usize;
+    for _ in 0..count {
+        let k = u32_at(sizes)?;
+        let v = u32_at(sizes.checked_add(4)?)?;
+        sizes = sizes.checked_add(8)?;
         let key = bytes.get(at..at.checked_add(k)?)?;
         at = at.checked_add(k)?;
         if bytes.get(at) != Some(&0) {
@@ -214,10 +221,54 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
             return None;
         }
         at = at.checked_add(1)?;
-        out.push((key, value));
+        f(key, value);
     }
-    // Envoy pads short maps to 30 bytes ("prevent string inlining"): trailing zeros are fine.
-    bytes.get(at..)?.iter().all(|b| *b == 0).then_some(out)
+    Some(at)
+}
+
+/// Whether everything after the pairs is padding: Envoy pads short maps to 30 bytes
+/// ("prevent string inlining"), so trailing zeros are fine, anything else is not.
+fn only_padding(bytes: &[u8], end: usize) -> bool {
+    bytes
+        .get(end..)
+        .is_some_and(|rest| rest.iter().all(|b| *b == 0))
+}
+
+/// Decodes the proxy-wasm pairs format (see [`visit_pairs`]). `None` unless the bytes are
+/// exactly one such map.
+pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut out = Vec::new();
+    let end = visit_pairs(bytes, |k, v| out.push((k, v)))?;
+    only_padding(bytes, end).then_some(out)
+}
+
+/// The request headers from the header map as `proxy_get_header_map_pairs` answers it (the
+/// pairs format), keeping only the pairs whose name `keep` accepts, as owned strings (a value
+/// that is not UTF-8 is converted lossily); the other pairs are skipped in place, without an
+/// allocation. No bytes is an empty map (the host may answer no buffer for one); truncated or
+/// malformed bytes are an error (the request is then denied).
+pub fn kept_headers(
+    bytes: &[u8],
+    keep: impl Fn(&[u8]) -> bool,
+    capacity: usize,
+) -> Result<Vec<(String, String)>, AttributeError> {
+    let mut out = Vec::new();
+    if bytes.is_empty() {
+        return Ok(out);
+    }
+    out.reserve(capacity);
+    let end = visit_pairs(bytes, |k, v| {
+        if keep(k) {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            out.push((text(k), text(v)));
+        }
+    });
+    match end {
+        Some(end) if only_padding(bytes, end) => Ok(out),
+        _ => Err(AttributeError(
+            "cannot decode the request headers: malformed header map".to_string(),
+        )),
+    }
 }
 
 /// A struct-like property as JSON: the proxy-wasm pairs form Envoy 1.40 uses for CEL maps
@@ -364,9 +415,10 @@ pub fn decode_labels(bytes: &[u8]) -> Result<BTreeMap<String, String>, Attribute
     }
 }
 
-fn opt_string(what: &str, bytes: Option<&Vec<u8>>) -> Result<Option<String>, AttributeError> {
+/// A string property, moved out of its buffer (no copy); empty is absent.
+fn opt_string(what: &str, bytes: Option<Vec<u8>>) -> Result<Option<String>, AttributeError> {
     bytes
-        .map(|b| decode_string(what, b))
+        .map(|b| String::from_utf8(b).map_err(|e| bad(what, e)))
         .transpose()
         .map(|s| s.filter(|s| !s.is_empty()))
 }
@@ -395,15 +447,12 @@ pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, Att
         Some(b) => Some(decode_port("destination.port", b)?),
         None => destination_port,
     };
-    let principal = opt_string(
-        "connection.uri_san_peer_certificate",
-        raw.peer_uri_san.as_ref(),
-    )?;
+    let principal = opt_string("connection.uri_san_peer_certificate", raw.peer_uri_san)?;
     let mtls = match &raw.mtls {
         Some(b) => decode_bool("connection.mtls", b)?,
         None => false,
     };
-    let sni = opt_string("connection.requested_server_name", raw.sni.as_ref())?;
+    let sni = opt_string("connection.requested_server_name", raw.sni)?;
     let mut request = Request {
         protocol: plugin.protocol,
         source: Endpoint {
@@ -572,6 +621,78 @@ mod tests {
         assert_eq!(decode_pairs(&padded).unwrap().len(), 1);
         assert!(decode_pairs(b"\x05\x00\x00\x00").is_none());
         assert!(decode_pairs(b"ab").is_none());
+    }
+
+    #[test]
+    fn the_header_map_keeps_only_the_named_headers_in_arrival_order() {
+        let b = pairs(&[
+            (b":method", b"GET"),
+            (b"user-agent", b"curl"),
+            (b":path", b"/a"),
+            (b"x-tenant", b"t1"),
+            (b"x-tenant", b"t2"),
+            (b"x-bin", b"\xff"),
+        ]);
+        let keep = |n: &[u8]| [&b":method"[..], b":path", b"x-tenant", b"x-bin"].contains(&n);
+        let h = kept_headers(&b, keep, 4).unwrap();
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            h,
+            [
+                (":method", "GET"),
+                (":path", "/a"),
+                ("x-tenant", "t1"),
+                ("x-tenant", "t2"),
+                ("x-bin", "\u{fffd}"),
+            ],
+            "user-agent dropped, a value that is not UTF-8 converted lossily"
+        );
+        // No buffer and an empty map are both no headers; padding is fine.
+        assert_eq!(kept_headers(&[], keep, 0).unwrap(), vec![]);
+        assert_eq!(kept_headers(&pairs(&[]), keep, 0).unwrap(), vec![]);
+        let mut padded = pairs(&[(b":path", b"/")]);
+        padded.resize(40, 0);
+        assert_eq!(kept_headers(&padded, keep, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_malformed_or_truncated_header_map_is_an_error() {
+        let keep = |_: &[u8]| true;
+        let good = pairs(&[(b":method", b"GET"), (b":path", b"/p")]);
+        // Every truncation of a valid map is refused (never a panic, never a partial map).
+        for len in 1..good.len() {
+            assert!(kept_headers(&good[..len], keep, 2).is_err(), "cut at {len}");
+        }
+        // A missing NUL after a key, and after a value.
+        let mut no_nul = good.clone();
+        let key_end = 4 + 2 * 8 + b":method".len();
+        no_nul[key_end] = b'x';
+        assert!(kept_headers(&no_nul, keep, 2).is_err());
+        let mut no_nul = good.clone();
+        no_nul[key_end + 1 + 3] = b'x';
+        assert!(kept_headers(&no_nul, keep, 2).is_err());
+        // Trailing bytes that are not padding, a count the bytes cannot hold, sizes that
+        // overflow.
+        let mut trailing = good.clone();
+        trailing.push(b'z');
+        assert!(kept_headers(&trailing, keep, 2).is_err());
+        assert!(kept_headers(&u32::MAX.to_le_bytes(), keep, 2).is_err());
+        let mut huge = 1u32.to_le_bytes().to_vec();
+        huge.extend(u32::MAX.to_le_bytes());
+        huge.extend(u32::MAX.to_le_bytes());
+        huge.extend([0; 8]);
+        assert!(kept_headers(&huge, keep, 2).is_err());
+        assert!(kept_headers(&[1, 0], keep, 2).is_err());
+        // Dropped headers are parsed as strictly as kept ones.
+        assert!(kept_headers(&good[..good.len() - 1], |_| false, 0).is_err());
+    }
+
+    #[test]
+    fn property_paths_are_nul_joined_and_named_with_dots() {
+        assert_eq!(paths::SOURCE_ADDRESS, b"source\0address");
+        assert_eq!(paths::name(paths::SOURCE_ADDRESS), "source.address");
+        assert_eq!(paths::name(paths::NODE_LABELS), "xds.node.metadata.LABELS");
+        assert_eq!(paths::name(paths::METADATA), "metadata");
     }
 
     /// The `metadata` property Envoy 1.40 answered after `jwt_authn` verified a token with
