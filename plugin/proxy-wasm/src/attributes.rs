@@ -16,9 +16,11 @@
 //! | `metadata.filter_metadata.envoy.filters.http.jwt_authn` | proxy-wasm pairs (a CEL map), values untyped (strings raw, a number as 8 bytes of a double): not used, see [`paths::METADATA`] |
 //! | `xds.node.metadata.<KEY>` | a string is UTF-8; `LABELS` is a map in pairs encoding (the legacy `node.metadata` path answers nothing) |
 //!
-//! Request headers come from the header map (`get_http_request_headers`): one pair per value,
-//! names lower-case, pseudo-headers (`:method`, `:path`, `:authority`) included.
+//! Request headers come from the header map (`proxy_get_header_map_pairs`): one pair per
+//! value, names lower-case, pseudo-headers (`:method`, `:path`, `:authority`) included; the
+//! pseudo-headers become the request's method, path and host (see [`http_attributes`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -108,7 +110,7 @@ pub struct RawAttributes {
     /// `connection.requested_server_name`.
     pub sni: Option<Vec<u8>>,
     /// Request header pairs (HTTP only), one pair per value.
-    pub headers: Option<Vec<(String, String)>>,
+    pub headers: Option<Vec<(HeaderName, String)>>,
     /// The dynamic metadata, `metadata` (HTTP only).
     pub metadata: Option<Vec<u8>>,
 }
@@ -155,15 +157,58 @@ pub fn decode_address(what: &str, bytes: &[u8]) -> Result<(IpAddr, Option<u16>),
         .map_err(|_| bad(what, format!("`{s}` is not an address")))
 }
 
-/// Groups header pairs by lower-case name, each value kept separately, in arrival order.
-pub fn group_headers(pairs: Vec<(String, String)>) -> BTreeMap<String, Vec<String>> {
-    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (mut k, v) in pairs {
-        // Envoy's names are lower-case already: moved, not copied.
-        k.make_ascii_lowercase();
-        map.entry(k).or_default().push(v);
+/// A request header's name: the pseudo-headers the request takes its method, host and path
+/// from are static names (no allocation: see [`http_attributes`]), the others owned text.
+pub type HeaderName = Cow<'static, str>;
+
+/// The pseudo-headers that become [`HttpAttributes`]' `method`, `host` and `path`.
+const PSEUDO: [&str; 3] = [":method", ":authority", ":path"];
+
+/// `name` as a [`HeaderName`]: a pseudo-header of [`PSEUDO`] without an allocation.
+fn header_name(name: &[u8]) -> HeaderName {
+    match PSEUDO
+        .iter()
+        .find(|p| p.as_bytes().eq_ignore_ascii_case(name))
+    {
+        Some(p) => Cow::Borrowed(p),
+        None => Cow::Owned(text(name)),
     }
-    map
+}
+
+/// Bytes as text: checked as UTF-8 first (the lossy conversion walks them in chunks, slower);
+/// what is not UTF-8 is converted lossily.
+fn text(b: &[u8]) -> String {
+    std::str::from_utf8(b).map_or_else(|_| String::from_utf8_lossy(b).into_owned(), str::to_owned)
+}
+
+/// The HTTP attributes from the request's header pairs: the first `:method`, `:authority` and
+/// `:path` become `method`, `host` and `path` (moved, not copied); every other header is
+/// grouped by lower-case name, each value kept separately, in arrival order. The
+/// pseudo-headers are not also put in `headers`: the engine reads them only from the three
+/// fields (a rule's `request.headers[:method]`, `[:authority]`, `[:path]` included; see
+/// `Facts::header_values` in the engine), so a copy there could change no decision.
+pub fn http_attributes(pairs: Vec<(HeaderName, String)>) -> HttpAttributes {
+    let mut http = HttpAttributes::default();
+    let mut taken = [false; PSEUDO.len()];
+    for (name, value) in pairs {
+        if let Some(i) = PSEUDO.iter().position(|p| name.eq_ignore_ascii_case(p)) {
+            let field = match i {
+                0 => &mut http.method,
+                1 => &mut http.host,
+                _ => &mut http.path,
+            };
+            if let Some(taken @ false) = taken.get_mut(i) {
+                *field = value;
+                *taken = true;
+            }
+            continue;
+        }
+        let mut name = name.into_owned();
+        // Envoy's names are lower-case already: moved, not copied.
+        name.make_ascii_lowercase();
+        http.headers.entry(name).or_default().push(value);
+    }
+    http
 }
 
 /// `remote.ip` with `hops` trusted `x-forwarded-for` hops, as Envoy's `xff_num_trusted_hops`
@@ -244,14 +289,14 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 
 /// The request headers from the header map as `proxy_get_header_map_pairs` answers it (the
 /// pairs format), keeping only the pairs whose name `keep` accepts, as owned strings (a value
-/// that is not UTF-8 is converted lossily); the other pairs are skipped in place, without an
-/// allocation. No bytes is an empty map (the host may answer no buffer for one); truncated or
+/// that is not UTF-8 is converted lossily; a pseudo-header's name is static, see
+/// [`HeaderName`]); the other pairs are skipped in place, without an allocation. No bytes is an empty map (the host may answer no buffer for one); truncated or
 /// malformed bytes are an error (the request is then denied).
 pub fn kept_headers(
     bytes: &[u8],
     keep: impl Fn(&[u8]) -> bool,
     capacity: usize,
-) -> Result<Vec<(String, String)>, AttributeError> {
+) -> Result<Vec<(HeaderName, String)>, AttributeError> {
     let mut out = Vec::new();
     if bytes.is_empty() {
         return Ok(out);
@@ -259,12 +304,7 @@ pub fn kept_headers(
     out.reserve(capacity);
     let end = visit_pairs(bytes, |k, v| {
         if keep(k) {
-            // Checked first: the lossy conversion walks the bytes in chunks, slower.
-            let text = |b: &[u8]| {
-                std::str::from_utf8(b)
-                    .map_or_else(|_| String::from_utf8_lossy(b).into_owned(), str::to_owned)
-            };
-            out.push((text(k), text(v)));
+            out.push((header_name(k), text(v)));
         }
     });
     match end {
@@ -644,26 +684,14 @@ pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, Att
         ..Request::default()
     };
     if plugin.protocol == Protocol::Http {
-        let headers = group_headers(raw.headers.unwrap_or_default());
-        let first = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.first())
-                .cloned()
-                .unwrap_or_default()
-        };
-        let xff = headers
+        let http = http_attributes(raw.headers.unwrap_or_default());
+        let xff = http
+            .headers
             .get("x-forwarded-for")
             .map(Vec::as_slice)
             .unwrap_or_default();
         request.remote_ip = remote_ip(xff, plugin.trusted_xff_hops, source_ip);
-        let (method, host, path) = (first(":method"), first(":authority"), first(":path"));
-        request.http = Some(HttpAttributes {
-            method,
-            host,
-            path,
-            headers,
-        });
+        request.http = Some(http);
         request.jwt = match &raw.metadata {
             Some(m) => jwt_payload(m)?,
             None => None,
@@ -756,14 +784,58 @@ mod tests {
     }
 
     #[test]
-    fn headers_group_by_lower_case_name_keeping_each_value() {
-        let h = group_headers(vec![
+    fn headers_group_by_lower_case_name_and_the_pseudo_headers_become_fields() {
+        let h = http_attributes(vec![
             ("X-A".into(), "1".into()),
-            ("x-a".into(), "2".into()),
             (":path".into(), "/p".into()),
+            ("x-a".into(), "2".into()),
+            (":method".into(), "GET".into()),
+            (":path".into(), "/second".into()),
+            (":Authority".into(), "cart".into()),
         ]);
-        assert_eq!(h["x-a"], vec!["1", "2"]);
-        assert_eq!(h[":path"], vec!["/p"]);
+        assert_eq!(h.headers["x-a"], vec!["1", "2"]);
+        assert_eq!(
+            (h.method.as_str(), h.host.as_str(), h.path.as_str()),
+            ("GET", "cart", "/p"),
+            "the first value of each"
+        );
+        assert_eq!(h.headers.len(), 1, "the pseudo-headers only as fields");
+        assert!(http_attributes(Vec::new()) == HttpAttributes::default());
+    }
+
+    #[test]
+    fn a_rule_on_a_pseudo_header_by_name_still_decides_from_the_fields() {
+        let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                      metadata: {name: by-header, namespace: shop}\n\
+                      spec:\n  action: ALLOW\n  rules:\n  - when:\n\
+                      \x20   - {key: \"request.headers[:method]\", values: [GET]}\n\
+                      \x20   - {key: \"request.headers[:authority]\", values: [cart]}\n\
+                      \x20   - {key: \"request.headers[:path]\", values: [/ok]}\n";
+        let json = serde_json::json!({
+            "policy": policy, "protocol": "http",
+            "workload": {"namespace": "shop", "labels": {"app": "cart"}},
+        });
+        let p = Plugin::configure(
+            &crate::config::test_configuration(json),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        let request = |method: &str, path: &str| {
+            let mut raw = plaintext_conn();
+            let map = pairs(&[
+                (b":method", method.as_bytes()),
+                (b":authority", b"cart"),
+                (b":path", path.as_bytes()),
+                (b"user-agent", b"x"),
+            ]);
+            raw.headers = Some(kept_headers(&map, |n| p.keeps_header(n), 4).unwrap());
+            build_request(raw, &p).unwrap()
+        };
+        let ok = request("GET", "/ok");
+        assert!(ok.http.as_ref().unwrap().headers.is_empty());
+        assert!(p.decide(&ok).allowed());
+        assert!(!p.decide(&request("POST", "/ok")).allowed());
+        assert!(!p.decide(&request("GET", "/no")).allowed());
     }
 
     #[test]
@@ -802,7 +874,7 @@ mod tests {
         ]);
         let keep = |n: &[u8]| [&b":method"[..], b":path", b"x-tenant", b"x-bin"].contains(&n);
         let h = kept_headers(&b, keep, 4).unwrap();
-        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_ref(), v.as_str())).collect();
         assert_eq!(
             h,
             [
