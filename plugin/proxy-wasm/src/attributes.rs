@@ -16,9 +16,11 @@
 //! | `metadata.filter_metadata.envoy.filters.http.jwt_authn` | proxy-wasm pairs (a CEL map), values untyped (strings raw, a number as 8 bytes of a double): not used, see [`paths::METADATA`] |
 //! | `xds.node.metadata.<KEY>` | a string is UTF-8; `LABELS` is a map in pairs encoding (the legacy `node.metadata` path answers nothing) |
 //!
-//! Request headers come from the header map (`get_http_request_headers`): one pair per value,
-//! names lower-case, pseudo-headers (`:method`, `:path`, `:authority`) included.
+//! Request headers come from the header map (`proxy_get_header_map_pairs`): one pair per
+//! value, names lower-case, pseudo-headers (`:method`, `:path`, `:authority`) included; the
+//! pseudo-headers become the request's method, path and host (see [`http_attributes`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -45,36 +47,42 @@ fn bad(what: &str, why: impl fmt::Display) -> AttributeError {
     AttributeError(format!("cannot decode `{what}`: {why}"))
 }
 
-/// The property paths the glue reads (segments as `get_property` takes them).
+/// The property paths the glue reads, pre-serialised as `proxy_get_property` takes them: the
+/// segments joined by NUL, no trailing NUL (so a request builds no path).
 pub mod paths {
     /// `source.address`.
-    pub const SOURCE_ADDRESS: &[&str] = &["source", "address"];
+    pub const SOURCE_ADDRESS: &[u8] = b"source\0address";
     /// `source.port`.
-    pub const SOURCE_PORT: &[&str] = &["source", "port"];
+    pub const SOURCE_PORT: &[u8] = b"source\0port";
     /// `destination.address`.
-    pub const DESTINATION_ADDRESS: &[&str] = &["destination", "address"];
+    pub const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
     /// `destination.port`.
-    pub const DESTINATION_PORT: &[&str] = &["destination", "port"];
+    pub const DESTINATION_PORT: &[u8] = b"destination\0port";
     /// `connection.mtls`.
-    pub const MTLS: &[&str] = &["connection", "mtls"];
+    pub const MTLS: &[u8] = b"connection\0mtls";
     /// `connection.uri_san_peer_certificate`.
-    pub const PEER_URI_SAN: &[&str] = &["connection", "uri_san_peer_certificate"];
+    pub const PEER_URI_SAN: &[u8] = b"connection\0uri_san_peer_certificate";
     /// `connection.requested_server_name`.
-    pub const SNI: &[&str] = &["connection", "requested_server_name"];
+    pub const SNI: &[u8] = b"connection\0requested_server_name";
     /// The request's dynamic metadata (a serialized `envoy.config.core.v3.Metadata`), where
     /// `jwt_authn` puts the verified payload. Read whole rather than as
     /// `metadata.filter_metadata.envoy.filters.http.jwt_authn`: that path answers a CEL map in
     /// pairs form, which loses value types (a number is 8 untagged bytes).
-    pub const METADATA: &[&str] = &["metadata"];
+    pub const METADATA: &[u8] = b"metadata";
     /// Istio's node metadata keys, under `xds.node.metadata` (Envoy 1.40 no longer answers
     /// the legacy top-level `node`).
-    pub const NODE_NAMESPACE: &[&str] = &["xds", "node", "metadata", "NAMESPACE"];
+    pub const NODE_NAMESPACE: &[u8] = b"xds\0node\0metadata\0NAMESPACE";
     /// `xds.node.metadata.WORKLOAD_NAME`.
-    pub const NODE_WORKLOAD_NAME: &[&str] = &["xds", "node", "metadata", "WORKLOAD_NAME"];
+    pub const NODE_WORKLOAD_NAME: &[u8] = b"xds\0node\0metadata\0WORKLOAD_NAME";
     /// `xds.node.metadata.LABELS`.
-    pub const NODE_LABELS: &[&str] = &["xds", "node", "metadata", "LABELS"];
+    pub const NODE_LABELS: &[u8] = b"xds\0node\0metadata\0LABELS";
     /// `xds.node.metadata.SERVICE_ACCOUNT`.
-    pub const NODE_SERVICE_ACCOUNT: &[&str] = &["xds", "node", "metadata", "SERVICE_ACCOUNT"];
+    pub const NODE_SERVICE_ACCOUNT: &[u8] = b"xds\0node\0metadata\0SERVICE_ACCOUNT";
+
+    /// A path as messages name it, `source.address` (built only for an error or a log line).
+    pub fn name(path: &[u8]) -> String {
+        String::from_utf8_lossy(path).replace('\0', ".")
+    }
 }
 
 /// The filter whose metadata carries the JWT payload.
@@ -102,7 +110,7 @@ pub struct RawAttributes {
     /// `connection.requested_server_name`.
     pub sni: Option<Vec<u8>>,
     /// Request header pairs (HTTP only), one pair per value.
-    pub headers: Option<Vec<(String, String)>>,
+    pub headers: Option<Vec<(HeaderName, String)>>,
     /// The dynamic metadata, `metadata` (HTTP only).
     pub metadata: Option<Vec<u8>>,
 }
@@ -140,7 +148,7 @@ pub fn decode_bool(what: &str, bytes: &[u8]) -> Result<bool, AttributeError> {
 
 /// An address property: `ip:port`, `[v6]:port`, or a bare IP.
 pub fn decode_address(what: &str, bytes: &[u8]) -> Result<(IpAddr, Option<u16>), AttributeError> {
-    let s = decode_string(what, bytes)?;
+    let s = std::str::from_utf8(bytes).map_err(|e| bad(what, e))?;
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok((sa.ip(), Some(sa.port())));
     }
@@ -149,15 +157,58 @@ pub fn decode_address(what: &str, bytes: &[u8]) -> Result<(IpAddr, Option<u16>),
         .map_err(|_| bad(what, format!("`{s}` is not an address")))
 }
 
-/// Groups header pairs by lower-case name, each value kept separately, in arrival order.
-pub fn group_headers(pairs: Vec<(String, String)>) -> BTreeMap<String, Vec<String>> {
-    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (mut k, v) in pairs {
-        // Envoy's names are lower-case already: moved, not copied.
-        k.make_ascii_lowercase();
-        map.entry(k).or_default().push(v);
+/// A request header's name: the pseudo-headers the request takes its method, host and path
+/// from are static names (no allocation: see [`http_attributes`]), the others owned text.
+pub type HeaderName = Cow<'static, str>;
+
+/// The pseudo-headers that become [`HttpAttributes`]' `method`, `host` and `path`.
+const PSEUDO: [&str; 3] = [":method", ":authority", ":path"];
+
+/// `name` as a [`HeaderName`]: a pseudo-header of [`PSEUDO`] without an allocation.
+fn header_name(name: &[u8]) -> HeaderName {
+    match PSEUDO
+        .iter()
+        .find(|p| p.as_bytes().eq_ignore_ascii_case(name))
+    {
+        Some(p) => Cow::Borrowed(p),
+        None => Cow::Owned(text(name)),
     }
-    map
+}
+
+/// Bytes as text: checked as UTF-8 first (the lossy conversion walks them in chunks, slower);
+/// what is not UTF-8 is converted lossily.
+fn text(b: &[u8]) -> String {
+    std::str::from_utf8(b).map_or_else(|_| String::from_utf8_lossy(b).into_owned(), str::to_owned)
+}
+
+/// The HTTP attributes from the request's header pairs: the first `:method`, `:authority` and
+/// `:path` become `method`, `host` and `path` (moved, not copied); every other header is
+/// grouped by lower-case name, each value kept separately, in arrival order. The
+/// pseudo-headers are not also put in `headers`: the engine reads them only from the three
+/// fields (a rule's `request.headers[:method]`, `[:authority]`, `[:path]` included; see
+/// `Facts::header_values` in the engine), so a copy there could change no decision.
+pub fn http_attributes(pairs: Vec<(HeaderName, String)>) -> HttpAttributes {
+    let mut http = HttpAttributes::default();
+    let mut taken = [false; PSEUDO.len()];
+    for (name, value) in pairs {
+        if let Some(i) = PSEUDO.iter().position(|p| name.eq_ignore_ascii_case(p)) {
+            let field = match i {
+                0 => &mut http.method,
+                1 => &mut http.host,
+                _ => &mut http.path,
+            };
+            if let Some(taken @ false) = taken.get_mut(i) {
+                *field = value;
+                *taken = true;
+            }
+            continue;
+        }
+        let mut name = name.into_owned();
+        // Envoy's names are lower-case already: moved, not copied.
+        name.make_ascii_lowercase();
+        http.headers.entry(name).or_default().push(value);
+    }
+    http
 }
 
 /// `remote.ip` with `hops` trusted `x-forwarded-for` hops, as Envoy's `xff_num_trusted_hops`
@@ -183,25 +234,26 @@ pub fn remote_ip(xff: &[String], hops: u32, source: Option<IpAddr>) -> Option<Ip
         .or(source)
 }
 
-/// Decodes the proxy-wasm pairs format (u32 count, count × (u32 key length, u32 value
-/// length), then each key and value followed by a NUL). `None` unless the bytes are exactly
-/// one such map.
-pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+/// Walks the proxy-wasm pairs format (u32 count, count × (u32 key length, u32 value length),
+/// then each key and value followed by a NUL), handing each pair to `f` in order, without
+/// allocating. Returns the offset just past the last pair; `None` when the bytes are
+/// truncated or malformed (`f` may then have seen the pairs before the fault).
+fn visit_pairs<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> Option<usize> {
     let u32_at = |at: usize| -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(b)).ok()
     };
     let count = u32_at(0)?;
-    let mut sizes = Vec::new();
-    let mut at = 4usize;
-    for _ in 0..count {
-        let k = u32_at(at)?;
-        let v = u32_at(at.checked_add(4)?)?;
-        sizes.push((k, v));
-        at = at.checked_add(8)?;
+    // The size table must fit before any pair is read (a huge count is refused at once).
+    let mut at = count.checked_mul(8)?.checked_add(4)?;
+    if at > bytes.len() {
+        return None;
     }
-    let mut out = Vec::with_capacity(sizes.len());
-    for (k, v) in sizes {
+    let mut sizes = 4usize;
+    for _ in 0..count {
+        let k = u32_at(sizes)?;
+        let v = u32_at(sizes.checked_add(4)?)?;
+        sizes = sizes.checked_add(8)?;
         let key = bytes.get(at..at.checked_add(k)?)?;
         at = at.checked_add(k)?;
         if bytes.get(at) != Some(&0) {
@@ -214,10 +266,53 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
             return None;
         }
         at = at.checked_add(1)?;
-        out.push((key, value));
+        f(key, value);
     }
-    // Envoy pads short maps to 30 bytes ("prevent string inlining"): trailing zeros are fine.
-    bytes.get(at..)?.iter().all(|b| *b == 0).then_some(out)
+    Some(at)
+}
+
+/// Whether everything after the pairs is padding: Envoy pads short maps to 30 bytes
+/// ("prevent string inlining"), so trailing zeros are fine, anything else is not.
+fn only_padding(bytes: &[u8], end: usize) -> bool {
+    bytes
+        .get(end..)
+        .is_some_and(|rest| rest.iter().all(|b| *b == 0))
+}
+
+/// Decodes the proxy-wasm pairs format (see [`visit_pairs`]). `None` unless the bytes are
+/// exactly one such map.
+pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut out = Vec::new();
+    let end = visit_pairs(bytes, |k, v| out.push((k, v)))?;
+    only_padding(bytes, end).then_some(out)
+}
+
+/// The request headers from the header map as `proxy_get_header_map_pairs` answers it (the
+/// pairs format), keeping only the pairs whose name `keep` accepts, as owned strings (a value
+/// that is not UTF-8 is converted lossily; a pseudo-header's name is static, see
+/// [`HeaderName`]); the other pairs are skipped in place, without an allocation. No bytes is an empty map (the host may answer no buffer for one); truncated or
+/// malformed bytes are an error (the request is then denied).
+pub fn kept_headers(
+    bytes: &[u8],
+    keep: impl Fn(&[u8]) -> bool,
+    capacity: usize,
+) -> Result<Vec<(HeaderName, String)>, AttributeError> {
+    let mut out = Vec::new();
+    if bytes.is_empty() {
+        return Ok(out);
+    }
+    out.reserve(capacity);
+    let end = visit_pairs(bytes, |k, v| {
+        if keep(k) {
+            out.push((header_name(k), text(v)));
+        }
+    });
+    match end {
+        Some(end) if only_padding(bytes, end) => Ok(out),
+        _ => Err(AttributeError(
+            "cannot decode the request headers: malformed header map".to_string(),
+        )),
+    }
 }
 
 /// A struct-like property as JSON: the proxy-wasm pairs form Envoy 1.40 uses for CEL maps
@@ -264,24 +359,27 @@ pub fn struct_to_json(s: prost_types::Struct) -> Value {
     )
 }
 
+/// A `Value`'s `number_value` as JSON: whole numbers (JWT `exp`, `iat`) stay integers, as in
+/// the token; NaN and the infinities, which JSON cannot hold, are `null`.
+fn number_to_json(n: f64) -> Value {
+    serde_json::Number::from_f64(n).map_or(Value::Null, |n| match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "checked whole and in range"
+            )]
+            let i = f as i64;
+            Value::from(i)
+        }
+        _ => Value::Number(n),
+    })
+}
+
 fn value_to_json(v: prost_types::Value) -> Value {
     use prost_types::value::Kind;
     match v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n).map_or(Value::Null, |n| {
-            // Whole numbers (JWT `exp`, `iat`) stay integers, as in the token.
-            match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                    #[allow(
-                        clippy::cast_possible_truncation,
-                        reason = "checked whole and in range"
-                    )]
-                    let i = f as i64;
-                    Value::from(i)
-                }
-                _ => Value::Number(n),
-            }
-        }),
+        Some(Kind::NumberValue(n)) => number_to_json(n),
         Some(Kind::StringValue(s)) => Value::String(s),
         Some(Kind::BoolValue(b)) => Value::Bool(b),
         Some(Kind::StructValue(s)) => struct_to_json(s),
@@ -291,20 +389,22 @@ fn value_to_json(v: prost_types::Value) -> Value {
 
 /// The JWT payload from the dynamic metadata (a serialized `envoy.config.core.v3.Metadata`):
 /// `filter_metadata["envoy.filters.http.jwt_authn"].payload`, `None` when no token was
-/// verified.
+/// verified. The filter's `Struct` is decoded straight into JSON ([`pb_json`]), without the
+/// `prost_types` tree in between.
 pub fn jwt_payload(metadata: &[u8]) -> Result<Option<Value>, AttributeError> {
     let Some(s) = filter_metadata(metadata, JWT_FILTER).map_err(|e| bad("metadata", e))? else {
         return Ok(None);
     };
-    Ok(match struct_to_json(s) {
-        Value::Object(mut m) => m.remove(JWT_PAYLOAD_KEY),
-        _ => None,
-    })
+    let mut fields = Map::new();
+    pb_json::merge_struct(s, &mut fields, pb_json::RECURSION_LIMIT)
+        .map_err(|e| bad("metadata", e))?;
+    Ok(fields.remove(JWT_PAYLOAD_KEY))
 }
 
 /// One filter's entry of `Metadata.filter_metadata` (field 1: `map<string, Struct>`, each
-/// entry a message with the key as field 1 and the `Struct` as field 2).
-fn filter_metadata(mut buf: &[u8], filter: &str) -> Result<Option<prost_types::Struct>, String> {
+/// entry a message with the key as field 1 and the `Struct` as field 2): the `Struct`'s bytes
+/// (empty when the entry has none).
+fn filter_metadata<'a>(mut buf: &'a [u8], filter: &str) -> Result<Option<&'a [u8]>, String> {
     use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
     while !buf.is_empty() {
         let (tag, wire) = decode_key(&mut buf).map_err(|e| e.to_string())?;
@@ -342,12 +442,170 @@ fn filter_metadata(mut buf: &[u8], filter: &str) -> Result<Option<prost_types::S
             }
         }
         if key == Some(filter.as_bytes()) {
-            return prost_types::Struct::decode(value.unwrap_or_default())
-                .map(Some)
-                .map_err(|e| e.to_string());
+            return Ok(Some(value.unwrap_or_default()));
         }
     }
     Ok(None)
+}
+
+/// `google.protobuf.Struct` / `Value` / `ListValue` wire bytes decoded straight into JSON, as
+/// `prost_types` decoding followed by [`struct_to_json`] would give them (a test compares the
+/// two): the same merge rules (a repeated scalar replaces, a repeated `struct_value` or
+/// `list_value` merges into the one before, a repeated map key replaces its entry), the same
+/// errors (a known field with the wrong wire type, a string that is not UTF-8, truncation,
+/// nesting past prost's recursion limit), unknown fields skipped.
+mod pb_json {
+    use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+    use serde_json::{Map, Value};
+
+    /// prost's default recursion limit (`DecodeContext::default()`).
+    pub const RECURSION_LIMIT: u32 = 100;
+
+    type Result<T> = std::result::Result<T, String>;
+
+    fn key(buf: &mut &[u8]) -> Result<(u32, WireType)> {
+        decode_key(buf).map_err(|e| e.to_string())
+    }
+
+    fn skip(wire: WireType, tag: u32, buf: &mut &[u8]) -> Result<()> {
+        skip_field(wire, tag, buf, DecodeContext::default()).map_err(|e| e.to_string())
+    }
+
+    fn expect(wire: WireType, wanted: WireType) -> Result<()> {
+        if wire == wanted {
+            Ok(())
+        } else {
+            Err(format!("invalid wire type: {wire:?} (expected {wanted:?})"))
+        }
+    }
+
+    fn varint(buf: &mut &[u8]) -> Result<u64> {
+        decode_varint(buf).map_err(|e| e.to_string())
+    }
+
+    fn delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8]> {
+        let len = varint(buf)?;
+        let (field, rest) = usize::try_from(len)
+            .ok()
+            .and_then(|len| buf.split_at_checked(len))
+            .ok_or("buffer underflow")?;
+        *buf = rest;
+        Ok(field)
+    }
+
+    fn text(bytes: &[u8]) -> Result<String> {
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| "invalid string value: data is not UTF-8 encoded".to_string())
+    }
+
+    /// A nested message's context: prost refuses to enter one with no recursion left.
+    fn enter(ctx: u32) -> Result<u32> {
+        ctx.checked_sub(1)
+            .ok_or_else(|| "recursion limit reached".to_string())
+    }
+
+    /// A `Struct`'s fields (`ctx`: the recursion left for them) merged into `map`.
+    pub fn merge_struct(mut buf: &[u8], map: &mut Map<String, Value>, ctx: u32) -> Result<()> {
+        while !buf.is_empty() {
+            let (tag, wire) = key(&mut buf)?;
+            if tag != 1 {
+                skip(wire, tag, &mut buf)?;
+                continue;
+            }
+            expect(wire, WireType::LengthDelimited)?;
+            let mut entry = delimited(&mut buf)?;
+            // A map entry is a message of its own (prost enters it without the check).
+            let entry_ctx = ctx.saturating_sub(1);
+            let (mut name, mut value) = (String::new(), Value::Null);
+            while !entry.is_empty() {
+                let (tag, wire) = key(&mut entry)?;
+                match tag {
+                    1 => {
+                        expect(wire, WireType::LengthDelimited)?;
+                        name = text(delimited(&mut entry)?)?;
+                    }
+                    2 => {
+                        expect(wire, WireType::LengthDelimited)?;
+                        let bytes = delimited(&mut entry)?;
+                        merge_value(bytes, &mut value, enter(entry_ctx)?)?;
+                    }
+                    _ => skip(wire, tag, &mut entry)?,
+                }
+            }
+            map.insert(name, value);
+        }
+        Ok(())
+    }
+
+    /// A `Value`'s fields merged into `value` (`Null` is also a `Value` with no kind).
+    fn merge_value(mut buf: &[u8], value: &mut Value, ctx: u32) -> Result<()> {
+        while !buf.is_empty() {
+            let (tag, wire) = key(&mut buf)?;
+            match tag {
+                1 => {
+                    expect(wire, WireType::Varint)?;
+                    varint(&mut buf)?;
+                    *value = Value::Null;
+                }
+                2 => {
+                    expect(wire, WireType::SixtyFourBit)?;
+                    let (bytes, rest) = buf.split_first_chunk::<8>().ok_or("buffer underflow")?;
+                    buf = rest;
+                    *value = super::number_to_json(f64::from_le_bytes(*bytes));
+                }
+                3 => {
+                    expect(wire, WireType::LengthDelimited)?;
+                    *value = Value::String(text(delimited(&mut buf)?)?);
+                }
+                4 => {
+                    expect(wire, WireType::Varint)?;
+                    *value = Value::Bool(varint(&mut buf)? != 0);
+                }
+                5 => {
+                    expect(wire, WireType::LengthDelimited)?;
+                    let bytes = delimited(&mut buf)?;
+                    let inner = enter(ctx)?;
+                    if !value.is_object() {
+                        *value = Value::Object(Map::new());
+                    }
+                    if let Value::Object(map) = value {
+                        merge_struct(bytes, map, inner)?;
+                    }
+                }
+                6 => {
+                    expect(wire, WireType::LengthDelimited)?;
+                    let bytes = delimited(&mut buf)?;
+                    let inner = enter(ctx)?;
+                    if !value.is_array() {
+                        *value = Value::Array(Vec::new());
+                    }
+                    if let Value::Array(list) = value {
+                        merge_list(bytes, list, inner)?;
+                    }
+                }
+                _ => skip(wire, tag, &mut buf)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A `ListValue`'s fields: each `values` entry appended.
+    fn merge_list(mut buf: &[u8], list: &mut Vec<Value>, ctx: u32) -> Result<()> {
+        while !buf.is_empty() {
+            let (tag, wire) = key(&mut buf)?;
+            if tag != 1 {
+                skip(wire, tag, &mut buf)?;
+                continue;
+            }
+            expect(wire, WireType::LengthDelimited)?;
+            let bytes = delimited(&mut buf)?;
+            let mut value = Value::Null;
+            merge_value(bytes, &mut value, enter(ctx)?)?;
+            list.push(value);
+        }
+        Ok(())
+    }
 }
 
 /// Istio's `LABELS` node metadata (a map of strings) as label pairs.
@@ -364,9 +622,10 @@ pub fn decode_labels(bytes: &[u8]) -> Result<BTreeMap<String, String>, Attribute
     }
 }
 
-fn opt_string(what: &str, bytes: Option<&Vec<u8>>) -> Result<Option<String>, AttributeError> {
+/// A string property, moved out of its buffer (no copy); empty is absent.
+fn opt_string(what: &str, bytes: Option<Vec<u8>>) -> Result<Option<String>, AttributeError> {
     bytes
-        .map(|b| decode_string(what, b))
+        .map(|b| String::from_utf8(b).map_err(|e| bad(what, e)))
         .transpose()
         .map(|s| s.filter(|s| !s.is_empty()))
 }
@@ -395,15 +654,12 @@ pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, Att
         Some(b) => Some(decode_port("destination.port", b)?),
         None => destination_port,
     };
-    let principal = opt_string(
-        "connection.uri_san_peer_certificate",
-        raw.peer_uri_san.as_ref(),
-    )?;
+    let principal = opt_string("connection.uri_san_peer_certificate", raw.peer_uri_san)?;
     let mtls = match &raw.mtls {
         Some(b) => decode_bool("connection.mtls", b)?,
         None => false,
     };
-    let sni = opt_string("connection.requested_server_name", raw.sni.as_ref())?;
+    let sni = opt_string("connection.requested_server_name", raw.sni)?;
     let mut request = Request {
         protocol: plugin.protocol,
         source: Endpoint {
@@ -428,26 +684,14 @@ pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, Att
         ..Request::default()
     };
     if plugin.protocol == Protocol::Http {
-        let headers = group_headers(raw.headers.unwrap_or_default());
-        let first = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.first())
-                .cloned()
-                .unwrap_or_default()
-        };
-        let xff = headers
+        let http = http_attributes(raw.headers.unwrap_or_default());
+        let xff = http
+            .headers
             .get("x-forwarded-for")
             .map(Vec::as_slice)
             .unwrap_or_default();
         request.remote_ip = remote_ip(xff, plugin.trusted_xff_hops, source_ip);
-        let (method, host, path) = (first(":method"), first(":authority"), first(":path"));
-        request.http = Some(HttpAttributes {
-            method,
-            host,
-            path,
-            headers,
-        });
+        request.http = Some(http);
         request.jwt = match &raw.metadata {
             Some(m) => jwt_payload(m)?,
             None => None,
@@ -540,14 +784,58 @@ mod tests {
     }
 
     #[test]
-    fn headers_group_by_lower_case_name_keeping_each_value() {
-        let h = group_headers(vec![
+    fn headers_group_by_lower_case_name_and_the_pseudo_headers_become_fields() {
+        let h = http_attributes(vec![
             ("X-A".into(), "1".into()),
-            ("x-a".into(), "2".into()),
             (":path".into(), "/p".into()),
+            ("x-a".into(), "2".into()),
+            (":method".into(), "GET".into()),
+            (":path".into(), "/second".into()),
+            (":Authority".into(), "cart".into()),
         ]);
-        assert_eq!(h["x-a"], vec!["1", "2"]);
-        assert_eq!(h[":path"], vec!["/p"]);
+        assert_eq!(h.headers["x-a"], vec!["1", "2"]);
+        assert_eq!(
+            (h.method.as_str(), h.host.as_str(), h.path.as_str()),
+            ("GET", "cart", "/p"),
+            "the first value of each"
+        );
+        assert_eq!(h.headers.len(), 1, "the pseudo-headers only as fields");
+        assert!(http_attributes(Vec::new()) == HttpAttributes::default());
+    }
+
+    #[test]
+    fn a_rule_on_a_pseudo_header_by_name_still_decides_from_the_fields() {
+        let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                      metadata: {name: by-header, namespace: shop}\n\
+                      spec:\n  action: ALLOW\n  rules:\n  - when:\n\
+                      \x20   - {key: \"request.headers[:method]\", values: [GET]}\n\
+                      \x20   - {key: \"request.headers[:authority]\", values: [cart]}\n\
+                      \x20   - {key: \"request.headers[:path]\", values: [/ok]}\n";
+        let json = serde_json::json!({
+            "policy": policy, "protocol": "http",
+            "workload": {"namespace": "shop", "labels": {"app": "cart"}},
+        });
+        let p = Plugin::configure(
+            &crate::config::test_configuration(json),
+            &NodeMetadata::default(),
+        )
+        .unwrap();
+        let request = |method: &str, path: &str| {
+            let mut raw = plaintext_conn();
+            let map = pairs(&[
+                (b":method", method.as_bytes()),
+                (b":authority", b"cart"),
+                (b":path", path.as_bytes()),
+                (b"user-agent", b"x"),
+            ]);
+            raw.headers = Some(kept_headers(&map, |n| p.keeps_header(n), 4).unwrap());
+            build_request(raw, &p).unwrap()
+        };
+        let ok = request("GET", "/ok");
+        assert!(ok.http.as_ref().unwrap().headers.is_empty());
+        assert!(p.decide(&ok).allowed());
+        assert!(!p.decide(&request("POST", "/ok")).allowed());
+        assert!(!p.decide(&request("GET", "/no")).allowed());
     }
 
     #[test]
@@ -574,6 +862,78 @@ mod tests {
         assert!(decode_pairs(b"ab").is_none());
     }
 
+    #[test]
+    fn the_header_map_keeps_only_the_named_headers_in_arrival_order() {
+        let b = pairs(&[
+            (b":method", b"GET"),
+            (b"user-agent", b"curl"),
+            (b":path", b"/a"),
+            (b"x-tenant", b"t1"),
+            (b"x-tenant", b"t2"),
+            (b"x-bin", b"\xff"),
+        ]);
+        let keep = |n: &[u8]| [&b":method"[..], b":path", b"x-tenant", b"x-bin"].contains(&n);
+        let h = kept_headers(&b, keep, 4).unwrap();
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_ref(), v.as_str())).collect();
+        assert_eq!(
+            h,
+            [
+                (":method", "GET"),
+                (":path", "/a"),
+                ("x-tenant", "t1"),
+                ("x-tenant", "t2"),
+                ("x-bin", "\u{fffd}"),
+            ],
+            "user-agent dropped, a value that is not UTF-8 converted lossily"
+        );
+        // No buffer and an empty map are both no headers; padding is fine.
+        assert_eq!(kept_headers(&[], keep, 0).unwrap(), vec![]);
+        assert_eq!(kept_headers(&pairs(&[]), keep, 0).unwrap(), vec![]);
+        let mut padded = pairs(&[(b":path", b"/")]);
+        padded.resize(40, 0);
+        assert_eq!(kept_headers(&padded, keep, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_malformed_or_truncated_header_map_is_an_error() {
+        let keep = |_: &[u8]| true;
+        let good = pairs(&[(b":method", b"GET"), (b":path", b"/p")]);
+        // Every truncation of a valid map is refused (never a panic, never a partial map).
+        for len in 1..good.len() {
+            assert!(kept_headers(&good[..len], keep, 2).is_err(), "cut at {len}");
+        }
+        // A missing NUL after a key, and after a value.
+        let mut no_nul = good.clone();
+        let key_end = 4 + 2 * 8 + b":method".len();
+        no_nul[key_end] = b'x';
+        assert!(kept_headers(&no_nul, keep, 2).is_err());
+        let mut no_nul = good.clone();
+        no_nul[key_end + 1 + 3] = b'x';
+        assert!(kept_headers(&no_nul, keep, 2).is_err());
+        // Trailing bytes that are not padding, a count the bytes cannot hold, sizes that
+        // overflow.
+        let mut trailing = good.clone();
+        trailing.push(b'z');
+        assert!(kept_headers(&trailing, keep, 2).is_err());
+        assert!(kept_headers(&u32::MAX.to_le_bytes(), keep, 2).is_err());
+        let mut huge = 1u32.to_le_bytes().to_vec();
+        huge.extend(u32::MAX.to_le_bytes());
+        huge.extend(u32::MAX.to_le_bytes());
+        huge.extend([0; 8]);
+        assert!(kept_headers(&huge, keep, 2).is_err());
+        assert!(kept_headers(&[1, 0], keep, 2).is_err());
+        // Dropped headers are parsed as strictly as kept ones.
+        assert!(kept_headers(&good[..good.len() - 1], |_| false, 0).is_err());
+    }
+
+    #[test]
+    fn property_paths_are_nul_joined_and_named_with_dots() {
+        assert_eq!(paths::SOURCE_ADDRESS, b"source\0address");
+        assert_eq!(paths::name(paths::SOURCE_ADDRESS), "source.address");
+        assert_eq!(paths::name(paths::NODE_LABELS), "xds.node.metadata.LABELS");
+        assert_eq!(paths::name(paths::METADATA), "metadata");
+    }
+
     /// The `metadata` property Envoy 1.40 answered after `jwt_authn` verified a token with
     /// `{"group": "admins", "iss": "https://issuer.example", "sub": "alice", "exp": 4102444800}`.
     const ENVOY_METADATA_HEX: &str = "0a85010a1c656e766f792e66696c746572732e687474702e6a77745f617574686e12650a630a077061796c6f616412582a560a110a0567726f757012081a0661646d696e730a1f0a0369737312181a1668747470733a2f2f6973737565722e6578616d706c650a0e0a0373756212071a05616c6963650a100a03657870120911000000e0ca90ee41";
@@ -594,6 +954,189 @@ mod tests {
         );
         assert_eq!(jwt_payload(&[]).unwrap(), None, "no metadata");
         assert!(jwt_payload(&[0x0a, 0x05, 0x0a]).is_err(), "truncated");
+    }
+
+    /// The reference for [`pb_json`]: prost's decoding, then `struct_to_json` (what
+    /// `jwt_payload` did before decoding straight to JSON). Errors compared as "an error".
+    fn via_prost(s: &[u8]) -> Result<Value, ()> {
+        prost_types::Struct::decode(s)
+            .map(struct_to_json)
+            .map_err(|_| ())
+    }
+
+    fn straight(s: &[u8]) -> Result<Value, ()> {
+        let mut m = Map::new();
+        pb_json::merge_struct(s, &mut m, pb_json::RECURSION_LIMIT)
+            .map(|()| Value::Object(m))
+            .map_err(|_| ())
+    }
+
+    fn pv(kind: prost_types::value::Kind) -> prost_types::Value {
+        prost_types::Value { kind: Some(kind) }
+    }
+
+    fn pstruct(fields: Vec<(&str, prost_types::Value)>) -> prost_types::Struct {
+        prost_types::Struct {
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
+    }
+
+    /// A length-delimited field.
+    fn ld(tag: u32, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+        out.extend(bytes);
+        out
+    }
+
+    #[test]
+    fn a_struct_decodes_straight_to_json_as_prost_would() {
+        use prost_types::value::Kind;
+        let rich = pstruct(vec![
+            ("s", pv(Kind::StringValue("x".into()))),
+            ("n", pv(Kind::NumberValue(1.5))),
+            ("exp", pv(Kind::NumberValue(4102444800.0))),
+            ("nan", pv(Kind::NumberValue(f64::NAN))),
+            ("inf", pv(Kind::NumberValue(f64::INFINITY))),
+            ("b", pv(Kind::BoolValue(true))),
+            ("null", pv(Kind::NullValue(0))),
+            ("none", prost_types::Value { kind: None }),
+            (
+                "l",
+                pv(Kind::ListValue(prost_types::ListValue {
+                    values: vec![
+                        pv(Kind::StringValue("a".into())),
+                        pv(Kind::NumberValue(-2.0)),
+                        pv(Kind::StructValue(pstruct(vec![(
+                            "k",
+                            pv(Kind::BoolValue(false)),
+                        )]))),
+                    ],
+                })),
+            ),
+            (
+                "o",
+                pv(Kind::StructValue(pstruct(vec![(
+                    "deep",
+                    pv(Kind::ListValue(prost_types::ListValue { values: vec![] })),
+                )]))),
+            ),
+        ]);
+        let bytes = rich.encode_to_vec();
+        let decoded = straight(&bytes);
+        assert_eq!(decoded, via_prost(&bytes));
+        assert_eq!(decoded.unwrap()["l"][2]["k"], Value::Bool(false));
+
+        // Every truncation and many one-byte corruptions: the same answer or both an error.
+        for len in 0..bytes.len() {
+            assert_eq!(
+                straight(&bytes[..len]),
+                via_prost(&bytes[..len]),
+                "cut at {len}"
+            );
+        }
+        for at in 0..bytes.len() {
+            let b = bytes[at];
+            for with in [
+                0,
+                0xff,
+                0x80,
+                b ^ 1,
+                b ^ 0x80,
+                b.wrapping_add(1),
+                0x0a,
+                0x12,
+                0x08,
+                0x0b,
+            ] {
+                let mut m = bytes.clone();
+                m[at] = with;
+                assert_eq!(straight(&m), via_prost(&m), "byte {at} = {with:#x}");
+            }
+        }
+
+        // Merges: a repeated map key replaces its entry; a `Value` with `struct_value` (or
+        // `list_value`) twice merges them; a scalar after a struct replaces it.
+        let a = pstruct(vec![("k", pv(Kind::StringValue("first".into())))]).encode_to_vec();
+        let b = pstruct(vec![("k", pv(Kind::BoolValue(true)))]).encode_to_vec();
+        let both = [a, b].concat();
+        assert_eq!(straight(&both), via_prost(&both));
+        assert_eq!(straight(&both).unwrap()["k"], Value::Bool(true));
+        let s1 = pv(Kind::StructValue(pstruct(vec![(
+            "x",
+            pv(Kind::NumberValue(1.0)),
+        )])));
+        let s2 = pv(Kind::StructValue(pstruct(vec![(
+            "y",
+            pv(Kind::NumberValue(2.0)),
+        )])));
+        let l1 = pv(Kind::ListValue(prost_types::ListValue {
+            values: vec![pv(Kind::NumberValue(1.0))],
+        }));
+        let l2 = pv(Kind::ListValue(prost_types::ListValue {
+            values: vec![pv(Kind::NumberValue(2.0))],
+        }));
+        let s3 = pv(Kind::StringValue("z".into()));
+        for parts in [
+            vec![&s1, &s2],
+            vec![&l1, &l2],
+            vec![&s1, &l1],
+            vec![&s1, &s3],
+            vec![&s3, &s1, &s2],
+        ] {
+            let value: Vec<u8> = parts.iter().flat_map(|v| v.encode_to_vec()).collect();
+            let entry = [ld(1, b"k"), ld(2, &value)].concat();
+            let msg = ld(1, &entry);
+            assert_eq!(straight(&msg), via_prost(&msg), "{parts:?}");
+        }
+        assert_eq!(
+            straight(&ld(
+                1,
+                &[
+                    ld(1, b"k"),
+                    ld(2, &[s1.encode_to_vec(), s2.encode_to_vec()].concat())
+                ]
+                .concat()
+            ))
+            .unwrap()["k"],
+            serde_json::json!({"x": 1, "y": 2})
+        );
+        // Unknown fields are skipped; a string that is not UTF-8 is an error.
+        let unknown = [ld(7, b"??"), bytes.clone(), ld(9, b"")].concat();
+        assert_eq!(straight(&unknown), via_prost(&unknown));
+        let bad_key = ld(1, &ld(1, b"\xff"));
+        assert!(straight(&bad_key).is_err() && via_prost(&bad_key).is_err());
+    }
+
+    #[test]
+    fn nesting_is_refused_where_prost_refuses_it() {
+        use prost_types::value::Kind;
+        let (mut structs, mut lists) = (pv(Kind::BoolValue(true)), pv(Kind::BoolValue(true)));
+        let mut refused = (None, None);
+        for depth in 1..80 {
+            structs = pv(Kind::StructValue(pstruct(vec![("a", structs)])));
+            lists = pv(Kind::ListValue(prost_types::ListValue {
+                values: vec![lists],
+            }));
+            for (i, v) in [&structs, &lists].into_iter().enumerate() {
+                let bytes = pstruct(vec![("v", v.clone())]).encode_to_vec();
+                let (ours, theirs) = (straight(&bytes), via_prost(&bytes));
+                assert_eq!(ours, theirs, "depth {depth}, {}", ["structs", "lists"][i]);
+                let first = if i == 0 {
+                    &mut refused.0
+                } else {
+                    &mut refused.1
+                };
+                if ours.is_err() && first.is_none() {
+                    *first = Some(depth);
+                }
+            }
+        }
+        assert!(refused.0.is_some() && refused.1.is_some(), "{refused:?}");
     }
 
     #[test]

@@ -296,8 +296,11 @@ impl Plugin {
     }
 
     /// Whether a request keeps the header `name` (see [`Plugin::headers`]).
-    pub fn keeps_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+    pub fn keeps_header(&self, name: impl AsRef<[u8]>) -> bool {
+        let name = name.as_ref();
+        self.headers
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
     }
 
     /// A one-line summary for the log: mode, workload and the policies that apply.

@@ -14,7 +14,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::attributes::{
-    AttributeError, RawAttributes, build_request, decode_bool, decode_labels, decode_string, paths,
+    AttributeError, RawAttributes, build_request, decode_bool, decode_labels, decode_string,
+    kept_headers, paths,
 };
 use crate::config::{NodeMetadata, Plugin, error_decision};
 use crate::enforce::{
@@ -34,15 +35,39 @@ mod entry {
     }}
 }
 
+/// ABI imports the SDK's wrappers make costlier than needed (or cannot express):
 /// `proxy_send_local_response` with response code details, which the SDK's
-/// `send_http_response` leaves empty.
+/// `send_http_response` leaves empty; `proxy_get_property` with a pre-serialised path (the
+/// SDK's `get_property` copies the path and serialises it again on every call, and panics on
+/// an unexpected status); `proxy_get_header_map_pairs` handing back the host's buffer as is
+/// (the SDK's `get_map_bytes` copies every pair into a `String` and a `Vec`, and panics on
+/// any status but OK).
 #[allow(
     unsafe_code,
-    reason = "an ABI import: the SDK has no wrapper that passes response code details"
+    reason = "ABI imports: the SDK has no wrapper that passes response code details, takes a \
+              pre-serialised property path, or returns the header map's bytes unparsed"
 )]
 mod abi {
+    use std::ptr::null_mut;
+
+    /// `proxy_status_t` OK.
+    const OK: u32 = 0;
+    /// `proxy_status_t` NOT_FOUND.
+    const NOT_FOUND: u32 = 1;
+
     #[link(wasm_import_module = "env")]
     unsafe extern "C" {
+        fn proxy_get_property(
+            path_data: *const u8,
+            path_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
         fn proxy_send_local_response(
             status_code: u32,
             details_data: *const u8,
@@ -72,6 +97,72 @@ mod abi {
             )
         }
     }
+
+    /// Takes ownership of a buffer the host returned: `None` when it returned none.
+    ///
+    /// # Safety
+    /// `data`, when not null, must be what the host got from this module's
+    /// `proxy_on_memory_allocate(size)` (the SDK's allocator: a boxed slice of exactly `size`
+    /// bytes from the global allocator, which the host has filled) and must not be owned by
+    /// anything else.
+    unsafe fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+        if data.is_null() {
+            return None;
+        }
+        // SAFETY: by the caller's contract the pointer was allocated by the global allocator
+        // with the layout of `[u8; size]` (align 1), all `size` bytes are initialised, and
+        // nothing else owns it: a `Vec` with length and capacity `size` may take it over and
+        // free it (a zero `size` is a dangling, unallocated pointer, which a zero-capacity
+        // `Vec` never frees). This is what the SDK's own `get_property` does.
+        Some(unsafe { Vec::from_raw_parts(data, size, size) })
+    }
+
+    /// A property by its NUL-joined path: `Ok(None)` when the host does not have it, the
+    /// host's status when it fails.
+    pub fn get_property(path: &[u8]) -> Result<Option<Vec<u8>>, u32> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the path is a live slice for the whole call (the host copies it); the two
+        // out-pointers point to live locals the host writes before returning.
+        let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+        match status {
+            // SAFETY: on OK the host returns a buffer it allocated through
+            // `proxy_on_memory_allocate` and handed over to the module (or no buffer).
+            OK => Ok(unsafe { take(data, size) }),
+            NOT_FOUND => Ok(None),
+            s => Err(s),
+        }
+    }
+
+    /// A header map's bytes in the pairs format (empty when the host returned no buffer), or
+    /// the host's status when it fails.
+    pub fn get_header_map_pairs(map_type: u32) -> Result<Vec<u8>, u32> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the two out-pointers point to live locals the host writes before returning.
+        let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
+        match status {
+            // SAFETY: as in `get_property`: on OK the buffer is the module's to own.
+            OK => Ok(unsafe { take(data, size) }.unwrap_or_default()),
+            s => Err(s),
+        }
+    }
+}
+
+/// A host status for an error message (`proxy_status_t`'s names).
+fn status_name(status: u32) -> String {
+    let name = match status {
+        1 => "NotFound",
+        2 => "BadArgument",
+        3 => "SerializationFailure",
+        4 => "ParseFailure",
+        6 => "InvalidMemoryAccess",
+        7 => "Empty",
+        8 => "CasMismatch",
+        10 => "InternalFailure",
+        _ => return format!("status {status}"),
+    };
+    name.to_string()
 }
 
 fn log(level: Level, message: &str) {
@@ -145,18 +236,24 @@ fn host_logs(level: Level) -> bool {
     hostcalls::get_log_level().map_or(true, |host| host as u32 <= wanted as u32)
 }
 
-/// A property's raw bytes; `None` when Envoy does not have it.
-fn property(path: &[&str]) -> Result<Option<Vec<u8>>, AttributeError> {
-    hostcalls::get_property(path.to_vec())
-        .map_err(|s| AttributeError(format!("cannot read `{}`: {s:?}", path.join("."))))
+/// A property's raw bytes (`path` NUL-joined, see [`paths`]); `None` when Envoy does not have
+/// it. One host call and no allocation but the host's buffer, which becomes the `Vec`.
+fn property(path: &[u8]) -> Result<Option<Vec<u8>>, AttributeError> {
+    abi::get_property(path).map_err(|s| {
+        AttributeError(format!(
+            "cannot read `{}`: {}",
+            paths::name(path),
+            status_name(s)
+        ))
+    })
 }
 
 fn node_metadata() -> NodeMetadata {
-    let string = |p: &[&str]| {
+    let string = |p: &[u8]| {
         property(p)
             .ok()
             .flatten()
-            .and_then(|b| decode_string(&p.join("."), &b).ok())
+            .and_then(|b| decode_string(&paths::name(p), &b).ok())
             .filter(|s| !s.is_empty())
     };
     NodeMetadata {
@@ -209,10 +306,7 @@ fn connection_attributes(needs: &Needs) -> Result<RawAttributes, AttributeError>
 }
 
 /// The port property, read only when the address property has no port.
-fn port_unless_in(
-    address: Option<&[u8]>,
-    port: &[&str],
-) -> Result<Option<Vec<u8>>, AttributeError> {
+fn port_unless_in(address: Option<&[u8]>, port: &[u8]) -> Result<Option<Vec<u8>>, AttributeError> {
     let has_port = address
         .and_then(|b| std::str::from_utf8(b).ok())
         .is_some_and(|s| s.parse::<std::net::SocketAddr>().is_ok());
@@ -225,19 +319,17 @@ fn port_unless_in(
 fn http_attributes(plugin: &Plugin, needs: &Needs) -> Result<RawAttributes, AttributeError> {
     let mut raw = connection_attributes(needs)?;
     if needs.headers || (needs.remote_ip && plugin.trusted_xff_hops > 0) {
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .map_err(|s| AttributeError(format!("cannot read the request headers: {s:?}")))?;
-        raw.headers = Some(
-            headers
-                .into_iter()
-                .filter(|(k, _)| plugin.keeps_header(k))
-                .map(|(k, v)| {
-                    let v = String::from_utf8(v)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                    (k, v)
-                })
-                .collect(),
-        );
+        let map = abi::get_header_map_pairs(MapType::HttpRequestHeaders as u32).map_err(|s| {
+            AttributeError(format!(
+                "cannot read the request headers: {}",
+                status_name(s)
+            ))
+        })?;
+        raw.headers = Some(kept_headers(
+            &map,
+            |name| plugin.keeps_header(name),
+            plugin.headers.len(),
+        )?);
     }
     if needs.jwt {
         raw.metadata = property(paths::METADATA)?;
