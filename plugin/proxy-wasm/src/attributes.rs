@@ -359,27 +359,24 @@ pub fn struct_to_json(s: prost_types::Struct) -> Value {
     )
 }
 
-/// A `Value`'s `number_value` as JSON: whole numbers (JWT `exp`, `iat`) stay integers, as in
-/// the token; NaN and the infinities, which JSON cannot hold, are `null`.
-fn number_to_json(n: f64) -> Value {
-    serde_json::Number::from_f64(n).map_or(Value::Null, |n| match n.as_f64() {
-        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-            #[allow(
-                clippy::cast_possible_truncation,
-                reason = "checked whole and in range"
-            )]
-            let i = f as i64;
-            Value::from(i)
-        }
-        _ => Value::Number(n),
-    })
-}
-
 fn value_to_json(v: prost_types::Value) -> Value {
     use prost_types::value::Kind;
     match v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => number_to_json(n),
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n).map_or(Value::Null, |n| {
+            // Whole numbers (JWT `exp`, `iat`) stay integers, as in the token.
+            match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    #[allow(
+                        clippy::cast_possible_truncation,
+                        reason = "checked whole and in range"
+                    )]
+                    let i = f as i64;
+                    Value::from(i)
+                }
+                _ => Value::Number(n),
+            }
+        }),
         Some(Kind::StringValue(s)) => Value::String(s),
         Some(Kind::BoolValue(b)) => Value::Bool(b),
         Some(Kind::StructValue(s)) => struct_to_json(s),
@@ -389,22 +386,20 @@ fn value_to_json(v: prost_types::Value) -> Value {
 
 /// The JWT payload from the dynamic metadata (a serialized `envoy.config.core.v3.Metadata`):
 /// `filter_metadata["envoy.filters.http.jwt_authn"].payload`, `None` when no token was
-/// verified. The filter's `Struct` is decoded straight into JSON ([`pb_json`]), without the
-/// `prost_types` tree in between.
+/// verified.
 pub fn jwt_payload(metadata: &[u8]) -> Result<Option<Value>, AttributeError> {
     let Some(s) = filter_metadata(metadata, JWT_FILTER).map_err(|e| bad("metadata", e))? else {
         return Ok(None);
     };
-    let mut fields = Map::new();
-    pb_json::merge_struct(s, &mut fields, pb_json::RECURSION_LIMIT)
-        .map_err(|e| bad("metadata", e))?;
-    Ok(fields.remove(JWT_PAYLOAD_KEY))
+    Ok(match struct_to_json(s) {
+        Value::Object(mut m) => m.remove(JWT_PAYLOAD_KEY),
+        _ => None,
+    })
 }
 
 /// One filter's entry of `Metadata.filter_metadata` (field 1: `map<string, Struct>`, each
-/// entry a message with the key as field 1 and the `Struct` as field 2): the `Struct`'s bytes
-/// (empty when the entry has none).
-fn filter_metadata<'a>(mut buf: &'a [u8], filter: &str) -> Result<Option<&'a [u8]>, String> {
+/// entry a message with the key as field 1 and the `Struct` as field 2).
+fn filter_metadata(mut buf: &[u8], filter: &str) -> Result<Option<prost_types::Struct>, String> {
     use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
     while !buf.is_empty() {
         let (tag, wire) = decode_key(&mut buf).map_err(|e| e.to_string())?;
@@ -442,170 +437,12 @@ fn filter_metadata<'a>(mut buf: &'a [u8], filter: &str) -> Result<Option<&'a [u8
             }
         }
         if key == Some(filter.as_bytes()) {
-            return Ok(Some(value.unwrap_or_default()));
+            return prost_types::Struct::decode(value.unwrap_or_default())
+                .map(Some)
+                .map_err(|e| e.to_string());
         }
     }
     Ok(None)
-}
-
-/// `google.protobuf.Struct` / `Value` / `ListValue` wire bytes decoded straight into JSON, as
-/// `prost_types` decoding followed by [`struct_to_json`] would give them (a test compares the
-/// two): the same merge rules (a repeated scalar replaces, a repeated `struct_value` or
-/// `list_value` merges into the one before, a repeated map key replaces its entry), the same
-/// errors (a known field with the wrong wire type, a string that is not UTF-8, truncation,
-/// nesting past prost's recursion limit), unknown fields skipped.
-mod pb_json {
-    use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
-    use serde_json::{Map, Value};
-
-    /// prost's default recursion limit (`DecodeContext::default()`).
-    pub const RECURSION_LIMIT: u32 = 100;
-
-    type Result<T> = std::result::Result<T, String>;
-
-    fn key(buf: &mut &[u8]) -> Result<(u32, WireType)> {
-        decode_key(buf).map_err(|e| e.to_string())
-    }
-
-    fn skip(wire: WireType, tag: u32, buf: &mut &[u8]) -> Result<()> {
-        skip_field(wire, tag, buf, DecodeContext::default()).map_err(|e| e.to_string())
-    }
-
-    fn expect(wire: WireType, wanted: WireType) -> Result<()> {
-        if wire == wanted {
-            Ok(())
-        } else {
-            Err(format!("invalid wire type: {wire:?} (expected {wanted:?})"))
-        }
-    }
-
-    fn varint(buf: &mut &[u8]) -> Result<u64> {
-        decode_varint(buf).map_err(|e| e.to_string())
-    }
-
-    fn delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8]> {
-        let len = varint(buf)?;
-        let (field, rest) = usize::try_from(len)
-            .ok()
-            .and_then(|len| buf.split_at_checked(len))
-            .ok_or("buffer underflow")?;
-        *buf = rest;
-        Ok(field)
-    }
-
-    fn text(bytes: &[u8]) -> Result<String> {
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| "invalid string value: data is not UTF-8 encoded".to_string())
-    }
-
-    /// A nested message's context: prost refuses to enter one with no recursion left.
-    fn enter(ctx: u32) -> Result<u32> {
-        ctx.checked_sub(1)
-            .ok_or_else(|| "recursion limit reached".to_string())
-    }
-
-    /// A `Struct`'s fields (`ctx`: the recursion left for them) merged into `map`.
-    pub fn merge_struct(mut buf: &[u8], map: &mut Map<String, Value>, ctx: u32) -> Result<()> {
-        while !buf.is_empty() {
-            let (tag, wire) = key(&mut buf)?;
-            if tag != 1 {
-                skip(wire, tag, &mut buf)?;
-                continue;
-            }
-            expect(wire, WireType::LengthDelimited)?;
-            let mut entry = delimited(&mut buf)?;
-            // A map entry is a message of its own (prost enters it without the check).
-            let entry_ctx = ctx.saturating_sub(1);
-            let (mut name, mut value) = (String::new(), Value::Null);
-            while !entry.is_empty() {
-                let (tag, wire) = key(&mut entry)?;
-                match tag {
-                    1 => {
-                        expect(wire, WireType::LengthDelimited)?;
-                        name = text(delimited(&mut entry)?)?;
-                    }
-                    2 => {
-                        expect(wire, WireType::LengthDelimited)?;
-                        let bytes = delimited(&mut entry)?;
-                        merge_value(bytes, &mut value, enter(entry_ctx)?)?;
-                    }
-                    _ => skip(wire, tag, &mut entry)?,
-                }
-            }
-            map.insert(name, value);
-        }
-        Ok(())
-    }
-
-    /// A `Value`'s fields merged into `value` (`Null` is also a `Value` with no kind).
-    fn merge_value(mut buf: &[u8], value: &mut Value, ctx: u32) -> Result<()> {
-        while !buf.is_empty() {
-            let (tag, wire) = key(&mut buf)?;
-            match tag {
-                1 => {
-                    expect(wire, WireType::Varint)?;
-                    varint(&mut buf)?;
-                    *value = Value::Null;
-                }
-                2 => {
-                    expect(wire, WireType::SixtyFourBit)?;
-                    let (bytes, rest) = buf.split_first_chunk::<8>().ok_or("buffer underflow")?;
-                    buf = rest;
-                    *value = super::number_to_json(f64::from_le_bytes(*bytes));
-                }
-                3 => {
-                    expect(wire, WireType::LengthDelimited)?;
-                    *value = Value::String(text(delimited(&mut buf)?)?);
-                }
-                4 => {
-                    expect(wire, WireType::Varint)?;
-                    *value = Value::Bool(varint(&mut buf)? != 0);
-                }
-                5 => {
-                    expect(wire, WireType::LengthDelimited)?;
-                    let bytes = delimited(&mut buf)?;
-                    let inner = enter(ctx)?;
-                    if !value.is_object() {
-                        *value = Value::Object(Map::new());
-                    }
-                    if let Value::Object(map) = value {
-                        merge_struct(bytes, map, inner)?;
-                    }
-                }
-                6 => {
-                    expect(wire, WireType::LengthDelimited)?;
-                    let bytes = delimited(&mut buf)?;
-                    let inner = enter(ctx)?;
-                    if !value.is_array() {
-                        *value = Value::Array(Vec::new());
-                    }
-                    if let Value::Array(list) = value {
-                        merge_list(bytes, list, inner)?;
-                    }
-                }
-                _ => skip(wire, tag, &mut buf)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// A `ListValue`'s fields: each `values` entry appended.
-    fn merge_list(mut buf: &[u8], list: &mut Vec<Value>, ctx: u32) -> Result<()> {
-        while !buf.is_empty() {
-            let (tag, wire) = key(&mut buf)?;
-            if tag != 1 {
-                skip(wire, tag, &mut buf)?;
-                continue;
-            }
-            expect(wire, WireType::LengthDelimited)?;
-            let bytes = delimited(&mut buf)?;
-            let mut value = Value::Null;
-            merge_value(bytes, &mut value, enter(ctx)?)?;
-            list.push(value);
-        }
-        Ok(())
-    }
 }
 
 /// Istio's `LABELS` node metadata (a map of strings) as label pairs.
@@ -954,189 +791,6 @@ mod tests {
         );
         assert_eq!(jwt_payload(&[]).unwrap(), None, "no metadata");
         assert!(jwt_payload(&[0x0a, 0x05, 0x0a]).is_err(), "truncated");
-    }
-
-    /// The reference for [`pb_json`]: prost's decoding, then `struct_to_json` (what
-    /// `jwt_payload` did before decoding straight to JSON). Errors compared as "an error".
-    fn via_prost(s: &[u8]) -> Result<Value, ()> {
-        prost_types::Struct::decode(s)
-            .map(struct_to_json)
-            .map_err(|_| ())
-    }
-
-    fn straight(s: &[u8]) -> Result<Value, ()> {
-        let mut m = Map::new();
-        pb_json::merge_struct(s, &mut m, pb_json::RECURSION_LIMIT)
-            .map(|()| Value::Object(m))
-            .map_err(|_| ())
-    }
-
-    fn pv(kind: prost_types::value::Kind) -> prost_types::Value {
-        prost_types::Value { kind: Some(kind) }
-    }
-
-    fn pstruct(fields: Vec<(&str, prost_types::Value)>) -> prost_types::Struct {
-        prost_types::Struct {
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        }
-    }
-
-    /// A length-delimited field.
-    fn ld(tag: u32, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
-        prost::encoding::encode_varint(bytes.len() as u64, &mut out);
-        out.extend(bytes);
-        out
-    }
-
-    #[test]
-    fn a_struct_decodes_straight_to_json_as_prost_would() {
-        use prost_types::value::Kind;
-        let rich = pstruct(vec![
-            ("s", pv(Kind::StringValue("x".into()))),
-            ("n", pv(Kind::NumberValue(1.5))),
-            ("exp", pv(Kind::NumberValue(4102444800.0))),
-            ("nan", pv(Kind::NumberValue(f64::NAN))),
-            ("inf", pv(Kind::NumberValue(f64::INFINITY))),
-            ("b", pv(Kind::BoolValue(true))),
-            ("null", pv(Kind::NullValue(0))),
-            ("none", prost_types::Value { kind: None }),
-            (
-                "l",
-                pv(Kind::ListValue(prost_types::ListValue {
-                    values: vec![
-                        pv(Kind::StringValue("a".into())),
-                        pv(Kind::NumberValue(-2.0)),
-                        pv(Kind::StructValue(pstruct(vec![(
-                            "k",
-                            pv(Kind::BoolValue(false)),
-                        )]))),
-                    ],
-                })),
-            ),
-            (
-                "o",
-                pv(Kind::StructValue(pstruct(vec![(
-                    "deep",
-                    pv(Kind::ListValue(prost_types::ListValue { values: vec![] })),
-                )]))),
-            ),
-        ]);
-        let bytes = rich.encode_to_vec();
-        let decoded = straight(&bytes);
-        assert_eq!(decoded, via_prost(&bytes));
-        assert_eq!(decoded.unwrap()["l"][2]["k"], Value::Bool(false));
-
-        // Every truncation and many one-byte corruptions: the same answer or both an error.
-        for len in 0..bytes.len() {
-            assert_eq!(
-                straight(&bytes[..len]),
-                via_prost(&bytes[..len]),
-                "cut at {len}"
-            );
-        }
-        for at in 0..bytes.len() {
-            let b = bytes[at];
-            for with in [
-                0,
-                0xff,
-                0x80,
-                b ^ 1,
-                b ^ 0x80,
-                b.wrapping_add(1),
-                0x0a,
-                0x12,
-                0x08,
-                0x0b,
-            ] {
-                let mut m = bytes.clone();
-                m[at] = with;
-                assert_eq!(straight(&m), via_prost(&m), "byte {at} = {with:#x}");
-            }
-        }
-
-        // Merges: a repeated map key replaces its entry; a `Value` with `struct_value` (or
-        // `list_value`) twice merges them; a scalar after a struct replaces it.
-        let a = pstruct(vec![("k", pv(Kind::StringValue("first".into())))]).encode_to_vec();
-        let b = pstruct(vec![("k", pv(Kind::BoolValue(true)))]).encode_to_vec();
-        let both = [a, b].concat();
-        assert_eq!(straight(&both), via_prost(&both));
-        assert_eq!(straight(&both).unwrap()["k"], Value::Bool(true));
-        let s1 = pv(Kind::StructValue(pstruct(vec![(
-            "x",
-            pv(Kind::NumberValue(1.0)),
-        )])));
-        let s2 = pv(Kind::StructValue(pstruct(vec![(
-            "y",
-            pv(Kind::NumberValue(2.0)),
-        )])));
-        let l1 = pv(Kind::ListValue(prost_types::ListValue {
-            values: vec![pv(Kind::NumberValue(1.0))],
-        }));
-        let l2 = pv(Kind::ListValue(prost_types::ListValue {
-            values: vec![pv(Kind::NumberValue(2.0))],
-        }));
-        let s3 = pv(Kind::StringValue("z".into()));
-        for parts in [
-            vec![&s1, &s2],
-            vec![&l1, &l2],
-            vec![&s1, &l1],
-            vec![&s1, &s3],
-            vec![&s3, &s1, &s2],
-        ] {
-            let value: Vec<u8> = parts.iter().flat_map(|v| v.encode_to_vec()).collect();
-            let entry = [ld(1, b"k"), ld(2, &value)].concat();
-            let msg = ld(1, &entry);
-            assert_eq!(straight(&msg), via_prost(&msg), "{parts:?}");
-        }
-        assert_eq!(
-            straight(&ld(
-                1,
-                &[
-                    ld(1, b"k"),
-                    ld(2, &[s1.encode_to_vec(), s2.encode_to_vec()].concat())
-                ]
-                .concat()
-            ))
-            .unwrap()["k"],
-            serde_json::json!({"x": 1, "y": 2})
-        );
-        // Unknown fields are skipped; a string that is not UTF-8 is an error.
-        let unknown = [ld(7, b"??"), bytes.clone(), ld(9, b"")].concat();
-        assert_eq!(straight(&unknown), via_prost(&unknown));
-        let bad_key = ld(1, &ld(1, b"\xff"));
-        assert!(straight(&bad_key).is_err() && via_prost(&bad_key).is_err());
-    }
-
-    #[test]
-    fn nesting_is_refused_where_prost_refuses_it() {
-        use prost_types::value::Kind;
-        let (mut structs, mut lists) = (pv(Kind::BoolValue(true)), pv(Kind::BoolValue(true)));
-        let mut refused = (None, None);
-        for depth in 1..80 {
-            structs = pv(Kind::StructValue(pstruct(vec![("a", structs)])));
-            lists = pv(Kind::ListValue(prost_types::ListValue {
-                values: vec![lists],
-            }));
-            for (i, v) in [&structs, &lists].into_iter().enumerate() {
-                let bytes = pstruct(vec![("v", v.clone())]).encode_to_vec();
-                let (ours, theirs) = (straight(&bytes), via_prost(&bytes));
-                assert_eq!(ours, theirs, "depth {depth}, {}", ["structs", "lists"][i]);
-                let first = if i == 0 {
-                    &mut refused.0
-                } else {
-                    &mut refused.1
-                };
-                if ours.is_err() && first.is_none() {
-                    *first = Some(depth);
-                }
-            }
-        }
-        assert!(refused.0.is_some() && refused.1.is_some(), "{refused:?}");
     }
 
     #[test]
