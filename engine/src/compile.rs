@@ -323,6 +323,97 @@ pub struct Engine {
     pub network: CompiledNetwork,
     /// ContainerPolicies (decided by [`Engine::decide_container`]).
     pub container: Vec<crate::container::ContainerPolicy>,
+    /// Views built for destinations described inline (namespace and labels, not an inventory
+    /// workload), kept so that [`Engine::decide`] builds each one once. Not part of the
+    /// compiled policy: not encoded in bundles, not compared, empty in a clone.
+    #[serde(skip)]
+    pub inline_views: ViewCache,
+}
+
+/// A bounded cache of views for inline destinations (see [`Engine::inline_views`]): at most
+/// [`ViewCache::CAPACITY`] entries, emptied when full. Looked up by a hash of the namespace and
+/// labels and checked against them, so a hit allocates nothing. Shared between threads behind
+/// a mutex; a poisoned lock only means the view is built again.
+#[derive(Default)]
+pub struct ViewCache(std::sync::Mutex<ViewMap>);
+
+/// Views by the hash of their destination, each with the destination it was built for.
+type ViewMap = FxHashMap<u64, Vec<(InlineKey, Arc<WorkloadView>)>>;
+
+/// An inline destination: its namespace and its labels, sorted.
+type InlineKey = (String, Vec<(String, String)>);
+
+impl ViewCache {
+    /// The most views kept.
+    pub const CAPACITY: usize = 1024;
+
+    /// How many views are kept now.
+    pub fn len(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.values().map(Vec::len).sum())
+    }
+
+    /// Whether no view is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The view for a destination, built by `build` when it is not kept yet.
+    fn get_or_build(
+        &self,
+        namespace: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        build: impl FnOnce(&str, &[(String, String)]) -> WorkloadView,
+    ) -> Arc<WorkloadView> {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        namespace.hash(&mut h);
+        labels.hash(&mut h);
+        let hash = h.finish();
+        let same = |(ns, l): &InlineKey| {
+            ns == namespace
+                && l.len() == labels.len()
+                && l.iter()
+                    .zip(labels)
+                    .all(|((a, b), (c, d))| a == c && b == d)
+        };
+        if let Ok(map) = self.0.lock()
+            && let Some((_, v)) = map.get(&hash).and_then(|e| e.iter().find(|(k, _)| same(k)))
+        {
+            return Arc::clone(v);
+        }
+        let key: InlineKey = (
+            namespace.to_string(),
+            labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        );
+        let view = Arc::new(build(&key.0, &key.1));
+        if let Ok(mut map) = self.0.lock() {
+            if map.values().map(Vec::len).sum::<usize>() >= Self::CAPACITY {
+                map.clear();
+            }
+            map.entry(hash).or_default().push((key, Arc::clone(&view)));
+        }
+        view
+    }
+}
+
+impl Clone for ViewCache {
+    fn clone(&self) -> Self {
+        ViewCache::default()
+    }
+}
+
+impl PartialEq for ViewCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ViewCache {}
+
+impl std::fmt::Debug for ViewCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ViewCache({} views)", self.len())
+    }
 }
 
 /// Compiles a validated policy set.
@@ -1322,7 +1413,11 @@ impl Engine {
     }
 
     /// The inventory index of the destination workload, or its namespace and labels.
-    fn resolve(&self, w: Option<&WorkloadRef>, ip: Option<IpAddr>) -> Result<Resolved, String> {
+    fn resolve<'a>(
+        &self,
+        w: Option<&'a WorkloadRef>,
+        ip: Option<IpAddr>,
+    ) -> Result<Resolved<'a>, String> {
         match w {
             Some(WorkloadRef {
                 namespace,
@@ -1335,13 +1430,7 @@ impl Engine {
                 .position(|x| &x.namespace == namespace && &x.name == name)
                 .map(Resolved::Known)
                 .ok_or_else(|| format!("workload `{namespace}/{name}` is not in the inventory")),
-            Some(w) => Ok(Resolved::Inline(
-                w.namespace.clone(),
-                w.labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )),
+            Some(w) => Ok(Resolved::Inline(w)),
             None => match ip {
                 Some(ip) => self
                     .inventory
@@ -1359,16 +1448,20 @@ impl Engine {
     /// NetworkPolicy (source egress and destination ingress); both must allow.
     pub fn decide(&self, req: &Request) -> Decision {
         let dst = self.resolve(req.destination.workload.as_ref(), req.destination.ip);
-        let mut decision = match &dst {
-            Ok(Resolved::Known(i)) => match self.views.get(*i) {
+        let mut decision = match dst {
+            Ok(Resolved::Known(i)) => match self.views.get(i) {
                 Some(v) => self.decide_in_view(v, req),
                 None => error_decision("inventory view missing".into()),
             },
-            Ok(Resolved::Inline(ns, labels)) => {
-                let view = self.build_view(ns, labels);
+            Ok(Resolved::Inline(w)) => {
+                let view = self
+                    .inline_views
+                    .get_or_build(&w.namespace, &w.labels, |ns, labels| {
+                        self.build_view(ns, labels)
+                    });
                 self.decide_in_view(&view, req)
             }
-            Err(e) if !self.policies.is_empty() => error_decision(e.clone()),
+            Err(e) if !self.policies.is_empty() => error_decision(e),
             Err(_) => Decision {
                 verdict: Verdict::Allow,
                 step: Step::NoAllowPolicies,
@@ -1411,9 +1504,9 @@ impl Engine {
     }
 }
 
-enum Resolved {
+enum Resolved<'a> {
     Known(usize),
-    Inline(String, Vec<(String, String)>),
+    Inline(&'a WorkloadRef),
 }
 
 fn error_decision(e: String) -> Decision {
