@@ -3,17 +3,23 @@
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
-/// Validates and compiles the policies (one YAML text): `{ok, errors, summary}`.
+/// Validates and compiles the policies (one YAML text): `{ok, errors, summary}`. `options`:
+/// the mesh options as JSON (optional).
 #[wasm_bindgen]
-pub fn check(policies: &str) -> String {
-    crate::check_json(policies)
+pub fn check(policies: &str, options: Option<String>) -> String {
+    crate::check_json(policies, options.as_deref().unwrap_or_default())
 }
 
 /// Compiles the policies and decides the requests: `{ok: true, results, totals}` (as
-/// `palisade eval --output json`) or `{ok: false, stage, errors}`.
+/// `palisade eval --output json`) or `{ok: false, stage, errors}`. `options`: the mesh
+/// options as JSON (optional).
 #[wasm_bindgen]
-pub fn evaluate(policies: &str, requests: &str) -> String {
-    crate::evaluation_json(&crate::evaluate(policies, requests))
+pub fn evaluate(policies: &str, requests: &str, options: Option<String>) -> String {
+    crate::evaluation_json(&crate::evaluate_with(
+        policies,
+        requests,
+        options.as_deref().unwrap_or_default(),
+    ))
 }
 
 /// The engine's version (the crate version).
@@ -31,11 +37,12 @@ pub struct Simulator {
 
 #[wasm_bindgen]
 impl Simulator {
-    /// Compiles the policies; never throws (invalid policies show in `check()`).
+    /// Compiles the policies with the mesh options (JSON, optional); never throws (invalid
+    /// policies or options show in `check()`).
     #[wasm_bindgen(constructor)]
-    pub fn new(policies: &str) -> Simulator {
+    pub fn new(policies: &str, options: Option<String>) -> Simulator {
         Simulator {
-            inner: crate::Simulator::new(policies),
+            inner: crate::Simulator::with_options(policies, options.as_deref().unwrap_or_default()),
         }
     }
 

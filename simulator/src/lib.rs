@@ -13,6 +13,13 @@
 //!   "errors"}` when the policies or the requests are invalid.
 //! - `new Simulator(policies)`: compiles once; `.check()` and `.evaluate(requests)` as above.
 //!
+//! Each takes an optional last argument, the mesh options as JSON — the engine's `Options`:
+//! `{"rootNamespace", "trustDomain", "trustDomainAliases", "pathNormalization"}`, every field
+//! optional (defaults `istio-system`, `cluster.local`, none, `BASE`), as `palisade`'s
+//! `--root-namespace`, `--trust-domain`, `--trust-domain-alias` and `--path-normalization`
+//! set them. Options that do not read are an error of the policies' stage, located in
+//! `options.json`.
+//!
 //! The logic is in the plain functions of this module ([`check`], [`evaluate`],
 //! [`Simulator`]), tested natively; [`js`] is the thin `#[wasm_bindgen]` layer. Nothing here
 //! panics: bad input is an error object, never a trap.
@@ -29,6 +36,26 @@ pub mod js;
 pub const POLICIES_FILE: &str = "policies.yaml";
 /// The name the requests' text goes by in error locations.
 pub const REQUESTS_FILE: &str = "request.json";
+/// The name the mesh options' text goes by in error locations.
+pub const OPTIONS_FILE: &str = "options.json";
+
+/// Reads the mesh options (JSON; blank: the defaults).
+pub fn parse_options(text: &str) -> Result<Options, Problem> {
+    if text.trim().is_empty() {
+        return Ok(Options::default());
+    }
+    serde_json::from_str(text).map_err(|e| Problem {
+        file: Some(OPTIONS_FILE.into()),
+        line: Some(e.line()),
+        column: Some(e.column()),
+        path: None,
+        document: None,
+        message: format!("the mesh options do not read: {e}"),
+        help: Some(
+            "an object with any of rootNamespace, trustDomain, trustDomainAliases (a list) and pathNormalization (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES)".into(),
+        ),
+    })
+}
 
 /// One problem, flattened for JavaScript.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -136,9 +163,28 @@ impl Simulator {
     /// Loads, validates and compiles `policies` (one YAML text) with the default mesh options
     /// (root namespace `istio-system`, trust domain `cluster.local`).
     pub fn new(policies: &str) -> Self {
+        Simulator::with_options(policies, "")
+    }
+
+    /// [`Simulator::new`] with the mesh options given as JSON (see the module documentation;
+    /// blank: the defaults).
+    pub fn with_options(policies: &str, options: &str) -> Self {
+        let options = match parse_options(options) {
+            Ok(o) => o,
+            Err(problem) => {
+                return Simulator {
+                    engine: None,
+                    check: CheckResult {
+                        ok: false,
+                        errors: vec![problem],
+                        summary: None,
+                    },
+                };
+            }
+        };
         let sources = [SourceFile::new(POLICIES_FILE, policies)];
         let built = load(&sources).and_then(|set| {
-            let engine = compile(&set, &Options::default())?;
+            let engine = compile(&set, &options)?;
             Ok((set, engine))
         });
         match built {
@@ -243,9 +289,9 @@ struct Refused<'a> {
     failure: &'a Failure,
 }
 
-/// `check`'s JSON: `{ok, errors, summary}`.
-pub fn check_json(policies: &str) -> String {
-    to_json(Simulator::new(policies).check())
+/// `check`'s JSON: `{ok, errors, summary}`, with the mesh options given as JSON.
+pub fn check_json(policies: &str, options: &str) -> String {
+    to_json(Simulator::with_options(policies, options).check())
 }
 
 /// `evaluate`'s JSON: `{ok: true, results, totals}` or `{ok: false, stage, errors}`.
@@ -259,6 +305,11 @@ pub fn evaluation_json(result: &Result<Evaluation, Failure>) -> String {
 /// Compiles `policies` and decides `requests`.
 pub fn evaluate(policies: &str, requests: &str) -> Result<Evaluation, Failure> {
     Simulator::new(policies).evaluate(requests)
+}
+
+/// [`evaluate`] with the mesh options given as JSON.
+pub fn evaluate_with(policies: &str, requests: &str, options: &str) -> Result<Evaluation, Failure> {
+    Simulator::with_options(policies, options).evaluate(requests)
 }
 
 /// Validates `policies`.

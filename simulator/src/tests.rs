@@ -185,11 +185,81 @@ fn the_json_answers_have_the_documented_shape() {
     assert_eq!(bad["ok"], false);
     assert_eq!(bad["stage"], "request");
     assert!(bad["errors"][0]["line"].is_u64());
-    let c: Value = serde_json::from_str(&check_json(&shop_text())).unwrap();
+    let c: Value = serde_json::from_str(&check_json(&shop_text(), "")).unwrap();
     assert_eq!(
         (c["ok"].clone(), c["summary"]["networkPolicies"].clone()),
         (Value::Bool(true), Value::from(3))
     );
-    let js: Value = serde_json::from_str(&js::Simulator::new("kind: [").check()).unwrap();
+    let js: Value = serde_json::from_str(&js::Simulator::new("kind: [", None).check()).unwrap();
     assert_eq!(js["ok"], false);
+}
+
+/// A policy that allows `/public` on the cart, for the mesh-option tests.
+const PUBLIC: &str = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: public, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  rules:
+  - to:
+    - operation: {paths: [/public/*]}
+";
+
+fn to_cart(path: &str) -> String {
+    serde_json::json!({"destination": {"workload": {"namespace": "shop", "labels": {"app": "cart"}}},
+        "http": {"method": "GET", "path": path}})
+    .to_string()
+}
+
+#[test]
+fn the_mesh_options_change_what_the_engine_sees() {
+    // `/public/../admin` is `/admin` once normalised (BASE, the default): denied; with
+    // normalisation off the prefix `/public/` matches as sent.
+    let r = to_cart("/public/../admin");
+    let verdict = |options: &str| {
+        evaluate_with(PUBLIC, &r, options).unwrap().results[0]
+            .decision
+            .verdict
+    };
+    assert_eq!(verdict(""), Verdict::Deny);
+    assert_eq!(verdict(r#"{"pathNormalization": "BASE"}"#), Verdict::Deny);
+    assert_eq!(verdict(r#"{"pathNormalization": "NONE"}"#), Verdict::Allow);
+
+    // A policy in the root namespace applies mesh-wide: with `rootNamespace: shop` the policy
+    // (now without a selector) covers every workload of the mesh, `web` in `store` included.
+    let mesh = PUBLIC.replace("  selector: {matchLabels: {app: cart}}\n", "");
+    let to_web = r#"{"destination": {"workload": {"namespace": "store", "labels": {"app": "web"}}}, "http": {"method": "GET", "path": "/admin"}}"#;
+    let web = |options: &str| {
+        evaluate_with(&mesh, to_web, options).unwrap().results[0]
+            .decision
+            .verdict
+    };
+    assert_eq!(web(""), Verdict::Allow, "no policy applies to store/web");
+    assert_eq!(web(r#"{"rootNamespace": "shop"}"#), Verdict::Deny);
+}
+
+#[test]
+fn options_that_do_not_read_are_a_located_error() {
+    for bad in [
+        "{",
+        r#"{"pathNormalization": "SOMETIMES"}"#,
+        r#"{"trustDomian": "x"}"#,
+    ] {
+        let sim = Simulator::with_options(PUBLIC, bad);
+        let c = sim.check();
+        assert!(!c.ok, "{bad}");
+        assert_eq!(c.errors[0].file.as_deref(), Some(OPTIONS_FILE), "{bad}");
+        let e = sim.evaluate(&to_cart("/public/x")).unwrap_err();
+        assert_eq!(e.stage, Stage::Policies, "{bad}");
+    }
+    let answer: Value = serde_json::from_str(&js::evaluate(
+        PUBLIC,
+        &to_cart("/public/x"),
+        Some("{".into()),
+    ))
+    .unwrap();
+    assert_eq!(
+        (answer["ok"].clone(), answer["stage"].clone()),
+        (Value::Bool(false), Value::from("policies"))
+    );
 }

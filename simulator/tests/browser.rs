@@ -110,8 +110,14 @@ fn answer(mut stream: TcpStream) {
     let _ = stream.write_all(&body);
 }
 
-/// The page's DOM after it ran `hash`, as headless Chromium dumps it.
+/// The page's DOM after it ran `hash` (with an optional query before it: `?k=v#hash`), as
+/// headless Chromium dumps it.
 fn dom(port: u16, hash: &str) -> String {
+    let hash = if hash.starts_with('?') {
+        hash.to_string()
+    } else {
+        format!("#{hash}")
+    };
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(chromium())
         .args([
@@ -123,7 +129,7 @@ fn dom(port: u16, hash: &str) -> String {
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://127.0.0.1:{port}/index.html#{hash}"))
+        .arg(format!("http://127.0.0.1:{port}/index.html{hash}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -227,5 +233,48 @@ fn the_page_decides_every_shop_sample_as_the_native_simulator_does() {
     assert!(
         html.contains(&expected),
         "expected `{expected}` in:\n{html}"
+    );
+}
+
+/// The verdict the page shows for each sample, in order.
+fn verdicts(html: &str) -> Vec<String> {
+    html.split("<div class=\"verdict ")
+        .skip(1)
+        .map(|d| d.split('"').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_page_passes_its_mesh_options_to_the_engine() {
+    built_page();
+    let shop: Value =
+        serde_json::from_str(&std::fs::read_to_string(www().join("pkg/shop.json")).unwrap())
+            .unwrap();
+    let policies = shop["policies"].as_str().unwrap();
+    let requests = shop["requests"].as_array().unwrap();
+    let port = serve();
+
+    // Options from the query reach the engine: valid ones decide as the native simulator does
+    // with them (no shop sample turns on the root namespace, so the verdicts match the
+    // defaults too; `src/tests.rs` shows options changing decisions), and ones that do not
+    // read are refused below.
+    let options = r#"{"rootNamespace": "elsewhere"}"#;
+    let shown = verdicts(&dom(port, "?rootNamespace=elsewhere#evaluate-all"));
+    assert_eq!(shown.len(), requests.len());
+    for (sample, shown) in requests.iter().zip(&shown) {
+        let text = sample["text"].as_str().unwrap();
+        let with = palisade_simulator::evaluate_with(policies, text, options).unwrap();
+        assert_eq!(
+            shown,
+            &with.results[0].decision.verdict.to_string(),
+            "{text}"
+        );
+    }
+
+    // Options that do not read are shown as an error of `options.json`.
+    let html = dom(port, "?pathNormalization=SOMETIMES#check");
+    assert!(
+        html.contains("The policies are invalid:") && html.contains("options.json"),
+        "{html}"
     );
 }

@@ -2,8 +2,8 @@
 import init, { Simulator } from './pkg/palisade_simulator.js';
 
 const $ = (id) => document.getElementById(id);
-let compiled = null; // a Simulator for the policies text it was built from
-let compiledText = null;
+let compiled = null; // a Simulator for the policies text and mesh options it was built from
+let compiledKey = null;
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -12,19 +12,32 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
-// The Simulator for the current policies, compiled again only when the text changed.
+// The mesh options of the form, as the engine's `Options` JSON.
+function options() {
+  return JSON.stringify({
+    rootNamespace: $('root-namespace').value.trim(),
+    trustDomain: $('trust-domain').value.trim(),
+    trustDomainAliases: $('trust-domain-aliases').value.split(',').map((a) => a.trim()).filter((a) => a),
+    pathNormalization: $('path-normalization').value,
+  });
+}
+
+// The Simulator for the current policies and options, compiled again only when they changed.
 function simulator() {
   const text = $('policies').value;
-  if (compiled === null || compiledText !== text) {
+  const opts = options();
+  const key = opts + '\n' + text;
+  if (compiled === null || compiledKey !== key) {
     if (compiled !== null) compiled.free();
-    compiled = new Simulator(text);
-    compiledText = text;
+    compiled = new Simulator(text, opts);
+    compiledKey = key;
   }
   return compiled;
 }
 
 // Selects the line of an error in the textarea it is in.
 function reveal(p) {
+  if (p.file === 'options.json') return;
   const area = p.file === 'request.json' ? $('request') : $('policies');
   if (!p.line) return;
   const lines = area.value.split('\n');
@@ -106,6 +119,10 @@ async function main() {
   $('check').onclick = check;
   // `index.html#evaluate` / `#check` run once on load (for links and headless screenshots);
   // `#evaluate-all` evaluates every sample at once (as JSON lines; the browser test uses it).
+  // A query sets mesh options before that: `?pathNormalization=NONE&rootNamespace=…`.
+  const query = new URLSearchParams(location.search);
+  const fields = { rootNamespace: 'root-namespace', trustDomain: 'trust-domain', trustDomainAliases: 'trust-domain-aliases', pathNormalization: 'path-normalization' };
+  for (const [k, id] of Object.entries(fields)) if (query.has(k)) $(id).value = query.get(k);
   if (location.hash === '#evaluate-all') {
     $('request').value = Array.from($('sample').options, (o) => JSON.stringify(JSON.parse(o.value))).join('\n');
     evaluate();
