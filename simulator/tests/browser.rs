@@ -169,12 +169,15 @@ fn term<'a>(html: &'a str, term: &str) -> Option<&'a str> {
     rest.get(..rest.find("</dd>")?)
 }
 
+/// The page's built shop example (`pkg/shop.json`: the policies text and the samples).
+fn shop() -> Value {
+    built_page();
+    serde_json::from_str(&std::fs::read_to_string(www().join("pkg/shop.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn the_page_decides_every_shop_sample_as_the_native_simulator_does() {
-    built_page();
-    let shop: Value =
-        serde_json::from_str(&std::fs::read_to_string(www().join("pkg/shop.json")).unwrap())
-            .unwrap();
+    let shop = shop();
     let policies = shop["policies"].as_str().unwrap();
     let requests = shop["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 12);
@@ -246,10 +249,7 @@ fn verdicts(html: &str) -> Vec<String> {
 
 #[test]
 fn the_page_passes_its_mesh_options_to_the_engine() {
-    built_page();
-    let shop: Value =
-        serde_json::from_str(&std::fs::read_to_string(www().join("pkg/shop.json")).unwrap())
-            .unwrap();
+    let shop = shop();
     let policies = shop["policies"].as_str().unwrap();
     let requests = shop["requests"].as_array().unwrap();
     let port = serve();
