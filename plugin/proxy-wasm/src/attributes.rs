@@ -146,6 +146,18 @@ pub fn decode_bool(what: &str, bytes: &[u8]) -> Result<bool, AttributeError> {
     }
 }
 
+/// Whether an address property carries a port, by its shape alone: `[v6]:port`, or exactly
+/// one `:` (`ip:port`; a bare IPv6 address has several). Where [`decode_address`] reads the
+/// address, this says whether it found a port; where it does not, the request fails closed
+/// whatever this says. Lets the glue decide whether to read the port property without parsing
+/// the address twice on every request.
+pub fn has_port(bytes: &[u8]) -> bool {
+    match bytes.first() {
+        Some(b'[') => bytes.windows(2).any(|w| w == b"]:"),
+        _ => bytes.iter().filter(|b| **b == b':').count() == 1,
+    }
+}
+
 /// An address property: `ip:port`, `[v6]:port`, or a bare IP.
 pub fn decode_address(what: &str, bytes: &[u8]) -> Result<(IpAddr, Option<u16>), AttributeError> {
     let s = std::str::from_utf8(bytes).map_err(|e| bad(what, e))?;
@@ -891,5 +903,25 @@ mod tests {
         raw.mtls = Some(vec![7]);
         let e = build_request(raw, &plugin("tcp", 0)).unwrap_err();
         assert!(e.0.contains("connection.mtls"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Wherever `decode_address` reads an address, `has_port` says whether it found a
+        /// port: for IPv4 and IPv6, with and without one, as Envoy writes them.
+        #[test]
+        fn has_port_agrees_with_decode_address(
+            v4 in proptest::array::uniform4(0u8..),
+            v6 in proptest::array::uniform8(0u16..),
+            port in proptest::option::of(0u16..),
+            six in proptest::bool::ANY,
+        ) {
+            let ip: IpAddr = if six { v6.into() } else { v4.into() };
+            let text = match port {
+                Some(p) => SocketAddr::new(ip, p).to_string(),
+                None => ip.to_string(),
+            };
+            let decoded = decode_address("a", text.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(has_port(text.as_bytes()), decoded.1.is_some(), "{}", text);
+        }
     }
 }

@@ -15,7 +15,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::attributes::{
     AttributeError, RawAttributes, build_request, decode_bool, decode_labels, decode_string,
-    kept_headers, paths,
+    has_port, kept_headers, paths,
 };
 use crate::config::{NodeMetadata, Plugin, error_decision};
 use crate::enforce::{
@@ -307,10 +307,11 @@ fn connection_attributes(needs: &Needs) -> Result<RawAttributes, AttributeError>
 
 /// The port property, read only when the address property has no port.
 fn port_unless_in(address: Option<&[u8]>, port: &[u8]) -> Result<Option<Vec<u8>>, AttributeError> {
-    let has_port = address
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .is_some_and(|s| s.parse::<std::net::SocketAddr>().is_ok());
-    if has_port { Ok(None) } else { property(port) }
+    if address.is_some_and(has_port) {
+        Ok(None)
+    } else {
+        property(port)
+    }
 }
 
 /// [`connection_attributes`], the header map when a rule tests a header, the method, the path
