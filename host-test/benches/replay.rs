@@ -141,17 +141,7 @@ fn decide_alone_in_wasm(
 }
 
 fn sources() -> Vec<SourceFile> {
-    let shop = root().join("examples/shop");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(shop.join("policies"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    paths.push(shop.join("traffic/inventory.yaml"));
-    paths
-        .iter()
-        .map(|p| SourceFile::new(p.display().to_string(), std::fs::read_to_string(p).unwrap()))
-        .collect()
+    modules::shop_sources().unwrap()
 }
 
 fn main() {

@@ -1,5 +1,5 @@
-//! The workspace's wasm32-wasip1 modules for tests and benchmarks: where cargo puts them, and
-//! a fresh build when the one there is older than its sources.
+//! The workspace's wasm modules for tests and benchmarks: where cargo puts them, and a fresh
+//! build when the one there is older than its sources; and the shop example's sources.
 //!
 //! Tests and benchmarks across the workspace (`host-test`, `cli`, `host-test/nri-loader`)
 //! load modules built with profile `plugin`. [`fresh_module`] returns the workspace build
@@ -25,9 +25,18 @@ pub fn target_dir() -> PathBuf {
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
-/// Where a package's module is, relative to a target directory.
+/// Where a package's module is, relative to a target directory (wasm32-wasip1, profile
+/// `plugin`).
 pub fn module_path(package: &str) -> PathBuf {
-    Path::new("wasm32-wasip1/plugin").join(format!("{}.wasm", package.replace('-', "_")))
+    module_path_for(package, "wasm32-wasip1", "plugin")
+}
+
+/// Where a package's module built for `triple` with `profile` is, relative to a target
+/// directory.
+pub fn module_path_for(package: &str, triple: &str, profile: &str) -> PathBuf {
+    Path::new(triple)
+        .join(profile)
+        .join(format!("{}.wasm", package.replace('-', "_")))
 }
 
 /// The newest modification time of the files under `dirs` and of `files` (paths relative to
@@ -95,6 +104,16 @@ pub fn fresh_module(
 
 /// Builds `package` for wasm32-wasip1 with profile `plugin` into `target`; the module's path.
 pub fn build(package: &str, target: &Path) -> Result<PathBuf, String> {
+    build_for(package, "wasm32-wasip1", "plugin", target)
+}
+
+/// Builds `package` for `triple` with `profile` into `target`; the module's path.
+pub fn build_for(
+    package: &str,
+    triple: &str,
+    profile: &str,
+    target: &Path,
+) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = std::time::Instant::now();
     let status = Command::new(cargo)
@@ -105,9 +124,9 @@ pub fn build(package: &str, target: &Path) -> Result<PathBuf, String> {
             "-p",
             package,
             "--target",
-            "wasm32-wasip1",
+            triple,
             "--profile",
-            "plugin",
+            profile,
             "--target-dir",
         ])
         .arg(target)
@@ -117,7 +136,28 @@ pub fn build(package: &str, target: &Path) -> Result<PathBuf, String> {
         return Err(format!("building {package} failed ({status})"));
     }
     eprintln!("built {package} in {:?}", started.elapsed());
-    Ok(target.join(module_path(package)))
+    Ok(target.join(module_path_for(package, triple, profile)))
+}
+
+/// The shop example's policies and its recorded traffic's inventory (`examples/shop/`), as
+/// the replay tests and benchmark load them.
+pub fn shop_sources() -> Result<Vec<palisade_engine::SourceFile>, String> {
+    let shop = workspace_root().join("examples/shop");
+    let dir = shop.join("policies");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    paths.sort();
+    paths.push(shop.join("traffic/inventory.yaml"));
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map(|text| palisade_engine::SourceFile::new(p.display().to_string(), text))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
 }
 
 /// The proxy-wasm plugin: `$PALISADE_PROXY_WASM`, the workspace build when fresh, else built

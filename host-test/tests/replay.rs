@@ -91,17 +91,7 @@ fn every_corpus_case_shows_envoy_what_the_plugin_mapping_of_the_native_decision_
 }
 
 fn shop_sources() -> Vec<SourceFile> {
-    let shop = root().join("examples/shop");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(shop.join("policies"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    paths.push(shop.join("traffic/inventory.yaml"));
-    paths
-        .iter()
-        .map(|p| SourceFile::new(p.display().to_string(), std::fs::read_to_string(p).unwrap()))
-        .collect()
+    palisade_host_test::modules::shop_sources().unwrap()
 }
 
 fn shop_requests() -> Vec<Request> {

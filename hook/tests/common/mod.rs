@@ -15,8 +15,6 @@ use std::sync::OnceLock;
 
 use palisade_engine::{Options, SourceFile, compile, encode_bundle, load};
 
-const WASM: &str = "wasm32-wasip2/component/palisade_component.wasm";
-
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -46,28 +44,13 @@ pub fn component() -> PathBuf {
             if let Some(p) = std::env::var_os("PALISADE_COMPONENT") {
                 return PathBuf::from(p);
             }
-            let own = scratch().join("component-target");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let started = std::time::Instant::now();
-            let status = Command::new(cargo)
-                .current_dir(root())
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "palisade-component",
-                    "--target",
-                    "wasm32-wasip2",
-                    "--profile",
-                    "component",
-                    "--target-dir",
-                ])
-                .arg(&own)
-                .status()
-                .unwrap();
-            assert!(status.success(), "building the component failed");
-            eprintln!("built the component in {:?}", started.elapsed());
-            own.join(WASM)
+            palisade_host_test::modules::build_for(
+                "palisade-component",
+                "wasm32-wasip2",
+                "component",
+                &scratch().join("component-target"),
+            )
+            .unwrap()
         })
         .clone()
 }
