@@ -73,19 +73,19 @@
 //!
 //! # Evidence in `config.json`
 //!
+//! * `config.json` is read as every runtime would read it, or refused
+//!   ([`crate::container_read`]: case-folded and duplicate keys).
 //! * Host namespaces: a `network`/`pid`/`ipc` namespace is the host's when its type is absent
 //!   from `linux.namespaces` (the runtime does not create one: the container shares the
 //!   runtime's, which is how runc, containerd and CRI-O encode `hostNetwork`, `hostPID`,
-//!   `hostIPC`), or when it is joined through a `path` to the host's own namespace
-//!   (`/proc/1/ns/…`, `/proc/self/ns/…`, `/proc/thread-self/ns/…`). Any other path
-//!   (`/proc/<pause pid>/ns/net`, `/var/run/netns/cni-…`) is the pod's.
-//! * Host paths: `bind`/`rbind` mounts (by `type` or options) whose `source` is not one the
-//!   runtime or kubelet manage for this very container: `/var/lib/kubelet/pods/<pod uid>/…`
-//!   (pod uid from `io.kubernetes.cri.sandbox-uid` or `io.kubernetes.pod.uid`), and under the
-//!   containerd, CRI-O and podman state roots only paths naming this container's id or its
-//!   sandbox's id (`/run/containerd/…/sandboxes/<sandbox id>/shm`, `/run/containers/storage/
-//!   overlay-containers/<sandbox id>/userdata/resolv.conf`, …). A `pathPrefix` matches whole
-//!   path components (`/var/log` matches `/var/log/app`, not `/var/logs`).
+//!   `hostIPC`), or when its `path` names the host's namespace: by device and inode with
+//!   the host's facts, by spelling without ([`crate::container_host::namespace_is_host`]).
+//! * Host paths: every mount's effective source — bind sources resolved as the runtime does,
+//!   any filesystem that is not a pseudo-filesystem, overlay directories — and `root.path`,
+//!   unless it is the runtime's own for this container (its bundle's layout, a named volume,
+//!   its proven pod sandbox), never by annotation or container id
+//!   ([`crate::container_host::host_paths`]). A `pathPrefix` matches whole path components
+//!   (`/var/log` matches `/var/log/app`, not `/var/logs`).
 //! * Root: `process.user.uid` 0 (absent `user`: 0); in a user namespace, the uid is first
 //!   mapped through `linux.uidMappings` to the host uid.
 //! * `/proc`: unmasked when `linux.maskedPaths` or `linux.readonlyPaths` is empty; a container
@@ -120,11 +120,11 @@
 //! Every selected policy is evaluated and every violated control of each is reported, one
 //! [`Violation`] per control and policy naming all offending values; the container may start
 //! iff there is none. No selected policy: allowed (as Kubernetes admits a pod no policy
-//! governs). Sandbox (pause) containers are skipped: their image is the runtime's
-//! configuration, not the workload's, and every privilege a sandbox holds for its pod (host
-//! namespaces, sysctls) shows again on each application container, which joins the
-//! sandbox's namespaces and is checked. A request that cannot be read (a malformed
-//! labels annotation) is an `Err`, which every host turns into a deny.
+//! governs). Sandbox (pause) containers are checked like any other (their host namespaces
+//! and privileges are the pod's); only the image rules are skipped for a sandbox that runs
+//! `/pause`, whose image is the runtime's configuration. A request that cannot be read (a
+//! malformed labels annotation, a `config.json` runtimes would read differently) is an
+//! `Err`, which every host turns into a deny.
 //!
 //! ```
 //! use palisade_engine::{load, SourceFile};
@@ -160,6 +160,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::Engine;
+use crate::container_host::{HostFacts, Storage, host_paths, namespace_is_host};
 use crate::inventory::Inventory;
 use crate::netpol::{LabelSelector, parse_requirement};
 use crate::pattern::{Glob, GlobPart};
@@ -1105,15 +1106,20 @@ pub struct ContainerRequest {
     /// The image, when the host knows it; first over annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageInfo>,
+    /// What the host established about this start (namespace identities, resolved mount
+    /// sources, the pod sandbox); without it the engine judges by spelling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostFacts>,
 }
 
 impl ContainerRequest {
     /// A request from the two documents an OCI hook has: the state JSON and `config.json`.
+    /// `config.json` is read as every runtime would read it, or refused
+    /// ([`crate::container_read`]).
     pub fn from_oci(state: &str, config: &str) -> Result<ContainerRequest, String> {
         Ok(ContainerRequest {
             state: serde_json::from_str(state).map_err(|e| format!("invalid OCI state: {e}"))?,
-            config: serde_json::from_str(config)
-                .map_err(|e| format!("invalid config.json: {e}"))?,
+            config: crate::container_read::read_config(config)?,
             ..ContainerRequest::default()
         })
     }
@@ -1165,6 +1171,9 @@ pub struct OciConfig {
 pub struct OciProcess {
     /// `user`.
     pub user: Option<OciUser>,
+    /// `args` (a sandbox runs `/pause`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     /// `capabilities`.
     pub capabilities: Option<OciCapabilities>,
     /// `noNewPrivileges`.
@@ -1426,9 +1435,11 @@ impl Engine {
 struct Facts<'a> {
     annotations: BTreeMap<&'a str, &'a str>,
     subject: Subject,
-    pod_uid: Option<String>,
-    sandbox_id: Option<String>,
     image_digest: Option<String>,
+    /// Where the container's storage may legitimately come from (host facts, bundle).
+    storage: Storage<'a>,
+    /// The host's facts, when it gave them.
+    host: Option<&'a HostFacts>,
 }
 
 impl Facts<'_> {
@@ -1463,9 +1474,15 @@ fn facts<'a>(inventory: &Inventory, req: &'a ContainerRequest) -> Result<Facts<'
             id: req.state.id.clone(),
             ..Subject::default()
         },
-        pod_uid: None,
-        sandbox_id: None,
         image_digest: None,
+        // Exemptions come from the host (its facts, NRI's pod uid) and the bundle the
+        // runtime created, never from annotations or the container id.
+        storage: Storage::new(
+            &req.state.bundle,
+            req.host.as_ref(),
+            req.pod.as_ref().and_then(|p| p.uid.as_deref()),
+        ),
+        host: req.host.as_ref(),
     };
     let pod = req.pod.clone().unwrap_or_default();
     f.subject.namespace = pod
@@ -1477,11 +1494,6 @@ fn facts<'a>(inventory: &Inventory, req: &'a ContainerRequest) -> Result<Facts<'
         .clone()
         .or_else(|| f.get(&[a::CRI_SANDBOX_NAME, a::POD_NAME]));
     f.subject.container = f.get(&[a::CRI_CONTAINER_NAME, a::CONTAINER_NAME]);
-    f.pod_uid = pod
-        .uid
-        .clone()
-        .or_else(|| f.get(&[a::CRI_SANDBOX_UID, a::POD_UID]));
-    f.sandbox_id = f.get(&[a::CRI_SANDBOX_ID, a::CRIO_SANDBOX_ID]);
     let image = req.image.clone().unwrap_or_default();
     f.subject.image = image
         .name
@@ -1533,13 +1545,24 @@ pub fn decide_container(
         subject: f.subject.clone(),
         ..ContainerDecision::default()
     };
+    // A sandbox (pause) container is checked like any other: the host namespaces, sysctls
+    // and privileges it holds are the pod's (PSS judges `hostNetwork` on the pod). Only its
+    // image is the runtime's configuration, not the workload's: image rules are skipped for
+    // a container that says it is a sandbox and runs the pause command, nothing else.
     let kind = f.get(&[
         annotations::CRI_CONTAINER_TYPE,
         annotations::CRIO_CONTAINER_TYPE,
     ]);
-    if kind.as_deref() == Some("sandbox") {
-        decision.skipped = Some("sandbox container".into());
-        return Ok(decision);
+    let pause = req
+        .config
+        .process
+        .as_ref()
+        .is_some_and(|p| p.args == ["/pause"]);
+    let skip_images = kind.as_deref() == Some("sandbox") && pause;
+    if skip_images {
+        decision.skipped = Some(
+            "sandbox container: image rules not checked (the pause image is the runtime's)".into(),
+        );
     }
     // Parsed once, reported per policy.
     let image = f.subject.image.as_deref().map(ImageRef::parse);
@@ -1550,7 +1573,9 @@ pub fn decide_container(
             policy: &id,
             violations: &mut decision.violations,
         };
-        check_images(&p.images, image.as_ref(), &f, &mut out);
+        if !skip_images {
+            check_images(&p.images, image.as_ref(), &f, &mut out);
+        }
         check_privileges(&p.privileges, &req.config, &f, &req.state.id, &mut out);
     }
     decision.allowed = decision.violations.is_empty();
@@ -1715,88 +1740,22 @@ fn check_images(
     }
 }
 
-/// Whether a namespace of this type is the host's (see the module doc).
-fn host_namespace(linux: Option<&OciLinux>, kind: &str) -> Option<String> {
-    let entry = linux.and_then(|l| l.namespaces.iter().find(|n| n.kind == kind));
-    match entry {
-        None => Some(format!("`{kind}` is not in `linux.namespaces`")),
-        Some(OciNamespace {
-            path: Some(path), ..
-        }) => {
-            let host = ["/proc/1/ns/", "/proc/self/ns/", "/proc/thread-self/ns/"]
-                .iter()
-                .any(|p| path.starts_with(p));
-            host.then(|| format!("the `{kind}` namespace joins `{path}`"))
-        }
-        Some(_) => None,
-    }
-}
-
 fn has_namespace(linux: Option<&OciLinux>, kind: &str) -> bool {
     linux.is_some_and(|l| l.namespaces.iter().any(|n| n.kind == kind))
-}
-
-fn path_under(path: &str, prefix: &str) -> bool {
-    prefix == "/"
-        || path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Lexically normalised absolute path (`/a/./b/../c` → `/a/c`), so a prefix test cannot be
-/// escaped with `..`.
-fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// Whether a bind mount's source is one the runtime or kubelet manage for this container.
-fn runtime_managed(source: &str, f: &Facts<'_>, container_id: &str) -> bool {
-    if let Some(uid) = &f.pod_uid
-        && !uid.is_empty()
-        && !uid.contains('/')
-        && path_under(source, &format!("/var/lib/kubelet/pods/{uid}"))
-    {
-        return true;
-    }
-    const ROOTS: &[&str] = &[
-        "/var/lib/containerd/",
-        "/run/containerd/",
-        "/var/run/containerd/",
-        "/var/lib/containers/storage/",
-        "/run/containers/storage/",
-        "/var/run/containers/storage/",
-    ];
-    if !ROOTS.iter().any(|r| source.starts_with(r)) {
-        return false;
-    }
-    let ids = [Some(container_id), f.sandbox_id.as_deref()];
-    source
-        .split('/')
-        .any(|c| !c.is_empty() && ids.iter().flatten().any(|id| !id.is_empty() && c == *id))
 }
 
 fn check_privileges(
     p: &Privileges,
     config: &OciConfig,
     f: &Facts<'_>,
-    container_id: &str,
+    _container_id: &str,
     out: &mut Report<'_>,
 ) {
     let process = config.process.as_ref();
     let linux = config.linux.as_ref();
     let level = p.level.as_str();
-    let own_userns = has_namespace(linux, "user") && host_namespace(linux, "user").is_none();
+    let own_userns =
+        has_namespace(linux, "user") && namespace_is_host(linux, "user", f.host).is_none();
 
     if let Some(allowed) = &p.allowed_capabilities {
         let mut granted: Vec<&str> = Vec::new();
@@ -1832,7 +1791,7 @@ fn check_privileges(
         (p.host_pid, "pid", "hostPID"),
         (p.host_ipc, "ipc", "hostIPC"),
     ] {
-        if !allowed && let Some(why) = host_namespace(linux, kind) {
+        if !allowed && let Some(why) = namespace_is_host(linux, kind, f.host) {
             out.add(
                 control,
                 format!(
@@ -1842,31 +1801,7 @@ fn check_privileges(
         }
     }
     if let Some(allowed) = &p.allowed_host_paths {
-        let mut bad: Vec<String> = Vec::new();
-        for m in &config.mounts {
-            let is_bind = m
-                .kind
-                .as_deref()
-                .is_some_and(|k| k == "bind" || k == "rbind")
-                || m.options.iter().any(|o| o == "bind" || o == "rbind");
-            let Some(source) = m.source.as_deref().filter(|_| is_bind) else {
-                continue;
-            };
-            let source = clean_path(source);
-            if runtime_managed(&source, f, container_id) {
-                continue;
-            }
-            let ro = m.options.iter().any(|o| o == "ro");
-            let fit = allowed.iter().find(|h| path_under(&source, &h.path_prefix));
-            match fit {
-                None => bad.push(format!("`{source}` at `{}`", m.destination)),
-                Some(h) if h.read_only && !ro => bad.push(format!(
-                    "`{source}` at `{}` (writable; `{}` must be mounted read-only)",
-                    m.destination, h.path_prefix
-                )),
-                Some(_) => {}
-            }
-        }
+        let bad = host_paths(allowed, config, &f.storage);
         if !bad.is_empty() {
             let prefixes: Vec<&str> = allowed.iter().map(|h| h.path_prefix.as_str()).collect();
             out.add(
@@ -2167,14 +2102,40 @@ spec:
         c
     }
 
-    /// The state a runtime passes on stdin, annotations copied from the config.
+    /// The state a runtime passes on stdin, annotations copied from the config, and the
+    /// facts the hook establishes on a host where pid 4242 is the pod's pause process (its
+    /// namespaces are not the host's) and the sandbox `SANDBOX` of pod `UID` is proven.
     fn request(config: Value) -> ContainerRequest {
         let state = json!({
             "ociVersion": "1.0.2-dev", "id": CID, "status": "creating", "pid": 4300,
             "bundle": format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{CID}"),
             "annotations": config["annotations"].clone()
         });
-        ContainerRequest::from_oci(&state.to_string(), &config.to_string()).unwrap()
+        let mut req = ContainerRequest::from_oci(&state.to_string(), &config.to_string()).unwrap();
+        let namespaces = req
+            .config
+            .linux
+            .iter()
+            .flat_map(|l| &l.namespaces)
+            .filter_map(|n| {
+                let path = n.path.clone()?;
+                Some(crate::container_host::NamespaceFact {
+                    kind: n.kind.clone(),
+                    host: Some(crate::container_host::spelled_host_namespace(&path)),
+                    path,
+                    error: None,
+                })
+            })
+            .collect();
+        req.host = Some(HostFacts {
+            namespaces,
+            sandbox: Some(crate::container_host::SandboxFact::from_runtime(
+                SANDBOX,
+                Some(UID),
+            )),
+            ..HostFacts::default()
+        });
+        req
     }
 
     fn set(spec: &str) -> PolicySet {
@@ -3111,19 +3072,35 @@ spec:
     }
 
     #[test]
-    fn sandbox_containers_are_skipped_for_both_runtimes() {
+    fn sandbox_containers_are_checked_and_only_the_pause_image_is_exempt() {
         for (key, config) in [
             ("io.kubernetes.cri.container-type", containerd_config()),
             ("io.kubernetes.cri-o.ContainerType", crio_config()),
         ] {
             let mut c = config;
             c["annotations"][key] = json!("sandbox");
-            privileged(&mut c);
+            let mut other = c.clone();
+            c["process"]["args"] = json!(["/pause"]);
             set_image(&mut c, "registry.k8s.io/pause:3.10");
-            let d = decide(RESTRICTED, c);
+            let latest = "{images: {deniedTags: [\"3.10\"]}, privileges: {level: restricted}}";
+            let d = decide(latest, c.clone());
             assert!(d.allowed, "{key}: {d}");
-            assert_eq!(d.skipped.as_deref(), Some("sandbox container"));
-            assert!(d.policies.is_empty());
+            assert_eq!(
+                d.skipped.as_deref(),
+                Some(
+                    "sandbox container: image rules not checked (the pause image is the runtime's)"
+                )
+            );
+            assert_eq!(d.policies, ["security/p"]);
+            // The annotation does not skip the privilege checks.
+            privileged(&mut c);
+            let d = decide(RESTRICTED, c.clone());
+            assert!(!d.allowed, "{key}: {d}");
+            assert!(controls(&d).contains(&"capabilities"), "{key}: {d}");
+            // A "sandbox" that runs something else has its image checked too.
+            set_image(&mut other, "registry.k8s.io/pause:3.10");
+            let d = decide(latest, other);
+            assert_eq!(controls(&d), ["image.deniedTag"], "{key}: {d}");
         }
     }
 

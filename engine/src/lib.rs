@@ -35,6 +35,8 @@ pub mod authz;
 pub mod bundle;
 pub mod compile;
 pub mod container;
+pub mod container_host;
+pub mod container_read;
 pub mod decision;
 pub mod diag;
 pub mod inventory;

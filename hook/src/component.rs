@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use palisade_engine::container::{ContainerRequest, Violation};
+use palisade_engine::container_host::HostFacts;
 use palisade_engine::{Options, compile, decode_bundle, load};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
@@ -130,19 +131,30 @@ impl Guest {
             .map_err(|e| format!("invalid policy: {e}"))
     }
 
-    /// Admits a container.
+    /// Admits a container, with the host's facts when there are any.
     pub fn admit(
         &mut self,
         state_json: &str,
         config_json: &str,
         annotations: &[(String, String)],
+        host: Option<&HostFacts>,
     ) -> Result<Admission, String> {
         self.refuel()?;
-        let d = self
-            .engine
-            .palisade_policy_admission()
-            .call_admit(&mut self.store, state_json, config_json, annotations)
-            .map_err(|e| format!("the policy component failed: {e:#}"))??;
+        let admission = self.engine.palisade_policy_admission();
+        let d = match host {
+            None => admission.call_admit(&mut self.store, state_json, config_json, annotations),
+            Some(h) => {
+                let facts = serde_json::to_string(h).map_err(|e| e.to_string())?;
+                admission.call_admit_on_host(
+                    &mut self.store,
+                    state_json,
+                    config_json,
+                    annotations,
+                    &facts,
+                )
+            }
+        }
+        .map_err(|e| format!("the policy component failed: {e:#}"))??;
         Ok(from_wit(d))
     }
 }
@@ -171,6 +183,7 @@ pub fn admit_native(
     state_json: &str,
     config_json: &str,
     annotations: &[(String, String)],
+    host: Option<&HostFacts>,
 ) -> Result<Admission, String> {
     let engine = match policy {
         PolicySource::Bundle(bytes) => {
@@ -183,6 +196,7 @@ pub fn admit_native(
     };
     let mut req = ContainerRequest::from_oci(state_json, config_json)?;
     req.annotations.extend(annotations.iter().cloned());
+    req.host = host.cloned();
     let d = engine.decide_container(&req)?;
     let explanation = d.to_string();
     Ok(Admission {

@@ -4,7 +4,12 @@
 //! whole documents go to the engine, which reads them tolerantly: `status` may be `creating`
 //! (runc), `created` (crun's createRuntime) or `starting`; `ociVersion` may be `1.0`; extra
 //! fields (crun's `root`) are ignored.
+//!
+//! `config.json` is cut after its first JSON document, as runc reads it (trailing bytes,
+//! UTF-8 or not, are what runc ignores and crun refuses; see
+//! `palisade_engine::container_read`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -23,18 +28,26 @@ pub struct HookInput {
     pub bundle: PathBuf,
     /// The state JSON as received.
     pub state_json: String,
-    /// `<bundle>/config.json` as read.
+    /// `<bundle>/config.json` as read, up to the end of its first JSON document.
     pub config_json: String,
+    /// The state's annotations.
+    pub annotations: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
 struct StateHead {
     id: String,
     bundle: String,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 /// Reads at most [`MAX_INPUT`] bytes of UTF-8 from `r`.
 pub fn read_limited(r: impl Read, what: &str) -> Result<String, String> {
+    String::from_utf8(read_bytes(r, what)?).map_err(|_| format!("{what} is not UTF-8"))
+}
+
+fn read_bytes(r: impl Read, what: &str) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
     r.take(MAX_INPUT + 1)
         .read_to_end(&mut buf)
@@ -42,11 +55,20 @@ pub fn read_limited(r: impl Read, what: &str) -> Result<String, String> {
     if buf.len() as u64 > MAX_INPUT {
         return Err(format!("{what} is larger than {MAX_INPUT} bytes"));
     }
-    String::from_utf8(buf).map_err(|_| format!("{what} is not UTF-8"))
+    Ok(buf)
 }
 
 /// Reads the state's id and bundle, then `<bundle>/config.json`.
 pub fn from_state(state_json: String) -> Result<HookInput, String> {
+    from_state_with(state_json, None)
+}
+
+/// As [`from_state`], reading `config.json` from `config_file` when given (replaying a
+/// recording whose bundle is elsewhere).
+pub fn from_state_with(
+    state_json: String,
+    config_file: Option<&Path>,
+) -> Result<HookInput, String> {
     if state_json.trim().is_empty() {
         return Err("no OCI state on stdin (is this running as an OCI hook?)".into());
     }
@@ -62,21 +84,29 @@ pub fn from_state(state_json: String) -> Result<HookInput, String> {
             head.bundle
         ));
     }
-    let config_json = read_config(&bundle)?;
+    let config_json = match config_file {
+        Some(p) => read_config_file(p)?,
+        None => read_config(&bundle)?,
+    };
     Ok(HookInput {
         id: head.id,
         bundle,
         state_json,
         config_json,
+        annotations: head.annotations.into_iter().collect(),
     })
 }
 
 /// Reads `<bundle>/config.json`.
 pub fn read_config(bundle: &Path) -> Result<String, String> {
-    let path = bundle.join("config.json");
+    read_config_file(&bundle.join("config.json"))
+}
+
+fn read_config_file(path: &Path) -> Result<String, String> {
     let file =
-        fs::File::open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    read_limited(file, &format!("`{}`", path.display()))
+        fs::File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    let bytes = read_bytes(file, &format!("`{}`", path.display()))?;
+    palisade_engine::container_read::first_document(&bytes).map(str::to_string)
 }
 
 #[cfg(test)]

@@ -11,10 +11,13 @@
 //! - [`policy`]: where the policy comes from (a bundle, or YAML files).
 //! - [`cache`]: the component precompiled once and kept on disk, checked before it is loaded.
 //! - [`component`]: the component under wasmtime (fuel and memory bound) and the native twin.
+//! - [`host`]: facts only the host can establish (namespace identities, resolved mount
+//!   sources, the container stores' roots, the proven pod sandbox), handed to the engine.
 //! - [`run`]: one hook invocation, start to exit code.
 
 pub mod cache;
 pub mod component;
+pub mod host;
 pub mod input;
 pub mod policy;
 pub mod run;

@@ -5,6 +5,7 @@
 //! palisade-oci-hook (--bundle <file> | --policy <file|dir>) [--component <file.wasm>]
 //!                   [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>]
 //!                   [--annotation <key=value>]... [--state-file <file>] [--timing]
+//!                   [--config-file <file>] [--no-host-facts]
 //! ```
 //!
 //! The OCI state comes on stdin; exit 0 allows, 1 denies (the reasons on stderr), 2 is a
@@ -23,7 +24,8 @@ use palisade_oci_hook::{Args, Outcome, run};
 
 const USAGE: &str = "usage: palisade-oci-hook (--bundle <file> | --policy <file|dir>) \
 [--component <file.wasm>] [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>] \
-[--annotation <key=value>]... [--state-file <file>] [--timing]
+[--annotation <key=value>]... [--state-file <file>] [--timing] \
+[--config-file <file>] [--no-host-facts]
        palisade-oci-hook --precompile [--component <file.wasm>] [--cache-dir <dir>]
 Reads the OCI state on stdin and <bundle>/config.json; exits 0 to allow, 1 to deny, 2 when it
 cannot decide (fail closed). Environment: PALISADE_BUNDLE, PALISADE_POLICY, PALISADE_COMPONENT,
@@ -113,6 +115,8 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
             "--no-cache" => args.cache_dir = None,
             "--record" => args.record = Some(value("--record")?.into()),
             "--state-file" => args.state_file = Some(value("--state-file")?.into()),
+            "--config-file" => args.config_file = Some(value("--config-file")?.into()),
+            "--no-host-facts" => args.no_host_facts = true,
             "--native" => args.native = true,
             "--timing" => args.timing = true,
             "--precompile" => precompile = true,

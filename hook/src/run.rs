@@ -29,6 +29,11 @@ pub struct Args {
     pub timing: bool,
     /// Read the state from this file instead of stdin (`--state-file`: benchmarks, replay).
     pub state_file: Option<PathBuf>,
+    /// Read `config.json` from this file instead of the bundle (`--config-file`: replay).
+    pub config_file: Option<PathBuf>,
+    /// Gather no host facts (`--no-host-facts`: replaying inputs recorded on another host,
+    /// where this host's namespaces and files say nothing); the engine judges by spelling.
+    pub no_host_facts: bool,
 }
 
 impl Default for Args {
@@ -43,6 +48,8 @@ impl Default for Args {
             annotations: Vec::new(),
             timing: false,
             state_file: None,
+            config_file: None,
+            no_host_facts: false,
         }
     }
 }
@@ -88,7 +95,7 @@ pub fn run(args: &Args, stdin: impl Read) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(e),
     };
-    let input = input::from_state(state.clone());
+    let input = input::from_state_with(state.clone(), args.config_file.as_deref());
     let outcome = match &input {
         Ok(i) => decide(args, i),
         Err(e) => Outcome::Failed(e.clone()),
@@ -110,6 +117,8 @@ fn decide(args: &Args, input: &HookInput) -> Outcome {
             );
         }
     };
+    let facts = (!args.no_host_facts)
+        .then(|| crate::host::gather(&input.bundle, &input.config_json, &input.annotations));
     let result = policy.read().and_then(|policy| {
         if args.native {
             admit_native(
@@ -117,6 +126,7 @@ fn decide(args: &Args, input: &HookInput) -> Outcome {
                 &input.state_json,
                 &input.config_json,
                 &args.annotations,
+                facts.as_ref(),
             )
         } else {
             let wasm = args
@@ -128,7 +138,12 @@ fn decide(args: &Args, input: &HookInput) -> Outcome {
             let ready = started.elapsed();
             guest.load(&policy)?;
             let (loaded, load_fuel) = (started.elapsed(), guest.fuel_used());
-            let admission = guest.admit(&input.state_json, &input.config_json, &args.annotations);
+            let admission = guest.admit(
+                &input.state_json,
+                &input.config_json,
+                &args.annotations,
+                facts.as_ref(),
+            );
             if args.timing {
                 eprintln!(
                     "palisade-oci-hook: timing: component ready ({:?}) {ready:?}, policy loaded +{:?} ({load_fuel} fuel), admitted +{:?} ({} fuel)",

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{cache_dir, component, hook_bin, policy_bundle, policy_yaml, testdata};
+use common::{cache_dir, component, hook_bin, policy_bundle, policy_yaml, scratch, testdata};
 
 fn hook(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(hook_bin())
@@ -37,11 +37,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A state for the recorded runc `latest` case, its bundle pointed at the recording.
+/// A state for the recorded runc `latest` case, its bundle a copy of the recording's
+/// `config.json` beside a `rootfs` directory (the hook resolves `root.path` on this host).
 fn latest_state() -> String {
-    let dir = testdata().join("runc/latest");
+    let recorded = testdata().join("runc/latest");
+    let dir = scratch().join("cli-latest");
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::copy(recorded.join("config.json"), dir.join("config.json")).unwrap();
     let mut state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(recorded.join("state.json")).unwrap())
+            .unwrap();
     state["bundle"] = serde_json::Value::String(dir.display().to_string());
     state.to_string()
 }

@@ -1,8 +1,10 @@
 //! Golden tests from hook inputs recorded from real runtimes (`testdata/<runtime>/<case>/`:
 //! the state JSON the hook got on stdin, the bundle's `config.json`, and `expect.json` — the
 //! decision recorded then, with `--record`). Each recording is decided again by the native
-//! engine, by the component in-process, and by the hook binary (the state's `bundle`
-//! pointed at the recording), and must give the recorded verdict and controls.
+//! engine, by the component in-process, and by the hook binary (replaying: `--config-file`
+//! names the recording, the state keeps the bundle it was recorded with, and
+//! `--no-host-facts`, since this host's files say nothing about the recording's), and must
+//! give the recorded verdict and controls.
 //!
 //! runc 1.1.5 sends `"status": "creating"` and `ociVersion` `1.0.2-dev`; crun 1.8.1 sends
 //! `"status": "created"`, `ociVersion` `1.0` and an extra `root`; podman (through runc) adds
@@ -70,9 +72,9 @@ fn recorded_runtime_inputs_decide_as_recorded_natively_and_in_the_component() {
     for dir in recordings() {
         let (state, config) = (read(&dir, "state.json"), read(&dir, "config.json"));
         let want = expected(&dir);
-        let native = admit_native(&policy, &state, &config, &[]).unwrap();
+        let native = admit_native(&policy, &state, &config, &[], None).unwrap();
         assert_eq!(got(&native), want, "native, {}", dir.display());
-        let wasm = guest.admit(&state, &config, &[]).unwrap();
+        let wasm = guest.admit(&state, &config, &[], None).unwrap();
         assert_eq!(wasm, native, "component vs native, {}", dir.display());
     }
 }
@@ -80,9 +82,11 @@ fn recorded_runtime_inputs_decide_as_recorded_natively_and_in_the_component() {
 #[test]
 fn recorded_runtime_inputs_decide_as_recorded_through_the_hook_binary() {
     for dir in recordings() {
-        let mut state: Value = serde_json::from_str(&read(&dir, "state.json")).unwrap();
-        state["bundle"] = Value::String(dir.display().to_string());
+        let state: Value = serde_json::from_str(&read(&dir, "state.json")).unwrap();
         let mut child = Command::new(hook_bin())
+            .arg("--config-file")
+            .arg(dir.join("config.json"))
+            .arg("--no-host-facts")
             .arg("--policy")
             .arg(policy_yaml())
             .arg("--component")

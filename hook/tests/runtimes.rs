@@ -194,6 +194,28 @@ fn hook_args(policy: Policy, runtime: &str) -> Vec<String> {
     args
 }
 
+/// A root filesystem of its own inside a bundle (`rootfs`), the shared busybox hard-linked:
+/// a root outside the bundle or a container store is host storage to the hook.
+fn rootfs_in(env: &Env, bundle: &Path) {
+    let rootfs = bundle.join("rootfs");
+    if rootfs.exists() {
+        return;
+    }
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "var/run"] {
+        fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    fs::hard_link(env.rootfs.join("bin/busybox"), rootfs.join("bin/busybox"))
+        .or_else(|_| {
+            fs::copy(env.rootfs.join("bin/busybox"), rootfs.join("bin/busybox")).map(|_| ())
+        })
+        .unwrap();
+    for tool in [
+        "sh", "echo", "id", "hostname", "cat", "ls", "grep", "head", "mount", "test", "wc",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+    }
+}
+
 /// A bundle for `case`: `runc spec`'s config, running `echo hello from <case>`, annotated as
 /// a containerd container of the `palisade-test` namespace, with the hook at createRuntime.
 fn bundle(
@@ -205,10 +227,11 @@ fn bundle(
 ) -> PathBuf {
     let dir = env.dir.join(runtime).join(case);
     fs::create_dir_all(&dir).unwrap();
+    rootfs_in(env, &dir);
     let mut config = env.template.clone();
     config["process"]["terminal"] = json!(false);
     config["process"]["args"] = json!(["sh", "-c", format!("echo hello from {case}; id -u")]);
-    config["root"] = json!({"path": env.rootfs, "readonly": true});
+    config["root"] = json!({"path": "rootfs", "readonly": true});
     config["hostname"] = json!("palisade");
     config["annotations"] = json!({NAMESPACE: "palisade-test", IMAGE: PINNED_IMAGE});
     config["hooks"] = json!({"createRuntime": [{
@@ -523,4 +546,330 @@ fn podman_with_the_hooks_d_file_runs_an_allowed_container_and_refuses_a_privileg
     assert!(String::from_utf8_lossy(&allowed.stdout).contains("hello from podman"));
     assert_denied(&denied, &["capabilities"]);
     assert_denied(&latest, &["image.deniedTag"]);
+}
+
+// ----------------------------------------------------------------------------------------
+// Issue 14: each bypass class, its probe (what the container could do without the hook),
+// then the same container refused with the reason. Probes only read, and end at once.
+// ----------------------------------------------------------------------------------------
+
+/// Runs `case` under runc without any hook and returns its stdout: what the container could
+/// do before the hook refused it.
+fn runc_probe(env: &Env, case: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let out = runc(env, &format!("{case}-probe"), Policy::Bundle, |c| {
+        edit(c);
+        c.as_object_mut().unwrap().remove("hooks");
+    });
+    assert!(
+        out.status.success(),
+        "the probe did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn probe_args(config: &mut Value, script: &str) {
+    config["process"]["args"] = json!(["sh", "-c", script]);
+}
+
+/// The effective capability mask the container's process reports.
+fn cap_eff(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Strong capabilities beside runc's defaults (this machine's bounding set lacks
+/// CAP_SYS_RESOURCE, so "every capability" cannot start here): SYS_ADMIN, NET_ADMIN,
+/// SYS_PTRACE, SYS_MODULE with AUDIT_WRITE, KILL, NET_BIND_SERVICE.
+const STRONG_CAPS: &[&str] = &[
+    "CAP_SYS_ADMIN",
+    "CAP_NET_ADMIN",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_MODULE",
+    "CAP_AUDIT_WRITE",
+    "CAP_KILL",
+    "CAP_NET_BIND_SERVICE",
+];
+/// `CapEff` with exactly [`STRONG_CAPS`] (bits 21, 12, 19, 16, 29, 5, 10).
+const STRONG_CAP_EFF: &str = "0000000020291420";
+
+/// Puts [`STRONG_CAPS`] under `process.<key>` and removes `process.capabilities`: Go's
+/// decoder lets the last matching key win, and serde_json orders keys (`C` < `c`).
+fn strong_capabilities_as(config: &mut Value, key: &str) {
+    let caps = json!({"bounding": STRONG_CAPS, "effective": STRONG_CAPS, "permitted": STRONG_CAPS});
+    let process = config["process"].as_object_mut().unwrap();
+    process.remove("capabilities");
+    process.insert(key.to_string(), caps);
+}
+
+#[test]
+fn class_1_runc_reads_a_capitalised_key_and_the_hook_refuses_the_document() {
+    let Some(env) = env() else { return };
+    let edit = |c: &mut Value| {
+        strong_capabilities_as(c, "Capabilities");
+        probe_args(c, "grep CapEff /proc/self/status");
+    };
+    let probe = runc_probe(env, "c1-capabilities", edit);
+    // runc matched `Capabilities` to `capabilities`: CAP_SYS_ADMIN and the rest.
+    assert_eq!(cap_eff(&probe), STRONG_CAP_EFF, "{probe}");
+    let out = runc(env, "c1-capabilities", Policy::Bundle, edit);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("container start denied (fail closed): config.json refused: runtimes could read it differently: `process.Capabilities` is not the key `process.capabilities`"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("CapEff"));
+}
+
+/// The network namespace inode of this process (the host's, for the test run as root).
+fn host_netns() -> String {
+    fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn class_2_runc_joins_the_host_network_through_odd_spellings_and_the_hook_refuses() {
+    let Some(env) = env() else { return };
+    // This machine does not let even root open /proc/1/ns (the hook then compares with its
+    // own namespaces, the runtime's); a task of this test process is another spelling.
+    let me = std::process::id();
+    let task = format!("/proc/{me}/task/{me}/ns/net");
+    for (case, path) in [
+        ("c2-double-slash", "//proc/self/ns/net"),
+        ("c2-dot-segment", "/proc/./self/ns/net"),
+        ("c2-kernel-thread", "/proc/2/ns/net"),
+        ("c2-test-task", task.as_str()),
+    ] {
+        let edit = |c: &mut Value| {
+            for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+                if n["type"] == "network" {
+                    n["path"] = json!(path);
+                }
+            }
+            probe_args(c, "ls -l /proc/self/ns/net");
+        };
+        let probe = runc_probe(env, case, edit);
+        assert!(probe.contains(&host_netns()), "{path}: {probe}");
+        let out = runc(env, case, Policy::Bundle, edit);
+        assert_denied(&out, &["hostNetwork"]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("which is the host's (same device and inode)"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn class_2_crun_joins_the_second_network_entry_and_the_hook_refuses_duplicates() {
+    let Some(env) = env() else { return };
+    ensure_installed("crun", &["crun"]);
+    let out = crun(env, "c2-network-twice", |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "network", "path": "/proc/self/ns/net"}));
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("lists the `network` namespace more than once"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn class_3_runc_follows_a_relative_symlinked_bind_source_to_the_host_root_and_the_hook_refuses() {
+    let Some(env) = env() else { return };
+    let case = "c3-symlink-source";
+    for name in [format!("{case}-probe"), case.to_string()] {
+        let dir = env.dir.join("runc").join(&name);
+        fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("hostroot");
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("/", &link).unwrap();
+        }
+    }
+    let edit = |c: &mut Value| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/host",
+            "type": "bind",
+            "source": "hostroot",
+            "options": ["rbind", "ro"],
+        }));
+        probe_args(c, "test -f /host/etc/os-release && echo host-root-visible");
+    };
+    let probe = runc_probe(env, case, edit);
+    assert_eq!(probe, "host-root-visible\n");
+    let out = runc(env, case, Policy::Bundle, edit);
+    assert_denied(&out, &["hostPath"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`/` (written `hostroot`) at `/host`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn class_4_a_sandbox_annotation_no_longer_skips_the_checks_under_runc() {
+    let Some(env) = env() else { return };
+    let edit = |c: &mut Value| {
+        c["annotations"]["io.kubernetes.cri.container-type"] = json!("sandbox");
+        strong_capabilities_as(c, "capabilities");
+        probe_args(c, "grep CapEff /proc/self/status");
+    };
+    let probe = runc_probe(env, "c4-sandbox", edit);
+    assert_eq!(cap_eff(&probe), STRONG_CAP_EFF, "{probe}");
+    let out = runc(env, "c4-sandbox", Policy::Bundle, edit);
+    assert_denied(&out, &["capabilities"]);
+}
+
+#[test]
+fn class_4_an_annotation_never_exempts_a_host_path_under_runc() {
+    let Some(env) = env() else { return };
+    // The old exemption took any path under a container store naming the sandbox id of the
+    // annotation: `sandbox-id: storage` exempted the whole of podman's storage.
+    let store = Path::new("/var/lib/containers/storage");
+    if !store.is_dir() {
+        eprintln!(
+            "SKIPPED: no {} on this host (podman never ran)",
+            store.display()
+        );
+        return;
+    }
+    let edit = |c: &mut Value| {
+        c["annotations"]["io.kubernetes.cri.sandbox-id"] = json!("storage");
+        c["annotations"]["io.kubernetes.cri.sandbox-uid"] = json!("storage");
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/storage",
+            "type": "bind",
+            "source": store,
+            "options": ["rbind", "ro"],
+        }));
+        probe_args(c, "test -d /storage && echo store-visible");
+    };
+    let probe = runc_probe(env, "c4-spoofed-sandbox-id", edit);
+    assert_eq!(probe, "store-visible\n");
+    let out = runc(env, "c4-spoofed-sandbox-id", Policy::Bundle, edit);
+    assert_denied(&out, &["hostPath"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`/var/lib/containers/storage` at `/storage`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Class 9 (false denials): under real podman with the hook, a named volume and a podman
+/// with its own `--root`/`--runroot` start — their binds are podman's own, learned from the
+/// bundle podman made, not guessed from fixed paths.
+#[test]
+fn class_9_podman_named_volumes_and_custom_stores_start_with_the_hook() {
+    let Some(env) = env() else { return };
+    ensure_installed("podman", &["podman"]);
+    let work = env.dir.join("podman-c9");
+    let hooks_dir = work.join("hooks.d");
+    fs::create_dir_all(&hooks_dir).unwrap();
+    let mut hook: Value = serde_json::from_slice(
+        &fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks.d/palisade.json")).unwrap(),
+    )
+    .unwrap();
+    hook["hook"]["path"] = json!(hook_bin());
+    hook["hook"]["args"] = json!(hook_args(Policy::Bundle, "podman"));
+    fs::write(
+        hooks_dir.join("palisade.json"),
+        serde_json::to_vec_pretty(&hook).unwrap(),
+    )
+    .unwrap();
+    let tar = work.join("rootfs.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&env.rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // podman refuses a run root longer than 50 characters: short paths under /tmp.
+    let custom = PathBuf::from(format!("/tmp/palisade-c9-{}", std::process::id()));
+    let custom_root = custom.join("root");
+    let custom_runroot = custom.join("run");
+    let stores: [(&str, Vec<String>); 2] = [
+        ("default store, named volume", vec![]),
+        (
+            "custom --root and --runroot",
+            vec![
+                "--root".into(),
+                custom_root.display().to_string(),
+                "--runroot".into(),
+                custom_runroot.display().to_string(),
+            ],
+        ),
+    ];
+    let image = "localhost/palisade-busybox:c9";
+    let volume = format!("palisade-c9-{}", std::process::id());
+    for (label, globals) in stores {
+        let podman = || {
+            let mut c = Command::new("podman");
+            c.args(&globals)
+                .args([
+                    "--storage-driver=vfs",
+                    "--cgroup-manager=cgroupfs",
+                    "--runtime=runc",
+                    "--events-backend=file",
+                ])
+                .arg("--hooks-dir")
+                .arg(&hooks_dir)
+                .stdin(Stdio::null());
+            c
+        };
+        let out = podman()
+            .arg("import")
+            .arg(&tar)
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{label}: podman import: {out:?}");
+        let mut run = podman();
+        run.args(["run", "--rm", "--network=none"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .args(["--annotation", &format!("{NAMESPACE}=palisade-test")])
+            .args(["--annotation", &format!("{IMAGE}={PINNED_IMAGE}")]);
+        let script = if globals.is_empty() {
+            let out = podman()
+                .args(["volume", "create", &volume])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{label}: volume create: {out:?}");
+            run.args(["-v", &format!("{volume}:/data")]);
+            "test -d /data && echo hello from podman with a volume"
+        } else {
+            "test -f /etc/hosts && echo hello from podman with its own stores"
+        };
+        let out = run.args([image, "sh", "-c", script]).output().unwrap();
+        show(&format!("podman run ({label})"), &out);
+        let _ = podman().args(["rmi", "-f", image]).output();
+        if globals.is_empty() {
+            let _ = podman().args(["volume", "rm", "-f", &volume]).output();
+        }
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("hello from podman with"),
+            "{label}"
+        );
+    }
+    let _ = fs::remove_dir_all(&custom);
 }

@@ -49,6 +49,9 @@ pub fn run(args: &[String], root: &Path, target_dir: &Path) -> Result<(), String
     let bundle_dir = work.join("bundle");
     fs::create_dir_all(&bundle_dir)
         .map_err(|e| format!("cannot create `{}`: {e}", bundle_dir.display()))?;
+    // The recorded root is `rootfs` in the bundle; the hook resolves it on this host.
+    fs::create_dir_all(bundle_dir.join("rootfs"))
+        .map_err(|e| format!("cannot create the bundle's rootfs: {e}"))?;
     let recorded = root.join("hook/testdata/runc/allowed");
     fs::copy(recorded.join("config.json"), bundle_dir.join("config.json"))
         .map_err(|e| format!("cannot copy the recorded config.json: {e}"))?;

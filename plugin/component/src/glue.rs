@@ -78,6 +78,20 @@ impl admission::Guest for Component {
             .map(Into::into)
     }
 
+    fn admit_on_host(
+        state_json: String,
+        config_json: String,
+        annotations: Vec<(String, String)>,
+        host_facts_json: String,
+    ) -> Result<admission::ContainerDecision, String> {
+        INSTANCE
+            .with(|i| {
+                i.borrow()
+                    .admit_on_host(&state_json, &config_json, annotations, &host_facts_json)
+            })
+            .map(Into::into)
+    }
+
     fn admit_request(request_json: String) -> Result<admission::ContainerDecision, String> {
         INSTANCE
             .with(|i| i.borrow().admit_request(&request_json))

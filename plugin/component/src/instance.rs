@@ -53,6 +53,24 @@ impl Instance {
         engine.decide_container(&req)
     }
 
+    /// [`Instance::admit`] with the host's facts (`HostFacts` JSON).
+    pub fn admit_on_host(
+        &self,
+        state_json: &str,
+        config_json: &str,
+        annotations: Vec<(String, String)>,
+        host_facts_json: &str,
+    ) -> Result<ContainerDecision, String> {
+        let engine = self.engine()?;
+        let mut req = ContainerRequest::from_oci(state_json, config_json)?;
+        req.annotations.extend(annotations);
+        req.host = Some(
+            serde_json::from_str(host_facts_json)
+                .map_err(|e| format!("invalid host facts: {e}"))?,
+        );
+        engine.decide_container(&req)
+    }
+
     /// Decides a container start given as a whole `ContainerRequest` JSON.
     pub fn admit_request(&self, request_json: &str) -> Result<ContainerDecision, String> {
         let engine = self.engine()?;

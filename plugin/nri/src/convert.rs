@@ -27,6 +27,9 @@ use palisade_engine::container::{
     ContainerRequest, ImageInfo, OciConfig, OciLinux, OciMount, OciNamespace, OciProcess, OciRoot,
     OciState, OciUser, PodInfo, annotations,
 };
+use palisade_engine::container_host::{
+    HostFacts, NamespaceFact, SandboxFact, spelled_host_namespace,
+};
 
 use crate::proto::{CreateContainerRequest, ProfileType};
 
@@ -110,6 +113,7 @@ impl TryFrom<&CreateContainerRequest> for Converted {
         let config = OciConfig {
             process: Some(OciProcess {
                 user,
+                args: c.args.clone(),
                 capabilities: None,
                 no_new_privileges: Some(true),
                 apparmor_profile: None,
@@ -177,6 +181,34 @@ impl TryFrom<&CreateContainerRequest> for Converted {
                 digest: non_empty(&i.digest),
             });
 
+        // What containerd tells NRI is the runtime's own word, not the pod author's: the
+        // namespace paths it wrote (`/proc/<pause pid>/ns/ipc` is the pod's; only the host's
+        // own spellings are the host's) and the sandbox id with the pod uid, whose runtime
+        // directories (hosts, resolv.conf, shm, kubelet volumes) are this pod's.
+        let host = HostFacts {
+            namespaces: linux
+                .namespaces
+                .iter()
+                .filter(|n| !n.path.is_empty())
+                .map(|n| NamespaceFact {
+                    kind: n.r#type.clone(),
+                    path: n.path.clone(),
+                    host: Some(spelled_host_namespace(&n.path)),
+                    error: None,
+                })
+                .collect(),
+            sandbox: (!c.pod_sandbox_id.is_empty()).then(|| {
+                SandboxFact::from_runtime(
+                    &c.pod_sandbox_id,
+                    req.pod
+                        .as_ref()
+                        .map(|p| p.uid.as_str())
+                        .filter(|u| !u.is_empty()),
+                )
+            }),
+            ..HostFacts::default()
+        };
+
         unseen.sort_unstable();
         Ok(Converted {
             request: ContainerRequest {
@@ -192,6 +224,7 @@ impl TryFrom<&CreateContainerRequest> for Converted {
                 annotations: extra,
                 pod,
                 image,
+                host: Some(host),
             },
             unseen,
         })
