@@ -258,7 +258,7 @@ fn record_keeps_the_inputs_and_the_decision() {
         &latest_state(),
     );
     assert_eq!(out.status.code(), Some(1));
-    let kept = rec.join("palisade-runc-latest-13867");
+    let kept = rec.join("palisade-runc-latest-6545");
     for f in ["state.json", "config.json", "expect.json"] {
         assert!(
             kept.join(f).exists(),
