@@ -146,6 +146,51 @@ spec:
     }
 
     #[test]
+    fn host_facts_decide_a_namespace_path_by_identity() {
+        let config = CONFIG.replace(
+            r#"{"type":"network"}"#,
+            r#"{"type":"network","path":"/proc/4242/ns/net"}"#,
+        );
+        let facts = |host: bool| {
+            format!(
+                r#"{{"namespaces":[{{"kind":"network","path":"/proc/4242/ns/net","host":{host}}}]}}"#
+            )
+        };
+        let i = loaded();
+        let controls = |d: Result<ContainerDecision, String>| -> Vec<String> {
+            d.map(|d| d.violations.into_iter().map(|v| v.control).collect())
+                .unwrap_or_else(|e| vec![e])
+        };
+        let pods = i.admit_on_host(STATE, &config, vec![], &facts(false));
+        assert_eq!(controls(pods), Vec::<String>::new());
+        let host = i.admit_on_host(STATE, &config, vec![], &facts(true));
+        assert_eq!(controls(host), ["hostNetwork"]);
+        // Without facts the spelling decides: a /proc path may be the host's.
+        assert_eq!(controls(i.admit(STATE, &config, vec![])), ["hostNetwork"]);
+        let err = i
+            .admit_on_host(STATE, &config, vec![], "[")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("invalid host facts"), "{err}");
+    }
+
+    #[test]
+    fn a_config_runtimes_read_differently_is_refused() {
+        let config = CONFIG.replace(
+            r#""process":{"#,
+            r#""process":{"Capabilities":{"bounding":["CAP_SYS_ADMIN"]},"#,
+        );
+        let err = loaded()
+            .admit(STATE, &config, vec![])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("`process.Capabilities` is not the key `process.capabilities`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_malformed_state_is_an_error() {
         let err = loaded()
             .admit("{", CONFIG, vec![])
