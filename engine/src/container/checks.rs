@@ -189,7 +189,13 @@ pub(super) fn check_kernel_mounts(p: &Privileges, config: &OciConfig, out: &mut 
     for m in &config.mounts {
         let kind = m.kind.as_deref().unwrap_or("");
         let dest = clean_path(&m.destination);
-        let ro = m.options.iter().any(|o| o == "ro");
+        // As runc and crun read the options: in order, the last of `ro` and `rw` wins.
+        let ro = m
+            .options
+            .iter()
+            .rev()
+            .find(|o| *o == "ro" || *o == "rw")
+            .is_some_and(|o| o == "ro");
         match kind {
             "proc" => {
                 procs += 1;

@@ -392,6 +392,22 @@ fn kernel_filesystems_beyond_proc_and_a_read_only_sys_are_refused() {
             want: &["kernelMounts"],
         },
         Case {
+            name: "sysfs with `ro` then `rw`: the last one wins",
+            privileges: BASELINE,
+            mutate: |c| {
+                c["mounts"][2]["options"] = json!(["ro", "nosuid", "rw"]);
+            },
+            want: &["kernelMounts"],
+        },
+        Case {
+            name: "sysfs with `rw` then `ro` is read-only",
+            privileges: BASELINE,
+            mutate: |c| {
+                c["mounts"][2]["options"] = json!(["rw", "nosuid", "ro"]);
+            },
+            want: &[],
+        },
+        Case {
             name: "a second, writable sysfs elsewhere",
             privileges: BASELINE,
             mutate: |c| {
