@@ -656,8 +656,8 @@ pub(super) fn normalize_sysctl(name: &str) -> String {
     }
 }
 
-/// `allowedSysctls` over `linux.sysctl`. Kubernetes puts pod sysctls in the sandbox's spec
-/// only (containerd) or in every container's (CRI-O), so sandboxes are checked too.
+/// `allowedSysctls` over `linux.sysctl`. containerd puts a pod's sysctls in the sandbox's
+/// spec only, so sandboxes are checked too.
 pub(super) fn check_sysctls(
     allowed: Option<&Vec<String>>,
     linux: Option<&OciLinux>,
