@@ -40,9 +40,11 @@
 //!     seccompRequired: true
 //!     readOnlyRootFilesystem: true
 //!     allowedSysctls: [net.ipv4.tcp_keepalive_time, "net.ipv4.tcp_*"]
-//!     appArmor: notUnconfined      # any | notUnconfined | required
-//!     selinux: {allowedTypes: [container_t]}
-//!     procMount: Default           # Default (masked /proc required) | Unmasked
+//!     appArmor: required           # any | notUnconfined | required
+//!     selinux: {allowedTypes: [container_t], allowedUsers: [system_u], allowedRoles: [system_r]}
+//!     procMount: Default           # Default (the runtime's masked /proc required) | Unmasked
+//!     procMountPaths: common       # common | runc | crun | kubelet | containerd | podman | {masked, readOnly}
+//!     allowedDevices: ["c 10:229"] # devices readable/writable besides none (level: the runtimes' defaults)
 //! ```
 //!
 //! Globs: in `allowedRegistries` and `allowedRepositories`, `*` matches any run of characters
@@ -60,11 +62,12 @@
 //! | `allowedHostPaths` | none | none |
 //! | `runAsNonRoot` | — | required |
 //! | `noNewPrivileges` | — | required |
-//! | `seccompRequired` | — (an unset profile and `Unconfined` look alike in `config.json`) | required |
-//! | `allowedSysctls` | PSS's safe set | PSS's safe set |
-//! | `appArmor` | `notUnconfined` | `notUnconfined` |
-//! | `selinux.allowedTypes` | `container_t`, `container_init_t`, `container_kvm_t`, `container_engine_t` | same |
-//! | `procMount` | `Default` | `Default` |
+//! | `seccompRequired` | — (an unset profile and `Unconfined` look alike in `config.json`) | a filtering profile |
+//! | `allowedSysctls` | PSS's safe set (sandboxes too) | PSS's safe set |
+//! | `appArmor` | `required` (absent is containerd's Unconfined) | `required` |
+//! | `selinux` | types `container_t`, `container_init_t`, `container_kvm_t`, `container_engine_t`; user `system_u`, role `system_r` | same |
+//! | `procMount` | `Default`: the `common` masked and read-only sets, one `proc` at `/proc`, `sysfs` read-only | same |
+//! | `allowedDevices` | the runtimes' default devices (null, zero, full, random, urandom, tty, console, ptmx, pts, tun) | same |
 //!
 //! Capabilities are what the container can hold: the union of the five sets in
 //! `process.capabilities`. There is no `privileged` flag in `config.json`; a privileged
@@ -88,10 +91,22 @@
 //!   (`/var/log` matches `/var/log/app`, not `/var/logs`).
 //! * Root: `process.user.uid` 0 (absent `user`: 0); in a user namespace, the uid is first
 //!   mapped through `linux.uidMappings` to the host uid.
-//! * `/proc`: unmasked when `linux.maskedPaths` or `linux.readonlyPaths` is empty; a container
-//!   in its own user namespace is exempt, as in PSS (`hostUsers: false`).
-//! * AppArmor: `process.apparmorProfile` `unconfined` (or, with `required`, absent).
-//!   SELinux: the type, third field of `process.selinuxLabel`; no label passes.
+//! * `/proc` and `/sys` (`procMount: Default`): every path of the `procMountPaths` sets must
+//!   be in `linux.maskedPaths` (or `linux.readonlyPaths` for the read-only set; a listed
+//!   ancestor covers), no `proc` mount but the one at `/proc`, `sysfs` only with `ro`, no
+//!   host kernel filesystem (`securityfs`, `debugfs`, …: control `kernelMounts`). Exempt: a
+//!   user namespace the runtime creates whose `linux.uidMappings` map nothing to host uid 0
+//!   (PSS `hostUsers: false`); an identity mapping is host root.
+//! * Devices: the cgroup rules of `linux.resources.devices` (in order, the last match wins,
+//!   from a start that allows everything) must grant read or write only on `allowedDevices`,
+//!   and `linux.devices` must pass in no other node.
+//! * Seccomp (`seccompRequired`): `linux.seccomp` with a blocking `defaultAction`
+//!   (`SCMP_ACT_ERRNO`, `…_KILL*`, `…_TRAP`) and no rule letting through unconditionally a
+//!   syscall no runtime default allows (`mount`, `unshare`, `bpf`, `kexec_load`, …). `{}`,
+//!   `SCMP_ACT_ALLOW` or `SCMP_ACT_LOG` as the default filter nothing.
+//! * AppArmor: `process.apparmorProfile` `unconfined`, or (with `required`) absent — how
+//!   containerd writes Unconfined. SELinux: the user, role and type of
+//!   `process.selinuxLabel`; no label passes.
 //!
 //! # Identity and images, from the annotations
 //!
@@ -150,7 +165,11 @@
 //! let d = decide_container(&set.container, &set.inventory, &req).unwrap();
 //! assert!(!d.allowed);
 //! let controls: Vec<&str> = d.violations.iter().map(|v| v.control.as_str()).collect();
-//! assert_eq!(controls, ["image.deniedTag", "capabilities", "hostPID"]);
+//! // No AppArmor profile, two token masks instead of the runtime's sets, no device rules.
+//! assert_eq!(
+//!     controls,
+//!     ["image.deniedTag", "capabilities", "hostPID", "appArmor", "procMount", "devices"]
+//! );
 //! assert_eq!(d.violations[0].policy, "default/baseline");
 //! ```
 
@@ -165,6 +184,10 @@ use crate::inventory::Inventory;
 use crate::netpol::{LabelSelector, parse_requirement};
 use crate::pattern::{Glob, GlobPart};
 use crate::yaml::{At, DResult, Fields, Str};
+
+mod checks;
+
+pub use checks::{DEFAULT_DEVICES, DevicePattern, PROC_PRESETS, ProcPaths};
 
 // ----------------------------------------------------------------------------------------
 // The policy
@@ -344,9 +367,11 @@ pub enum AppArmor {
     /// Anything.
     #[default]
     Any,
-    /// Not `unconfined` (an absent profile passes: hosts without AppArmor have none).
+    /// Not `unconfined`; an absent profile passes (for nodes without AppArmor, where no
+    /// runtime writes one).
     NotUnconfined,
-    /// A profile other than `unconfined` must be set.
+    /// A profile other than `unconfined` must be set: absent is how containerd writes
+    /// Unconfined (the level default).
     Required,
 }
 
@@ -399,8 +424,16 @@ pub struct Privileges {
     pub app_armor: AppArmor,
     /// SELinux types allowed; `None`: any.
     pub selinux_types: Option<Vec<String>>,
+    /// SELinux users allowed; `None`: any.
+    pub selinux_users: Option<Vec<String>>,
+    /// SELinux roles allowed; `None`: any.
+    pub selinux_roles: Option<Vec<String>>,
     /// `/proc` masking.
     pub proc_mount: ProcMount,
+    /// The masked and read-only paths `procMount: Default` requires.
+    pub proc_paths: ProcPaths,
+    /// Devices the container may read and write; `None`: any.
+    pub allowed_devices: Option<Vec<DevicePattern>>,
 }
 
 impl Default for Privileges {
@@ -427,7 +460,10 @@ const BASELINE_CAPS: &[&str] = &[
     "SYS_CHROOT",
 ];
 
-/// PSS's safe sysctls (Kubernetes 1.37).
+/// PSS's safe sysctls: pod-security-admission `policy/check_sysctls.go`
+/// (`sysctls_allowed_1_32`: 1.0's five, `ip_local_reserved_ports` from 1.27, the TCP
+/// keepalive and FIN timeouts from 1.29, `tcp_rmem`/`tcp_wmem` from 1.32), the same list as
+/// the Kubernetes documentation's "Using sysctls in a Kubernetes Cluster" safe set.
 const SAFE_SYSCTLS: &[&str] = &[
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
@@ -438,12 +474,15 @@ const SAFE_SYSCTLS: &[&str] = &[
     "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
     "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_notsent_lowat",
     "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_slow_start_after_idle",
     "net.ipv4.tcp_syncookies",
     "net.ipv4.tcp_wmem",
 ];
+
+/// The SELinux user and role every runtime writes for a container (container-selinux's
+/// `lxc_contexts`): PSS forbids the pod to set others.
+const DEFAULT_SELINUX_USERS: &[&str] = &["system_u"];
+const DEFAULT_SELINUX_ROLES: &[&str] = &["system_r"];
 
 /// PSS baseline's SELinux types.
 const BASELINE_SELINUX_TYPES: &[&str] = &[
@@ -524,16 +563,25 @@ impl Privileges {
             read_only_root_filesystem: false,
             allowed_sysctls: base.then(|| owned(SAFE_SYSCTLS)),
             app_armor: if base {
-                AppArmor::NotUnconfined
+                AppArmor::Required
             } else {
                 AppArmor::Any
             },
             selinux_types: base.then(|| owned(BASELINE_SELINUX_TYPES)),
+            selinux_users: base.then(|| owned(DEFAULT_SELINUX_USERS)),
+            selinux_roles: base.then(|| owned(DEFAULT_SELINUX_ROLES)),
             proc_mount: if base {
                 ProcMount::Default
             } else {
                 ProcMount::Unmasked
             },
+            proc_paths: ProcPaths::common(),
+            allowed_devices: base.then(|| {
+                DEFAULT_DEVICES
+                    .iter()
+                    .filter_map(|d| DevicePattern::parse(d))
+                    .collect()
+            }),
         }
     }
 }
@@ -766,6 +814,8 @@ fn parse_privileges(at: At<'_>) -> DResult<Privileges> {
         "appArmor",
         "selinux",
         "procMount",
+        "procMountPaths",
+        "allowedDevices",
     ];
     let mut f = at.fields()?;
     let level = match f.take("level") {
@@ -884,23 +934,32 @@ fn parse_privileges(at: At<'_>) -> DResult<Privileges> {
     if let Some(s) = f.take("selinux") {
         let at = s.at();
         let mut sf = at.fields()?;
-        let types = sf.require("allowedTypes")?;
-        sf.finish(&["allowedTypes"])?;
-        let mut list = Vec::new();
-        for t in types.at().strings()? {
-            if t.value.is_empty()
-                || !t
-                    .value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                return Err(t
-                    .error(format!("invalid SELinux type `{}`", t.value))
-                    .with_help("write a type such as `container_t`"));
+        let types = sf.take("allowedTypes");
+        let users = sf.take("allowedUsers");
+        let roles = sf.take("allowedRoles");
+        sf.finish(&["allowedTypes", "allowedUsers", "allowedRoles"])?;
+        for (field, slot, what, example) in [
+            (&types, &mut p.selinux_types, "type", "`container_t`"),
+            (&users, &mut p.selinux_users, "user", "`system_u`"),
+            (&roles, &mut p.selinux_roles, "role", "`system_r`"),
+        ] {
+            let Some(field) = field else { continue };
+            let mut list = Vec::new();
+            for t in field.at().strings()? {
+                if t.value.is_empty()
+                    || !t
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(t
+                        .error(format!("invalid SELinux {what} `{}`", t.value))
+                        .with_help(format!("write a {what} such as {example}")));
+                }
+                list.push(t.value);
             }
-            list.push(t.value);
+            *slot = Some(list);
         }
-        p.selinux_types = Some(list);
     }
     if let Some(m) = f.take("procMount") {
         p.proc_mount = match m.at().string()?.as_str() {
@@ -914,8 +973,62 @@ fn parse_privileges(at: At<'_>) -> DResult<Privileges> {
             }
         };
     }
+    if let Some(m) = f.take("procMountPaths") {
+        p.proc_paths = parse_proc_paths(m.at())?;
+    }
+    if let Some(d) = f.take("allowedDevices") {
+        let mut list = Vec::new();
+        for s in d.at().strings()? {
+            match DevicePattern::parse(&s.value) {
+                Some(pat) => list.push(pat),
+                None => {
+                    return Err(s
+                        .error(format!("invalid device `{}`", s.value))
+                        .with_help("write `c <major>:<minor>` or `b <major>:<minor>`, `*` for any number, e.g. `c 10:229`"));
+                }
+            }
+        }
+        p.allowed_devices = Some(list);
+    }
     f.finish(KNOWN)?;
     Ok(p)
+}
+
+/// `procMountPaths`: a preset name or `{masked: [...], readOnly: [...]}`.
+fn parse_proc_paths(at: At<'_>) -> DResult<ProcPaths> {
+    if let Ok(name) = at.string() {
+        return ProcPaths::preset(&name).ok_or_else(|| {
+            at.error(format!("unknown procMountPaths preset `{name}`"))
+                .with_help(format!(
+                    "expected one of {}, or `{{masked: [...], readOnly: [...]}}`",
+                    ticks(PROC_PRESETS)
+                ))
+        });
+    }
+    let mut f = at.fields()?;
+    let masked = f.take("masked");
+    let readonly = f.take("readOnly");
+    f.finish(&["masked", "readOnly"])?;
+    let mut paths = ProcPaths {
+        name: "custom".into(),
+        masked: Vec::new(),
+        readonly: Vec::new(),
+    };
+    for (field, slot) in [
+        (&masked, &mut paths.masked),
+        (&readonly, &mut paths.readonly),
+    ] {
+        let Some(field) = field else { continue };
+        for s in field.at().strings()? {
+            if !s.value.starts_with('/') || s.value.split('/').any(|c| c == "..") {
+                return Err(s
+                    .error(format!("`{}` is not an absolute path", s.value))
+                    .with_help("write a container path such as `/proc/sys`"));
+            }
+            slot.push(s.value);
+        }
+    }
+    Ok(paths)
 }
 
 /// `CAP_SYS_ADMIN`, `sys_admin` → `SYS_ADMIN`.
@@ -1245,12 +1358,59 @@ pub struct OciLinux {
     pub uid_mappings: Vec<OciIdMapping>,
     /// `sysctl`.
     pub sysctl: BTreeMap<String, String>,
-    /// `seccomp`, kept only as present or not.
+    /// `seccomp`, kept as written (its content is judged by `seccompRequired`).
     pub seccomp: Option<serde_json::Value>,
     /// `maskedPaths`.
     pub masked_paths: Vec<String>,
     /// `readonlyPaths`.
     pub readonly_paths: Vec<String>,
+    /// `devices`: device nodes created in the container.
+    pub devices: Vec<OciDevice>,
+    /// `resources` (only the device cgroup rules are read).
+    pub resources: Option<OciResources>,
+}
+
+/// One `linux.devices` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OciDevice {
+    /// `path` in the container.
+    pub path: String,
+    /// `type`: `c`, `b`, `u`, `p`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `major`.
+    pub major: i64,
+    /// `minor`.
+    pub minor: i64,
+}
+
+/// `linux.resources`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OciResources {
+    /// `devices`: the device cgroup rules, in order.
+    pub devices: Vec<OciDeviceCgroup>,
+}
+
+/// One `linux.resources.devices` rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OciDeviceCgroup {
+    /// `allow`.
+    pub allow: bool,
+    /// `type`: `a` (all, also when absent), `b`, `c`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `major`; absent or negative: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub major: Option<i64>,
+    /// `minor`; absent or negative: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minor: Option<i64>,
+    /// `access`: some of `r`, `w`, `m`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
 }
 
 /// One `linux.namespaces` entry.
@@ -1847,91 +2007,19 @@ fn check_privileges(
             "`process.noNewPrivileges` is not `true`; the container must not gain privileges (allowPrivilegeEscalation: false)".into(),
         );
     }
-    if p.seccomp_required && linux.and_then(|l| l.seccomp.as_ref()).is_none() {
-        out.add(
-            "seccomp",
-            "the container has no seccomp profile (`linux.seccomp` is absent: unconfined); a profile is required (RuntimeDefault or Localhost)".into(),
-        );
-    }
+    checks::check_seccomp(p.seccomp_required, linux, out);
     if p.read_only_root_filesystem && !config.root.as_ref().is_some_and(|r| r.readonly) {
         out.add(
             "readOnlyRootFilesystem",
             "the root filesystem is writable (`root.readonly` is not `true`); a read-only root filesystem is required".into(),
         );
     }
-    if let Some(allowed) = &p.allowed_sysctls {
-        let bad: Vec<&str> = linux
-            .into_iter()
-            .flat_map(|l| l.sysctl.keys())
-            .filter(|k| {
-                !allowed.iter().any(|a| match a.strip_suffix('*') {
-                    Some(prefix) => k.starts_with(prefix),
-                    None => *k == a,
-                })
-            })
-            .map(String::as_str)
-            .collect();
-        if !bad.is_empty() {
-            out.add(
-                "sysctls",
-                format!(
-                    "the container sets sysctls {} (in `linux.sysctl`); allowed: {}",
-                    ticks(&bad),
-                    ticks(allowed)
-                ),
-            );
-        }
-    }
-    let profile = process
-        .and_then(|pr| pr.apparmor_profile.as_deref())
-        .filter(|s| !s.is_empty());
-    match (p.app_armor, profile) {
-        (AppArmor::NotUnconfined | AppArmor::Required, Some("unconfined")) => out.add(
-            "appArmor",
-            "the container runs with AppArmor profile `unconfined`; a confining profile is required".into(),
-        ),
-        (AppArmor::Required, None) => out.add(
-            "appArmor",
-            "the container has no AppArmor profile (`process.apparmorProfile` is absent); a profile is required".into(),
-        ),
-        _ => {}
-    }
-    if let Some(types) = &p.selinux_types
-        && let Some(label) = process
-            .and_then(|pr| pr.selinux_label.as_deref())
-            .filter(|s| !s.is_empty())
-    {
-        let ty = label.split(':').nth(2).unwrap_or("");
-        if !types.iter().any(|t| t == ty) {
-            out.add(
-                "selinux",
-                format!(
-                    "the container's SELinux label `{label}` has type `{ty}`; allowed types: {}",
-                    ticks(types)
-                ),
-            );
-        }
-    }
-    if p.proc_mount == ProcMount::Default && !own_userns {
-        let masked = linux.is_some_and(|l| !l.masked_paths.is_empty());
-        let readonly = linux.is_some_and(|l| !l.readonly_paths.is_empty());
-        if !masked || !readonly {
-            let empty: Vec<&str> = [
-                (!masked).then_some("linux.maskedPaths"),
-                (!readonly).then_some("linux.readonlyPaths"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            out.add(
-                "procMount",
-                format!(
-                    "`/proc` is unmasked ({} empty); procMount `Default` is required",
-                    ticks(&empty)
-                ),
-            );
-        }
-    }
+    checks::check_sysctls(p.allowed_sysctls.as_ref(), linux, out);
+    checks::check_apparmor(p.app_armor, process, out);
+    checks::check_selinux(p, process, out);
+    checks::check_proc_mount(p, linux, out);
+    checks::check_kernel_mounts(p, config, out);
+    checks::check_devices(p.allowed_devices.as_ref(), linux, out);
 }
 
 #[cfg(test)]
@@ -2310,7 +2398,8 @@ spec:
                 mutate: |c| {
                     c["linux"] = json!({"maskedPaths": masked(), "readonlyPaths": readonly()});
                 },
-                want: &["hostNetwork", "hostPID", "hostIPC"],
+                // No device rules either: nothing denies the host's devices.
+                want: &["hostNetwork", "hostPID", "hostIPC", "devices"],
             },
             Case {
                 name: "baseline: the docker socket is a host path",
@@ -2484,7 +2573,7 @@ spec:
                 want: &["appArmor"],
             },
             Case {
-                name: "baseline: no AppArmor profile passes (SELinux hosts have none)",
+                name: "baseline: no AppArmor profile is how containerd writes Unconfined",
                 spec: BASELINE,
                 mutate: |c| {
                     c["process"]
@@ -2492,7 +2581,7 @@ spec:
                         .unwrap()
                         .remove("apparmorProfile");
                 },
-                want: &[],
+                want: &["appArmor"],
             },
             Case {
                 name: "baseline: SELinux container_t passes",
@@ -2523,7 +2612,7 @@ spec:
                 want: &["procMount"],
             },
             Case {
-                name: "baseline: unmasked /proc in a user namespace passes (hostUsers: false)",
+                name: "baseline: unmasked /proc in a user namespace mapped away from host root passes (hostUsers: false)",
                 spec: BASELINE,
                 mutate: |c| {
                     c["linux"]["maskedPaths"] = json!([]);
@@ -2531,6 +2620,8 @@ spec:
                         .as_array_mut()
                         .unwrap()
                         .push(json!({"type": "user"}));
+                    c["linux"]["uidMappings"] =
+                        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
                 },
                 want: &[],
             },
@@ -2553,6 +2644,7 @@ spec:
                     "sysctls",
                     "appArmor",
                     "procMount",
+                    "devices",
                 ],
             },
             Case {
@@ -2571,19 +2663,22 @@ spec:
                     "sysctls",
                     "appArmor",
                     "procMount",
+                    "devices",
                 ],
             },
         ]);
     }
 
-    /// `privileged: true` with host namespaces, root, the docker socket and an unsafe sysctl.
+    /// `privileged: true` with host namespaces, root, every device, the docker socket and an
+    /// unsafe sysctl.
     fn privileged(c: &mut Value) {
         let all: Vec<String> = KNOWN_CAPS.iter().map(|c| format!("CAP_{c}")).collect();
         c["process"]["capabilities"] = json!({"bounding": all, "effective": all, "permitted": all});
         c["process"]["user"]["uid"] = json!(0);
         c["process"]["noNewPrivileges"] = json!(false);
         c["process"]["apparmorProfile"] = json!("unconfined");
-        c["linux"] = json!({"namespaces": [{"type": "mount"}, {"type": "uts"}], "sysctl": {"kernel.sem": "250 32000 100 128"}, "maskedPaths": [], "readonlyPaths": []});
+        c["linux"] = json!({"namespaces": [{"type": "mount"}, {"type": "uts"}], "sysctl": {"kernel.sem": "250 32000 100 128"}, "maskedPaths": [], "readonlyPaths": [],
+                            "resources": {"devices": [{"allow": true, "access": "rwm"}]}});
         add_mount(
             c,
             "/var/run/docker.sock",
@@ -3082,6 +3177,13 @@ spec:
             let mut other = c.clone();
             c["process"]["args"] = json!(["/pause"]);
             set_image(&mut c, "registry.k8s.io/pause:3.10");
+            // The pod's sysctls are in the sandbox's spec (containerd): `kernel.sem` is not
+            // safe, and the sandbox is checked for it like any container.
+            c["linux"]["sysctl"] = json!({"kernel.sem": "250 32000 100 128"});
+            let d = decide(RESTRICTED, c.clone());
+            assert_eq!(controls(&d), ["sysctls"], "{key}: {d}");
+            c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 2147483647"});
+            other["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 2147483647"});
             let latest = "{images: {deniedTags: [\"3.10\"]}, privileges: {level: restricted}}";
             let d = decide(latest, c.clone());
             assert!(d.allowed, "{key}: {d}");
@@ -3112,9 +3214,14 @@ spec:
             let req = ContainerRequest::from_oci(state, &runc_spec_default().to_string()).unwrap();
             decide_container(&s.container, &s.inventory, &req).unwrap()
         };
-        assert!(runc(BASELINE).allowed);
+        // runc applies no AppArmor profile when the spec names none.
+        assert_eq!(controls(&runc(BASELINE)), ["appArmor"]);
+        assert!(runc("{privileges: {level: baseline, appArmor: notUnconfined}}").allowed);
         let d = runc(RESTRICTED);
-        assert_eq!(controls(&d), ["capabilities", "runAsNonRoot", "seccomp"]);
+        assert_eq!(
+            controls(&d),
+            ["capabilities", "runAsNonRoot", "seccomp", "appArmor"]
+        );
         assert_eq!(
             d.violations[0].message,
             "the container holds `CAP_AUDIT_WRITE`, `CAP_KILL` (in `process.capabilities`); allowed (level `restricted` or `allowedCapabilities`): `CAP_NET_BIND_SERVICE`"

@@ -124,10 +124,85 @@ pub struct Linux {
     pub namespaces: Vec<Namespace>,
     /// `devices`.
     pub devices: Vec<Device>,
+    /// `resources` (only `devices`).
+    pub resources: Option<Resources>,
     /// `seccompProfile`.
     pub seccomp_profile: Option<SeccompProfile>,
+    /// `seccompPolicy`.
+    pub seccomp_policy: Option<SeccompPolicy>,
     /// `sysctl`.
     pub sysctl: BTreeMap<String, String>,
+}
+
+/// `LinuxResources` (only `devices`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resources {
+    /// `devices`: the device cgroup rules.
+    pub devices: Vec<DeviceRule>,
+}
+
+/// `LinuxDeviceCgroup`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceRule {
+    /// `allow`.
+    pub allow: bool,
+    /// `type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `major` (`{"value": n}`).
+    pub major: Option<OptionalInt>,
+    /// `minor` (`{"value": n}`).
+    pub minor: Option<OptionalInt>,
+    /// `access`.
+    pub access: String,
+}
+
+/// `OptionalInt64`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptionalInt {
+    /// `value`.
+    pub value: i64,
+}
+
+/// `LinuxSeccomp`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SeccompPolicy {
+    /// `defaultAction`.
+    pub default_action: String,
+    /// `architectures`.
+    pub architectures: Vec<String>,
+    /// `syscalls`.
+    pub syscalls: Vec<Syscall>,
+}
+
+/// `LinuxSyscall`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Syscall {
+    /// `names`.
+    pub names: Vec<String>,
+    /// `action`.
+    pub action: String,
+    /// `args`.
+    pub args: Vec<SyscallArg>,
+}
+
+/// `LinuxSeccompArg`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SyscallArg {
+    /// `index`.
+    pub index: u32,
+    /// `value`.
+    pub value: u64,
+    /// `valueTwo`.
+    pub value_two: u64,
+    /// `op`.
+    pub op: String,
 }
 
 /// `LinuxNamespace`.
@@ -243,6 +318,47 @@ impl CreateContainer {
                                 minor: d.minor,
                             })
                             .collect(),
+                        resources: l.resources.as_ref().map(|r| proto::LinuxResources {
+                            devices: r
+                                .devices
+                                .iter()
+                                .map(|d| proto::LinuxDeviceCgroup {
+                                    allow: d.allow,
+                                    r#type: d.kind.clone(),
+                                    major: d
+                                        .major
+                                        .as_ref()
+                                        .map(|m| proto::OptionalInt64 { value: m.value }),
+                                    minor: d
+                                        .minor
+                                        .as_ref()
+                                        .map(|m| proto::OptionalInt64 { value: m.value }),
+                                    access: d.access.clone(),
+                                })
+                                .collect(),
+                        }),
+                        seccomp_policy: l.seccomp_policy.as_ref().map(|p| proto::LinuxSeccomp {
+                            default_action: p.default_action.clone(),
+                            architectures: p.architectures.clone(),
+                            syscalls: p
+                                .syscalls
+                                .iter()
+                                .map(|s| proto::LinuxSyscall {
+                                    names: s.names.clone(),
+                                    action: s.action.clone(),
+                                    args: s
+                                        .args
+                                        .iter()
+                                        .map(|a| proto::LinuxSeccompArg {
+                                            index: a.index,
+                                            value: a.value,
+                                            value_two: a.value_two,
+                                            op: a.op.clone(),
+                                        })
+                                        .collect(),
+                                })
+                                .collect(),
+                        }),
                         seccomp_profile: match &l.seccomp_profile {
                             None => None,
                             Some(s) => Some(proto::SecurityProfile {

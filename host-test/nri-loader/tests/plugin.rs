@@ -89,10 +89,12 @@ fn an_allowed_container_gets_the_decision_annotation() {
         serde_json::json!([
             "appArmor",
             "capabilities",
+            "devices",
             "noNewPrivileges",
             "procMount",
             "readOnlyRootFilesystem",
-            "selinux"
+            "selinux",
+            "sysctls"
         ])
     );
 }
@@ -131,7 +133,8 @@ fn every_violation_is_listed_not_just_the_first() {
 #[test]
 fn a_privileged_container_is_denied_on_what_nri_shows_and_the_rest_is_named_unchecked() {
     let msg = denial(&mut configured(), "09-payments-privileged");
-    assert!(msg.contains("(2 violations)"), "{msg}");
+    assert!(msg.contains("(4 violations)"), "{msg}");
+    assert!(msg.contains("platform/baseline [devices]"), "{msg}");
     assert!(
         msg.contains("payments/payments-restricted [runAsNonRoot]"),
         "{msg}"
@@ -141,7 +144,7 @@ fn a_privileged_container_is_denied_on_what_nri_shows_and_the_rest_is_named_unch
         "{msg}"
     );
     assert!(
-        msg.ends_with("(not visible through NRI, unchecked here: appArmor, capabilities, noNewPrivileges, procMount, readOnlyRootFilesystem, selinux)"),
+        msg.ends_with("(not visible through NRI, unchecked here: appArmor, capabilities, devices, noNewPrivileges, procMount, readOnlyRootFilesystem, selinux, sysctls)"),
         "{msg}"
     );
 }

@@ -104,10 +104,16 @@ spec:
 
     const STATE: &str = r#"{"ociVersion":"1.0.2-dev","id":"c1","status":"creating","pid":42,"bundle":"/b",
         "annotations":{"io.kubernetes.cri.sandbox-namespace":"team"}}"#;
+    /// A baseline container: runc spec's masked and read-only sets, its device rule, an
+    /// AppArmor profile.
     const CONFIG: &str = r#"{"ociVersion":"1.0.2-dev","process":{"user":{"uid":0,"gid":0},
-        "capabilities":{"bounding":["CAP_KILL"]}},"root":{"path":"rootfs"},
+        "capabilities":{"bounding":["CAP_KILL"]},"apparmorProfile":"cri-containerd.apparmor.d"},
+        "root":{"path":"rootfs"},
         "linux":{"namespaces":[{"type":"pid"},{"type":"network"},{"type":"ipc"},{"type":"mount"}],
-        "maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]},
+        "resources":{"devices":[{"allow":false,"access":"rwm"}]},
+        "maskedPaths":["/proc/acpi","/proc/asound","/proc/kcore","/proc/keys","/proc/latency_stats",
+          "/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/sys/firmware","/proc/scsi"],
+        "readonlyPaths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]},
         "annotations":{"io.kubernetes.cri.image-name":"registry.example.com/app:1.0"}}"#;
 
     fn loaded() -> Instance {

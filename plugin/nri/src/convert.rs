@@ -1,14 +1,17 @@
 //! An NRI `CreateContainerRequest` → the engine's [`ContainerRequest`].
 //!
 //! NRI's `Container` is not the OCI `config.json`: it carries the pod (namespace, name, uid,
-//! labels), the image, the namespaces, the mounts, the sysctls, the seccomp profile as
-//! requested and (NRI v0.11+, where the runtime fills it) the user — but **not** the
-//! capabilities, `noNewPrivileges`, the root filesystem's read-only flag, the AppArmor and
-//! SELinux labels or the masked `/proc` paths (`message Container`, `message LinuxContainer`
-//! in `pkg/api/api.proto` v0.12.2). The conversion maps what NRI shows faithfully and, for what
-//! it cannot show, fills the request with evidence that passes the control and names the
-//! control in [`Converted::unseen`]; the plugin reports those as unverified on every decision.
-//! Enforce them where `config.json` is visible: Palisade's OCI hook.
+//! labels), the image, the namespaces, the mounts, the device nodes and cgroup rules, the
+//! container's sysctls, the seccomp profile as requested and the filter itself (NRI v0.10+),
+//! and (NRI v0.11+, where the runtime fills it) the user — but **not** the capabilities,
+//! `noNewPrivileges`, the root filesystem's read-only flag, the AppArmor and SELinux labels,
+//! the masked `/proc` paths, or the pod's sysctls (containerd writes those into the
+//! sandbox's spec, and NRI's `PodSandbox` has none) (`message Container`,
+//! `message LinuxContainer`, `message PodSandbox` in `pkg/api/api.proto` v0.12.2). The
+//! conversion maps what NRI shows faithfully and, for what it cannot show, fills the request
+//! with evidence that passes the control and names the control in [`Converted::unseen`]; the
+//! plugin reports those as unverified on every decision. Enforce them where `config.json` is
+//! visible: Palisade's OCI hook. `docs/container-policy.md` has the same table per class.
 //!
 //! | engine control | NRI evidence | when absent |
 //! |---|---|---|
@@ -16,36 +19,44 @@
 //! | image rules | `container.image.name`/`digest` | `io.kubernetes.cri.image-name` annotation |
 //! | `hostNetwork`/`hostPID`/`hostIPC` | `container.linux.namespaces` | — (absent = host's) |
 //! | `allowedHostPaths` | `container.mounts` | — |
-//! | `allowedSysctls` | `container.linux.sysctl` | — |
+//! | `kernelMounts` (extra `proc`, writable `sysfs`) | `container.mounts` | — |
+//! | `devices` | `container.linux.devices`, `container.linux.resources.devices` | no rules: containerd's defaults stand in, unseen |
+//! | `allowedSysctls` | `container.linux.sysctl` (the container's own) | pod sysctls: unseen |
 //! | `runAsNonRoot` | `container.user.uid` | uid 0 (fail closed) |
-//! | `seccompRequired` | `container.linux.seccomp_profile` (`UNCONFINED` = none) | no profile (fail closed) |
+//! | `seccompRequired` | `container.linux.seccomp_policy` (the filter, judged as in `config.json`); else `seccomp_profile`: `RUNTIME_DEFAULT` a filter, `LOCALHOST` unseen, `UNCONFINED` none | no profile (fail closed) |
 //! | `capabilities`, `noNewPrivileges`, `readOnlyRootFilesystem`, `procMount`, `appArmor`, `selinux` | none | unseen |
 
 use std::collections::BTreeMap;
 
 use palisade_engine::container::{
-    ContainerRequest, ImageInfo, OciConfig, OciLinux, OciMount, OciNamespace, OciProcess, OciRoot,
-    OciState, OciUser, PodInfo, annotations,
+    ContainerRequest, DEFAULT_DEVICES, DevicePattern, ImageInfo, OciConfig, OciDevice,
+    OciDeviceCgroup, OciLinux, OciMount, OciNamespace, OciProcess, OciResources, OciRoot, OciState,
+    OciUser, PodInfo, annotations,
 };
 use palisade_engine::container_host::{
     HostFacts, NamespaceFact, SandboxFact, spelled_host_namespace,
 };
 
-use crate::proto::{CreateContainerRequest, ProfileType};
+use crate::proto::{CreateContainerRequest, LinuxSeccomp, ProfileType};
 
-/// The controls NRI's `Container` gives no evidence for, always listed as unseen.
-pub const NEVER_SEEN: [&str; 6] = [
+/// The controls NRI's `Container` gives no evidence for, always listed as unseen (`sysctls`:
+/// the pod's, which live in the sandbox's spec; the container's own are checked).
+pub const NEVER_SEEN: [&str; 7] = [
     "capabilities",
     "noNewPrivileges",
     "readOnlyRootFilesystem",
     "procMount",
     "appArmor",
     "selinux",
+    "sysctls",
 ];
 
 /// What stands in `linux.maskedPaths` and `linux.readonlyPaths` for the masked `/proc` NRI
-/// does not show (the engine only asks whether the lists are empty).
-pub const UNSEEN_BY_NRI: &str = "(not visible through NRI)";
+/// does not show: `/`, which covers every path any `procMountPaths` preset requires.
+pub const UNSEEN_BY_NRI: &str = "/";
+
+/// What stands in `process.apparmorProfile`, which NRI does not show.
+pub const UNSEEN_PROFILE: &str = "(not visible through NRI)";
 
 /// A converted request and what NRI could not show about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,22 +93,52 @@ impl TryFrom<&CreateContainerRequest> for Converted {
         let mut unseen: Vec<&'static str> = NEVER_SEEN.to_vec();
         let linux = c.linux.clone().unwrap_or_default();
 
-        let seccomp = match linux.seccomp_profile.as_ref() {
-            None => {
+        // The filter itself when NRI gives it; else what the profile type says: the runtime's
+        // default is an allow-list (a blocking default action stands in for it), a Localhost
+        // profile's content is unseen.
+        let stand_in = |kind: &str| serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "palisade.dev/nri-stand-in": kind});
+        let seccomp = match (
+            linux.seccomp_policy.as_ref(),
+            linux.seccomp_profile.as_ref(),
+        ) {
+            (Some(policy), _) => Some(seccomp_json(policy)),
+            (None, None) => {
                 unseen.push("seccomp");
                 None
             }
-            Some(p) => match ProfileType::try_from(p.profile_type) {
+            (None, Some(p)) => match ProfileType::try_from(p.profile_type) {
                 Ok(ProfileType::Unconfined) => None,
-                Ok(ProfileType::RuntimeDefault) => {
-                    Some(serde_json::json!({"nri": {"profileType": "RUNTIME_DEFAULT"}}))
+                Ok(ProfileType::RuntimeDefault) => Some(stand_in("RUNTIME_DEFAULT")),
+                Ok(ProfileType::Localhost) => {
+                    unseen.push("seccomp");
+                    Some(stand_in("LOCALHOST"))
                 }
-                Ok(ProfileType::Localhost) => Some(
-                    serde_json::json!({"nri": {"profileType": "LOCALHOST", "localhostRef": p.localhost_ref}}),
-                ),
                 // A profile type this build does not know is not assumed to confine.
                 Err(_) => None,
             },
+        };
+        // Device cgroup rules: when the runtime does not fill them, containerd's defaults
+        // (deny all, then the default devices) stand in and the control is unseen; the
+        // device nodes are always checked.
+        let rules = linux
+            .resources
+            .as_ref()
+            .map(|r| r.devices.as_slice())
+            .unwrap_or_default();
+        let device_rules = if rules.is_empty() {
+            unseen.push("devices");
+            default_device_rules()
+        } else {
+            rules
+                .iter()
+                .map(|d| OciDeviceCgroup {
+                    allow: d.allow,
+                    kind: non_empty(&d.r#type),
+                    major: d.major.as_ref().map(|m| m.value),
+                    minor: d.minor.as_ref().map(|m| m.value),
+                    access: non_empty(&d.access),
+                })
+                .collect()
         };
         let user = match c.user.as_ref() {
             Some(u) => Some(OciUser {
@@ -116,7 +157,7 @@ impl TryFrom<&CreateContainerRequest> for Converted {
                 args: c.args.clone(),
                 capabilities: None,
                 no_new_privileges: Some(true),
-                apparmor_profile: None,
+                apparmor_profile: Some(UNSEEN_PROFILE.to_string()),
                 selinux_label: None,
             }),
             root: Some(OciRoot {
@@ -147,6 +188,19 @@ impl TryFrom<&CreateContainerRequest> for Converted {
                 seccomp,
                 masked_paths: vec![UNSEEN_BY_NRI.to_string()],
                 readonly_paths: vec![UNSEEN_BY_NRI.to_string()],
+                devices: linux
+                    .devices
+                    .iter()
+                    .map(|d| OciDevice {
+                        path: d.path.clone(),
+                        kind: d.r#type.clone(),
+                        major: d.major,
+                        minor: d.minor,
+                    })
+                    .collect(),
+                resources: Some(OciResources {
+                    devices: device_rules,
+                }),
             }),
             annotations: BTreeMap::new(),
         };
@@ -229,6 +283,53 @@ impl TryFrom<&CreateContainerRequest> for Converted {
             unseen,
         })
     }
+}
+
+/// NRI's `LinuxSeccomp` as the OCI `linux.seccomp` object the engine judges.
+fn seccomp_json(p: &LinuxSeccomp) -> serde_json::Value {
+    let syscalls: Vec<serde_json::Value> = p
+        .syscalls
+        .iter()
+        .map(|s| {
+            let args: Vec<serde_json::Value> = s
+                .args
+                .iter()
+                .map(|a| serde_json::json!({"index": a.index, "value": a.value, "valueTwo": a.value_two, "op": a.op}))
+                .collect();
+            serde_json::json!({"names": s.names, "action": s.action, "args": args})
+        })
+        .collect();
+    let mut v = serde_json::json!({"architectures": p.architectures, "syscalls": syscalls});
+    if !p.default_action.is_empty()
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert("defaultAction".into(), p.default_action.clone().into());
+    }
+    v
+}
+
+/// containerd's device rules (`pkg/oci`: deny all, then the default devices read-write).
+fn default_device_rules() -> Vec<OciDeviceCgroup> {
+    let mut rules = vec![OciDeviceCgroup {
+        allow: false,
+        kind: None,
+        major: None,
+        minor: None,
+        access: Some("rwm".into()),
+    }];
+    for pat in DEFAULT_DEVICES
+        .iter()
+        .filter_map(|d| DevicePattern::parse(d))
+    {
+        rules.push(OciDeviceCgroup {
+            allow: true,
+            kind: Some(pat.kind.to_string()),
+            major: pat.major,
+            minor: pat.minor,
+            access: Some("rwm".into()),
+        });
+    }
+    rules
 }
 
 #[cfg(test)]
@@ -404,6 +505,102 @@ mod tests {
         assert_eq!(image.digest.as_deref(), Some("sha256:aa"));
         ctr.image = Some(Image::default());
         assert!(convert(ctr).request.image.is_none());
+    }
+
+    #[test]
+    fn device_nodes_and_rules_are_carried_over_and_without_rules_the_defaults_stand_in() {
+        use crate::proto::{LinuxDevice, LinuxDeviceCgroup, LinuxResources, OptionalInt64};
+        let mut ctr = container();
+        if let Some(l) = ctr.linux.as_mut() {
+            l.devices.push(LinuxDevice {
+                path: "/dev/sda".into(),
+                r#type: "b".into(),
+                major: 8,
+                minor: 0,
+            });
+        }
+        let c = convert(ctr.clone());
+        assert!(c.unseen.contains(&"devices"));
+        let linux = c.request.config.linux.clone().unwrap_or_default();
+        assert_eq!(
+            linux
+                .devices
+                .first()
+                .map(|d| (d.kind.as_str(), d.major, d.minor)),
+            Some(("b", 8, 0))
+        );
+        let rules = linux.resources.unwrap_or_default().devices;
+        assert_eq!(rules.len(), 11, "deny all, then the ten default devices");
+        assert_eq!(
+            rules.first().map(|r| (r.allow, r.access.as_deref())),
+            Some((false, Some("rwm")))
+        );
+        if let Some(l) = ctr.linux.as_mut() {
+            l.resources = Some(LinuxResources {
+                devices: vec![LinuxDeviceCgroup {
+                    allow: true,
+                    r#type: "b".into(),
+                    major: Some(OptionalInt64 { value: 8 }),
+                    minor: None,
+                    access: "rw".into(),
+                }],
+            });
+        }
+        let c = convert(ctr);
+        assert!(!c.unseen.contains(&"devices"));
+        let rules = c
+            .request
+            .config
+            .linux
+            .and_then(|l| l.resources)
+            .unwrap_or_default()
+            .devices;
+        assert_eq!(
+            rules.first().map(|r| (
+                r.allow,
+                r.kind.as_deref(),
+                r.major,
+                r.minor,
+                r.access.as_deref()
+            )),
+            Some((true, Some("b"), Some(8), None, Some("rw")))
+        );
+    }
+
+    #[test]
+    fn the_seccomp_filter_is_carried_as_the_oci_object_and_localhost_without_it_is_unseen() {
+        use crate::proto::{LinuxSeccomp, LinuxSyscall};
+        let mut ctr = container();
+        if let Some(l) = ctr.linux.as_mut() {
+            l.seccomp_profile = Some(SecurityProfile {
+                profile_type: ProfileType::Localhost as i32,
+                localhost_ref: "/var/lib/kubelet/seccomp/app.json".into(),
+            });
+        }
+        let c = convert(ctr.clone());
+        assert!(c.unseen.contains(&"seccomp"));
+        if let Some(l) = ctr.linux.as_mut() {
+            l.seccomp_policy = Some(LinuxSeccomp {
+                default_action: "SCMP_ACT_ALLOW".into(),
+                architectures: vec!["SCMP_ARCH_X86_64".into()],
+                syscalls: vec![LinuxSyscall {
+                    names: vec!["kexec_load".into()],
+                    action: "SCMP_ACT_ERRNO".into(),
+                    args: vec![],
+                }],
+            });
+        }
+        let c = convert(ctr);
+        assert!(!c.unseen.contains(&"seccomp"));
+        let seccomp = c.request.config.linux.and_then(|l| l.seccomp);
+        assert_eq!(
+            seccomp,
+            Some(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO", "args": []}]
+            }))
+        );
     }
 
     #[test]

@@ -185,8 +185,7 @@ pub struct Mount {
     pub options: Vec<String>,
 }
 
-/// `LinuxContainer` (resources, cgroups, I/O priority, seccomp policy, net devices,
-/// scheduler and RDT unused).
+/// `LinuxContainer` (cgroups, I/O priority, net devices, scheduler and RDT unused).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LinuxContainer {
     /// Namespaces the runtime creates or joins.
@@ -195,9 +194,15 @@ pub struct LinuxContainer {
     /// Device nodes.
     #[prost(message, repeated, tag = "2")]
     pub devices: Vec<LinuxDevice>,
+    /// Resources (only the device cgroup rules are read).
+    #[prost(message, optional, tag = "3")]
+    pub resources: Option<LinuxResources>,
     /// The seccomp profile as requested (NRI v0.10+).
     #[prost(message, optional, tag = "7")]
     pub seccomp_profile: Option<SecurityProfile>,
+    /// The seccomp filter the runtime will install, as in the OCI spec (NRI v0.10+).
+    #[prost(message, optional, tag = "8")]
+    pub seccomp_policy: Option<LinuxSeccomp>,
     /// Sysctls.
     #[prost(btree_map = "string, string", tag = "9")]
     pub sysctl: BTreeMap<String, String>,
@@ -229,6 +234,87 @@ pub struct LinuxDevice {
     /// Minor number.
     #[prost(int64, tag = "4")]
     pub minor: i64,
+}
+
+/// `LinuxResources` (memory, CPU, hugepages, classes, unified and pids unused).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxResources {
+    /// The device cgroup rules, in order ("for NRI v1 emulation" in `api.proto`).
+    #[prost(message, repeated, tag = "7")]
+    pub devices: Vec<LinuxDeviceCgroup>,
+}
+
+/// `LinuxDeviceCgroup`: one device cgroup rule.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxDeviceCgroup {
+    /// Allow (or deny).
+    #[prost(bool, tag = "1")]
+    pub allow: bool,
+    /// `a`, `b`, `c`.
+    #[prost(string, tag = "2")]
+    pub r#type: String,
+    /// Major number; absent: any.
+    #[prost(message, optional, tag = "3")]
+    pub major: Option<OptionalInt64>,
+    /// Minor number; absent: any.
+    #[prost(message, optional, tag = "4")]
+    pub minor: Option<OptionalInt64>,
+    /// Some of `r`, `w`, `m`.
+    #[prost(string, tag = "5")]
+    pub access: String,
+}
+
+/// `OptionalInt64`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OptionalInt64 {
+    /// The value.
+    #[prost(int64, tag = "1")]
+    pub value: i64,
+}
+
+/// `LinuxSeccomp`: the OCI seccomp filter (flags, listener and default errno unused).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxSeccomp {
+    /// `defaultAction`.
+    #[prost(string, tag = "1")]
+    pub default_action: String,
+    /// `architectures`.
+    #[prost(string, repeated, tag = "3")]
+    pub architectures: Vec<String>,
+    /// `syscalls`.
+    #[prost(message, repeated, tag = "7")]
+    pub syscalls: Vec<LinuxSyscall>,
+}
+
+/// `LinuxSyscall`: one seccomp rule (`errno_ret` unused).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxSyscall {
+    /// Syscall names.
+    #[prost(string, repeated, tag = "1")]
+    pub names: Vec<String>,
+    /// `SCMP_ACT_…`.
+    #[prost(string, tag = "2")]
+    pub action: String,
+    /// Argument conditions (only their number matters here).
+    #[prost(message, repeated, tag = "4")]
+    pub args: Vec<LinuxSeccompArg>,
+}
+
+/// `LinuxSeccompArg`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxSeccompArg {
+    /// Argument index.
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    /// Value.
+    #[prost(uint64, tag = "2")]
+    pub value: u64,
+    /// Second value (masked compare).
+    #[prost(uint64, tag = "3")]
+    pub value_two: u64,
+    /// `SCMP_CMP_…`.
+    #[prost(string, tag = "4")]
+    pub op: String,
 }
 
 /// `SecurityProfile`.
