@@ -1369,6 +1369,52 @@ mod tests {
     }
 
     #[test]
+    fn with_network_policies_an_unknown_peer_is_one_of_the_pods_its_certificate_names() {
+        use palisade_engine::{Step, Verdict};
+        // The worker may only reach the database (egress); the cart is not isolated.
+        let policy = "apiVersion: palisade.dev/v1alpha1\nkind: Inventory\nmetadata: {name: i}\n\
+             spec:\n  namespaces: [{name: shop}]\n  workloads:\n  \
+             - {name: frontend, namespace: shop, serviceAccount: frontend, labels: {app: frontend}, ips: [10.1.0.10]}\n  \
+             - {name: worker, namespace: shop, serviceAccount: worker, labels: {app: worker}, ips: [10.1.0.20]}\n  \
+             - {name: cart, namespace: shop, serviceAccount: cart, labels: {app: cart}, ips: [10.1.0.30]}\n\
+             ---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: worker-egress, namespace: shop}\n\
+             spec: {podSelector: {matchLabels: {app: worker}}, policyTypes: [Egress], egress: [{ports: [{port: 5432}]}]}\n";
+        let p = http_plugin(policy, serde_json::json!({}));
+        assert_eq!(
+            p.inventory_peers(Some("spiffe://cluster.local/ns/shop/sa/frontend")),
+            vec![ip("10.1.0.10")]
+        );
+        assert!(
+            p.inventory_peers(Some("spiffe://other.domain/ns/shop/sa/frontend"))
+                .is_empty()
+        );
+        assert!(p.inventory_peers(None).is_empty());
+        let decide = |principal: Option<&str>| {
+            let mut b = built_on(&p, "10.1.0.10", &["203.0.113.5"], None, "/");
+            assert!(b.unknown_peer.is_some(), "a sidecar with x-forwarded-for");
+            b.request.source.principal = principal.map(str::to_string);
+            let d = b.decide(&p);
+            (d.verdict, d.step)
+        };
+        assert_eq!(
+            decide(Some("spiffe://cluster.local/ns/shop/sa/frontend")).0,
+            Verdict::Allow,
+            "the frontend's pods may reach the cart"
+        );
+        assert_eq!(
+            decide(Some("spiffe://cluster.local/ns/shop/sa/worker")).0,
+            Verdict::Deny,
+            "the worker's egress forbids it, whichever of its pods it is"
+        );
+        assert_eq!(
+            decide(None).1,
+            Step::Error,
+            "plaintext: the peer could be any pod"
+        );
+    }
+
+    #[test]
     fn pairs_decode_including_envoys_padding_and_reject_garbage() {
         let b = pairs(&[(b"a", b"1"), (b"bb", b"22")]);
         let p = decode_pairs(&b).unwrap();

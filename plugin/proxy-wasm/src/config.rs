@@ -158,7 +158,7 @@ pub struct Plugin {
     pub num_trusted_proxies: Option<u32>,
     /// Peer addresses that between them give every decision the local rules can reach by
     /// `source.ip` (see [`peer_candidates`]); empty when NetworkPolicies apply (they also
-    /// look the peer up in the inventory).
+    /// look the peer up in the inventory: see [`Plugin::decide_without_peer`]).
     pub peer_candidates: Vec<IpAddr>,
     /// Enforce or dry-run.
     pub mode: Mode,
@@ -355,19 +355,33 @@ impl Plugin {
     }
 
     /// Decides a request whose direct peer the plugin cannot know (`why`; its `source.ip` is
-    /// absent): the decision when it is the same for every peer — each of
-    /// [`Plugin::peer_candidates`] — else a fail-closed error. Without a rule testing the
-    /// peer, simply the decision.
+    /// absent): the decision when it is the same for every peer it can be, else a fail-closed
+    /// error. Without a rule testing the peer, simply the decision. The peers it can be: each
+    /// of [`Plugin::peer_candidates`] (they reach every decision the rules can make by the
+    /// peer); with NetworkPolicies, which also look the peer up in the inventory, the
+    /// inventory's addresses of the workloads whose identity the verified peer certificate
+    /// names ([`Plugin::inventory_peers`]) — none without mTLS, so that fails closed.
     pub fn decide_without_peer(&self, request: &Request, why: &str) -> Decision {
         if !self.needs.source_ip {
             return self.decide(request);
         }
-        if self.peer_candidates.is_empty() {
-            return error_decision(format!("{why}; NetworkPolicies need it"));
-        }
+        let network = !self.engine.network.is_empty();
+        let inventory_peers;
+        let candidates: &[IpAddr] = if network {
+            inventory_peers = self.inventory_peers(request.source.principal.as_deref());
+            if inventory_peers.is_empty() {
+                return error_decision(format!(
+                    "{why}, and NetworkPolicies apply: without a peer certificate naming an \
+                     inventory workload, the peer could be any pod"
+                ));
+            }
+            &inventory_peers
+        } else {
+            &self.peer_candidates
+        };
         let mut r = request.clone();
         let mut first: Option<Decision> = None;
-        for ip in &self.peer_candidates {
+        for ip in candidates {
             r.source.ip = Some(*ip);
             let d = self.decide(&r);
             match &first {
@@ -382,6 +396,36 @@ impl Plugin {
             }
         }
         first.unwrap_or_else(|| error_decision(why.to_string()))
+    }
+
+    /// The inventory addresses of the workloads a verified peer principal
+    /// (`spiffe://<trust domain>/ns/<namespace>/sa/<service account>`, the trust domain the
+    /// mesh's or an alias) names: the pods an mTLS peer with that certificate can be.
+    pub fn inventory_peers(&self, principal: Option<&str>) -> Vec<IpAddr> {
+        let Some(rest) = principal.and_then(|p| p.strip_prefix("spiffe://")) else {
+            return Vec::new();
+        };
+        let Some((td, path)) = rest.split_once('/') else {
+            return Vec::new();
+        };
+        let o = &self.engine.options;
+        if td != o.trust_domain && !o.trust_domain_aliases.iter().any(|a| a == td) {
+            return Vec::new();
+        }
+        let Some((ns, sa)) = path.strip_prefix("ns/").and_then(|p| p.split_once("/sa/")) else {
+            return Vec::new();
+        };
+        let mut ips: Vec<IpAddr> = self
+            .engine
+            .inventory
+            .workloads
+            .iter()
+            .filter(|w| w.namespace == ns && w.service_account == sa)
+            .flat_map(|w| w.ips.iter().copied())
+            .collect();
+        ips.sort_unstable();
+        ips.dedup();
+        ips
     }
 
     /// Decides a request with the local workload's view: AuthorizationPolicy, then
