@@ -20,11 +20,14 @@
 //! checks them against the model of Envoy's connection manager the plugin's derivation rests
 //! on (`docs/envoy-gateway.md`).
 //!
-//! The plugin must agree with RBAC on every request, except where it cannot know the direct
-//! peer and says so (a fail-closed `x-palisade-policy: error`): on a sidecar when Envoy took
-//! `source.address` from `x-forwarded-for`, and at a gateway for a peer of `127.0.0.1`
-//! (Envoy writes its own address into `x-forwarded-for` instead) — and then only for policies
-//! that test the direct peer. The test counts those and checks each against that rule.
+//! Every answer is also predicted: each scenario restates its policy as a function of (peer,
+//! client), RBAC must answer it on the model's addresses, and the plugin must answer the same
+//! except where it cannot know the direct peer — on a sidecar when Envoy took
+//! `source.address` from `x-forwarded-for`, and at a gateway for a peer of `127.0.0.1` (Envoy
+//! writes its own address into `x-forwarded-for` instead) — where it must decide if every peer
+//! gets the same answer and otherwise fail closed (`x-palisade-policy: error`). Beyond that
+//! prediction, the test requires zero differences between RBAC and the plugin outside those
+//! fail-closed requests.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -87,7 +90,45 @@ struct Scenario {
     name: &'static str,
     policy: String,
     rbac: Value,
-    tests_peer: bool,
+    /// The policy restated: whether a request from this peer with this client is allowed.
+    decide: fn(IpAddr, IpAddr) -> bool,
+}
+
+/// Whether `ip` is in `block` (`a.b.c.d/len`, `v6/len`, or one address).
+fn in_block(ip: IpAddr, block: &str) -> bool {
+    let (net, len) = block.split_once('/').unwrap_or((block, "128"));
+    let len: u32 = len.parse().unwrap();
+    match (ip, net.parse::<IpAddr>().unwrap()) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let len = len.min(32);
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+fn in_any(ip: IpAddr, blocks: &[&str]) -> bool {
+    blocks.iter().any(|b| in_block(ip, b))
+}
+
+/// Peers that, between them, fall in every combination of the scenarios' peer blocks (the
+/// first address of each, the one after it, and the zero addresses).
+const PEER_CANDIDATES: [&str; 6] = [
+    "0.0.0.0",
+    "::",
+    "127.0.0.7",
+    "127.0.0.8",
+    "127.0.0.9",
+    "127.0.0.10",
+];
+
+fn answer(allowed: bool) -> Answer {
+    if allowed { Answer::Allow } else { Answer::Deny }
 }
 
 fn scenario(
@@ -95,7 +136,7 @@ fn scenario(
     action: &str,
     rule: &str,
     principal: Value,
-    tests_peer: bool,
+    decide: fn(IpAddr, IpAddr) -> bool,
 ) -> Scenario {
     let policy = format!(
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
@@ -120,7 +161,7 @@ fn scenario(
         name,
         policy,
         rbac,
-        tests_peer,
+        decide,
     }
 }
 
@@ -131,14 +172,14 @@ fn scenarios() -> Vec<Scenario> {
             "ALLOW",
             "from: [{source: {ipBlocks: [\"127.0.0.7\"]}}]",
             and(vec![or(vec![direct(ALLOWED, 32)])]),
-            true,
+            |peer, _| in_block(peer, ALLOWED),
         ),
         scenario(
             "deny-ip-blocks",
             "DENY",
             "from: [{source: {ipBlocks: [\"127.0.0.9/32\"]}}]",
             and(vec![or(vec![direct(BANNED, 32)])]),
-            true,
+            |peer, _| !in_block(peer, BANNED),
         ),
         scenario(
             "allow-remote-ip-blocks",
@@ -149,7 +190,7 @@ fn scenarios() -> Vec<Scenario> {
                 remote("2001:db8::", 32),
                 remote(ALLOWED, 32),
             ])]),
-            false,
+            |_, client| in_any(client, &["203.0.113.0/24", "2001:db8::/32", ALLOWED]),
         ),
         scenario(
             "deny-remote-ip-blocks",
@@ -159,7 +200,7 @@ fn scenarios() -> Vec<Scenario> {
                 remote("198.51.100.0", 24),
                 remote(BANNED, 32),
             ])]),
-            false,
+            |_, client| !in_any(client, &["198.51.100.0/24", BANNED]),
         ),
         scenario(
             "allow-not-blocks",
@@ -169,7 +210,7 @@ fn scenarios() -> Vec<Scenario> {
                 not(or(vec![direct(BANNED, 32)])),
                 not(or(vec![remote("198.51.100.0", 24)])),
             ]),
-            true,
+            |peer, client| !in_block(peer, BANNED) && !in_block(client, "198.51.100.0/24"),
         ),
         scenario(
             "allow-when-source-and-remote-ip",
@@ -183,7 +224,10 @@ fn scenarios() -> Vec<Scenario> {
                     remote("2001:db8::", 32),
                 ])),
             ]),
-            true,
+            |peer, client| {
+                in_any(peer, &[ALLOWED, NEUTRAL])
+                    && !in_any(client, &["203.0.113.0/24", "2001:db8::/32"])
+            },
         ),
     ]
 }
@@ -342,13 +386,21 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
     let scenarios = scenarios();
     let address = Ipv4Addr::new(127, 77, 0, 2);
 
-    // One RBAC listener and one plugin listener per scenario and shape.
+    // One RBAC listener and one plugin listener per scenario and shape, each on its own port
+    // (held until all are chosen, so that none is handed out twice).
+    let mut held = Vec::new();
+    let mut port = || {
+        let l = std::net::TcpListener::bind((address, 0)).unwrap();
+        let p = l.local_addr().unwrap().port();
+        held.push(l);
+        p
+    };
     let mut listeners = Vec::new();
     let mut ports: BTreeMap<(usize, String), (u16, u16)> = BTreeMap::new();
     for (i, sc) in scenarios.iter().enumerate() {
         for shape in SHAPES {
-            let rbac_port = palisade_envoy_harness::shop::free_port().unwrap();
-            let plugin_port = palisade_envoy_harness::shop::free_port().unwrap();
+            let rbac_port = port();
+            let plugin_port = port();
             let mut config = json!({
                 "policy": sc.policy,
                 "workload": {"namespace": "foo", "labels": {"app": "httpbin"}},
@@ -375,6 +427,7 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
             ports.insert((i, shape_name(shape)), (rbac_port, plugin_port));
         }
     }
+    drop(held);
     let log_path = work.path().join("access.log");
     let mut boot = bootstrap(&listeners, &pki, echo.port);
     add_access_log(&mut boot, &log_path);
@@ -531,10 +584,15 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
         mismatches.len()
     );
 
-    // Decisions.
+    // Decisions. Each request's expected answers come from the model: RBAC decides on the
+    // model's (peer, client); the plugin knows the peer when `source.address` is the peer or,
+    // at a gateway, when the last x-forwarded-for entry is a 127/8 address other than
+    // 127.0.0.1 (the listener address is loopback); otherwise it decides only if every peer
+    // gets the same decision, else fails closed.
     let (mut agree, mut allowed, mut denied) = (0usize, 0usize, 0usize);
     let mut failed_closed = BTreeMap::<String, usize>::new();
     let mut differences = Vec::new();
+    let mut unexpected = Vec::new();
     for Sent {
         what,
         scenario,
@@ -546,6 +604,50 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
     } in &answers
     {
         let sc = &scenarios[*scenario];
+        let peer_ip: IpAddr = peer.parse().unwrap();
+        let (source, seen) = model(peer_ip, 1, xff, *shape, &node_address);
+        let client: IpAddr = source
+            .rsplit_once(':')
+            .unwrap()
+            .0
+            .trim_matches(['[', ']'])
+            .parse()
+            .unwrap();
+        let derived = source.ends_with(":0");
+        let expected_rbac = answer((sc.decide)(peer_ip, client));
+        let known = !derived
+            || (shape.is_some_and(|n| n > 0)
+                && seen
+                    .as_deref()
+                    .and_then(|x| x.rsplit(',').next())
+                    .and_then(|last| last.parse::<IpAddr>().ok())
+                    .is_some_and(|last| {
+                        let certain = matches!(last, IpAddr::V4(v4) if v4.is_loopback())
+                            && last != LOOPBACK.parse::<IpAddr>().unwrap();
+                        if certain {
+                            assert_eq!(last, peer_ip, "{what}: Envoy appended the peer");
+                        }
+                        certain
+                    }));
+        let expected_plugin = if known {
+            expected_rbac
+        } else {
+            // Every peer the scenario's blocks can tell apart.
+            let outcomes: Vec<bool> = PEER_CANDIDATES
+                .iter()
+                .map(|p| (sc.decide)(p.parse().unwrap(), client))
+                .collect();
+            if outcomes.iter().all(|o| *o == outcomes[0]) {
+                answer(outcomes[0])
+            } else {
+                Answer::FailedClosed
+            }
+        };
+        if *rbac != expected_rbac || *plugin != expected_plugin {
+            unexpected.push(format!(
+                "{what}: rbac {rbac:?} (model {expected_rbac:?}), plugin {plugin:?} (model {expected_plugin:?})"
+            ));
+        }
         if rbac == plugin {
             agree += 1;
             match rbac {
@@ -555,24 +657,25 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
             }
             continue;
         }
-        if *plugin == Answer::FailedClosed {
-            // Only where the model says the plugin cannot know the direct peer.
-            let (source, _) = model(peer.parse().unwrap(), 1, xff, *shape, &node_address);
-            let derived = source.ends_with(":0");
-            let why = match shape {
-                None if derived => Some("sidecar, source.address from x-forwarded-for"),
-                Some(n) if *n > 0 && derived && *peer == LOOPBACK => {
-                    Some("gateway, peer 127.0.0.1 replaced by Envoy's address")
-                }
-                _ => None,
+        if *plugin == Answer::FailedClosed && !known {
+            let why = if shape.is_none() {
+                "sidecar, source.address from x-forwarded-for"
+            } else {
+                "gateway, peer 127.0.0.1 replaced by Envoy's address"
             };
-            if let (Some(why), true) = (why, sc.tests_peer) {
-                *failed_closed.entry(why.to_string()).or_default() += 1;
-                continue;
-            }
+            *failed_closed.entry(why.to_string()).or_default() += 1;
+            continue;
         }
         differences.push(format!("{what}: rbac {rbac:?}, plugin {plugin:?}"));
     }
+    for u in unexpected.iter().take(40) {
+        println!("unexpected: {u}");
+    }
+    assert!(
+        unexpected.is_empty(),
+        "{} answers differ from the model",
+        unexpected.len()
+    );
 
     println!("\nwhat Envoy 1.40 showed the filters (access log, CEL attributes):");
     for (k, v) in &observed {
