@@ -1610,6 +1610,27 @@ impl Engine {
         names
     }
 
+    /// The CIDRs the rules of `view` test the direct peer against on `protocol` (`ipBlocks`,
+    /// `notIpBlocks`, `source.ip`), each once, in the order first met. A decision depends on
+    /// `source.ip` only through membership in these (NetworkPolicy aside, which also looks the
+    /// peer up in the inventory): hosts that cannot see the peer use them to tell whether it
+    /// matters.
+    pub fn source_ip_cidrs(&self, view: &WorkloadView, protocol: Protocol) -> Vec<IpNet> {
+        let mut nets: Vec<IpNet> = Vec::new();
+        self.each_pred(view, protocol, |p| {
+            if p.attr == Attr::SourceIp
+                && let Values::Cidr(v) = &p.values
+            {
+                for n in v {
+                    if !nets.contains(n) {
+                        nets.push(*n);
+                    }
+                }
+            }
+        });
+        nets
+    }
+
     /// Every predicate of every rule of `view` on `protocol` (all groups).
     fn each_pred(&self, view: &WorkloadView, protocol: Protocol, mut f: impl FnMut(&Pred)) {
         let g = match protocol {

@@ -218,6 +218,37 @@ fn tested_headers_are_named_once_each() {
     );
 }
 
+#[test]
+fn the_peer_cidrs_of_a_view_are_named_once_each_and_remote_ones_are_not() {
+    let yaml = format!(
+        "{}---\n{}",
+        policy(
+            "ALLOW",
+            "shop",
+            r#"{from: [{source: {ipBlocks: ["10.0.0.0/8", "192.0.2.7"], remoteIpBlocks: ["203.0.113.0/24"]}}], when: [{key: source.ip, notValues: ["10.1.0.0/16"]}]}"#
+        ),
+        policy(
+            "DENY",
+            "shop",
+            r#"from: [{source: {notIpBlocks: ["10.0.0.0/8", "2001:db8::/32"]}}]"#
+        ),
+    );
+    let e = engine(&yaml);
+    let view = e.build_view("shop", &labels());
+    let mut nets: Vec<String> = e
+        .source_ip_cidrs(&view, Protocol::Http)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    nets.sort();
+    assert_eq!(
+        nets,
+        ["10.0.0.0/8", "10.1.0.0/16", "192.0.2.7/32", "2001:db8::/32"]
+    );
+    let other = e.build_view("other", &labels());
+    assert!(e.source_ip_cidrs(&other, Protocol::Http).is_empty());
+}
+
 /// Keeps only the named headers, as a host that groups only those builds the request.
 fn keep_headers(r: &mut Request, names: &[String]) {
     if let Some(h) = r.http.as_mut() {

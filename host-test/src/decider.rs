@@ -3,8 +3,9 @@
 //! `load` keeps the policy files and options; each request is then decided by a VM configured
 //! as the request's destination sidecar would be: the files inlined as `policy`, the options
 //! as `trustDomain`, `trustDomainAliases`, `rootNamespace` and `pathNormalization`, the
-//! destination workload as `workload`, `protocol` from the request, and `trustedXffHops` 1
-//! when the request's original client differs from its direct peer. One VM per distinct
+//! destination workload as `workload`, `protocol` from the request, and `numTrustedProxies` 1
+//! (shown as at an Istio gateway, see [`crate::envoy`]) when the request's original client
+//! differs from its direct peer. One VM per distinct
 //! configuration, cached until the next `load`.
 //!
 //! The decision is read back from what the plugin shows Envoy: the verdict from the stream
@@ -27,7 +28,7 @@ use palisade_engine::{
     Transport, Verdict, WorkloadRef,
 };
 
-use crate::envoy::trusted_xff_hops;
+use crate::envoy::{hidden_peer, trusted_proxies};
 use crate::host::{LogLine, PluginInstance, ProxyWasmHost};
 
 /// The response header naming the deciding policy on a denial.
@@ -72,9 +73,9 @@ impl ProxyWasmDecider {
         &self,
         workload: &WorkloadRef,
         protocol: Protocol,
-        xff_hops: u32,
+        trusted: u32,
     ) -> String {
-        sidecar_configuration(&self.options, &self.policy, workload, protocol, xff_hops)
+        sidecar_configuration(&self.options, &self.policy, workload, protocol, trusted)
     }
 
     /// The destination workload: the request's, else the inventory workload with the
@@ -121,9 +122,12 @@ impl Decider for ProxyWasmDecider {
                 request.transport
             ));
         }
-        (request.protocol == Protocol::Tcp && trusted_xff_hops(request) > 0).then(|| {
-            "a TCP connection has no `x-forwarded-for`: its `remote.ip` is its peer".to_string()
-        })
+        if request.protocol == Protocol::Tcp && trusted_proxies(request) > 0 {
+            return Some(
+                "a TCP connection has no `x-forwarded-for`: its `remote.ip` is its peer".into(),
+            );
+        }
+        hidden_peer(request)
     }
 
     fn load(&mut self, files: &[SourceFile], options: &Options) -> Result<(), String> {
@@ -146,7 +150,7 @@ impl Decider for ProxyWasmDecider {
 
     fn decide(&mut self, request: &Request) -> Result<Decision, String> {
         let workload = self.destination(request)?;
-        let config = self.configuration(&workload, request.protocol, trusted_xff_hops(request));
+        let config = self.configuration(&workload, request.protocol, trusted_proxies(request));
         if !self.instances.contains_key(&config) {
             self.configured = self.configured.saturating_add(1);
             let vm = self
@@ -414,14 +418,14 @@ fn parse_explanation(text: &str) -> Option<Decision> {
 }
 
 /// The plugin configuration JSON a destination workload's sidecar gets: the mesh options, the
-/// policy inline, the workload, the filter (`http` or `tcp`) and the trusted
-/// `x-forwarded-for` hops.
+/// policy inline, the workload, the filter (`http` or `tcp`) and, when `trusted` is not 0,
+/// `numTrustedProxies` (the request is shown as at an Istio gateway).
 pub fn sidecar_configuration(
     options: &Options,
     policy: &str,
     workload: &WorkloadRef,
     protocol: Protocol,
-    xff_hops: u32,
+    trusted: u32,
 ) -> String {
     let mut c = match serde_json::to_value(options) {
         Ok(serde_json::Value::Object(m)) => m,
@@ -440,7 +444,9 @@ pub fn sidecar_configuration(
         }
         .into(),
     );
-    c.insert("trustedXffHops".into(), xff_hops.into());
+    if trusted > 0 {
+        c.insert("numTrustedProxies".into(), trusted.into());
+    }
     serde_json::Value::Object(c).to_string()
 }
 

@@ -16,9 +16,19 @@
 //! `metadata.filter_metadata.<filter>` (untyped pairs in Envoy 1.40) is not served.
 //!
 //! Headers: `:authority`, `:path`, `:method`, `:scheme` first, then every header of the
-//! request, one pair per value, in name order. `remote.ip`: when the request's original
-//! client differs from its direct peer, the client is appended to `x-forwarded-for` and the
-//! plugin must trust one hop ([`trusted_xff_hops`]).
+//! request, one pair per value, in name order.
+//!
+//! The client addresses, as Envoy shows them on an Istio listener (`docs/envoy-gateway.md`):
+//! when the request's original client (`remoteIp`) is its direct peer, or it has none, the
+//! request is shown as a sidecar shows one without `x-forwarded-for`: `source.address` is the
+//! peer's `ip:port`. When they differ (HTTP), it is shown as an Istio gateway with one trusted
+//! proxy (`use_remote_address: true`, `xff_num_trusted_hops: 1`; the plugin is configured with
+//! `numTrustedProxies: 1`, [`trusted_proxies`]) shows it: `source.address` is `<client>:0`
+//! (the address the connection manager took from `x-forwarded-for`), and `x-forwarded-for`
+//! is one value, the request's own entries, then the client, then the peer (which Envoy
+//! appends). A gateway always has a local address: when the request names none, the
+//! documentation address [`STAND_IN_DESTINATION`] is shown. A peer the plugin cannot tell
+//! from that header is listed by [`hidden_peer`].
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -68,14 +78,59 @@ pub struct StreamInput {
     pub downstream_data: Vec<u8>,
 }
 
-/// The `trustedXffHops` the plugin needs to see this request's `remote.ip`: 1 when the
-/// original client differs from the direct peer (it is then the last `x-forwarded-for`
-/// entry), else 0.
-pub fn trusted_xff_hops(request: &Request) -> u32 {
+/// The `numTrustedProxies` the plugin is configured with for this request: 1 (a gateway with
+/// one trusted proxy) when the original client differs from the direct peer, else 0 (a
+/// sidecar: the option is not set).
+pub fn trusted_proxies(request: &Request) -> u32 {
     match request.remote_ip {
         Some(r) if Some(r) != request.source.ip => 1,
         _ => 0,
     }
+}
+
+/// The local address shown to the plugin for a request whose original client differs from its
+/// peer and that names no destination address (TEST-NET-1; `192.0.2.2` when that is the peer).
+pub const STAND_IN_DESTINATION: [u8; 4] = [192, 0, 2, 1];
+
+/// The destination address shown for a request shown as at a gateway.
+fn shown_destination(request: &Request) -> Option<IpAddr> {
+    request.destination.ip.or_else(|| {
+        (trusted_proxies(request) > 0).then(|| {
+            let stand_in = IpAddr::from(STAND_IN_DESTINATION);
+            if request.source.ip == Some(stand_in) {
+                IpAddr::from([192, 0, 2, 2])
+            } else {
+                stand_in
+            }
+        })
+    })
+}
+
+/// Why the plugin cannot know this request's direct peer when it is shown as at a gateway
+/// (its `ipBlocks` and `source.ip` then fail closed, where the native engine decides): no peer;
+/// a peer of exactly `127.0.0.1` or `::1` (Envoy appends its own address instead); or a peer
+/// that is neither in 127/8 nor distinct from a non-loopback destination (it could be that
+/// address). `None` when the peer is known or the request is not shown as at a gateway.
+pub fn hidden_peer(request: &Request) -> Option<String> {
+    if request.protocol != Protocol::Http || trusted_proxies(request) == 0 {
+        return None;
+    }
+    let Some(peer) = request.source.ip else {
+        return Some("an original client without a direct peer".into());
+    };
+    let loopback_v4 = matches!(peer, IpAddr::V4(v4) if v4.is_loopback());
+    let canonical =
+        peer == IpAddr::from([127, 0, 0, 1]) || peer == IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+    let destination = shown_destination(request);
+    let known =
+        !canonical && (loopback_v4 || destination.is_some_and(|d| !d.is_loopback() && d != peer));
+    (!known).then(|| {
+        format!(
+            "at a gateway the plugin cannot tell the direct peer {peer} from Envoy's own address \
+             (the destination is {})",
+            destination.map_or_else(|| "unknown".to_string(), |d| d.to_string())
+        )
+    })
 }
 
 /// Where a request's properties and headers go: a [`StreamInput`] (a map per stream), or the
@@ -142,13 +197,19 @@ fn int(out: &mut Vec<u8>, n: u16) {
 pub(crate) fn encode_request(request: &Request, s: &mut impl StreamSink) {
     let src = &request.source;
     let dst = &request.destination;
-    if let Some(ip) = src.ip {
-        s.property(b"source\0address", |b| address(b, ip, src.port));
+    // At a gateway (see the module documentation): the client, port 0.
+    let gateway = request.protocol == Protocol::Http && trusted_proxies(request) > 0;
+    let (source, source_port) = match (gateway, request.remote_ip) {
+        (true, Some(client)) => (Some(client), Some(0)),
+        _ => (src.ip, src.port),
+    };
+    if let Some(ip) = source {
+        s.property(b"source\0address", |b| address(b, ip, source_port));
     }
-    if let Some(port) = src.port {
+    if let Some(port) = source_port {
         s.property(b"source\0port", |b| int(b, port));
     }
-    if let Some(ip) = dst.ip {
+    if let Some(ip) = shown_destination(request) {
         s.property(b"destination\0address", |b| address(b, ip, dst.port));
     }
     if let Some(port) = dst.port {
@@ -173,16 +234,32 @@ pub(crate) fn encode_request(request: &Request, s: &mut impl StreamSink) {
     s.header(b":method", http.method.as_bytes());
     s.header(b":scheme", b"http");
     for (name, values) in &http.headers {
+        if gateway && name.eq_ignore_ascii_case("x-forwarded-for") {
+            continue;
+        }
         for v in values {
             s.header(name.as_bytes(), v.as_bytes());
         }
     }
-    if trusted_xff_hops(request) == 1
-        && let Some(remote) = request.remote_ip
-    {
-        let mut ip = Vec::new();
-        address(&mut ip, remote, None);
-        s.header(b"x-forwarded-for", &ip);
+    if gateway && let Some(client) = request.remote_ip {
+        // One value, as Envoy joins repeated lines: the request's entries, the client (the
+        // entry a gateway with one trusted proxy takes), then the peer Envoy appends.
+        let mut xff = Vec::new();
+        for v in http
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+            .flat_map(|(_, v)| v)
+        {
+            xff.extend_from_slice(v.as_bytes());
+            xff.push(b',');
+        }
+        address(&mut xff, client, None);
+        if let Some(peer) = src.ip {
+            xff.push(b',');
+            address(&mut xff, peer, None);
+        }
+        s.header(b"x-forwarded-for", &xff);
     }
     let url_path = http.path.split('?').next().unwrap_or_default();
     s.property(b"request\0method", |b| {
@@ -320,7 +397,7 @@ fn protobuf_value(v: &Value) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn request(json: serde_json::Value) -> Request {
@@ -358,12 +435,14 @@ mod tests {
     }
 
     #[test]
-    fn a_different_original_client_becomes_the_last_forwarded_for_entry() {
+    fn a_different_original_client_is_shown_as_at_a_gateway_with_one_trusted_proxy() {
         let r = request(serde_json::json!({
-            "source": {"ip": "10.0.0.1"}, "remoteIp": "203.0.113.7",
+            "source": {"ip": "10.0.0.1", "port": 40000}, "remoteIp": "203.0.113.7",
+            "destination": {"ip": "10.0.0.5", "port": 8080},
             "http": {"headers": {"x-forwarded-for": "1.1.1.1"}},
         }));
-        assert_eq!(trusted_xff_hops(&r), 1);
+        assert_eq!(trusted_proxies(&r), 1);
+        assert_eq!(hidden_peer(&r), None);
         let s = StreamInput::from_request(&r);
         let xff: Vec<&str> = s
             .request_headers
@@ -371,7 +450,78 @@ mod tests {
             .filter(|(k, _)| k == "x-forwarded-for")
             .map(|(_, v)| v.as_str())
             .collect();
-        assert_eq!(xff, vec!["1.1.1.1", "203.0.113.7"]);
+        assert_eq!(xff, vec!["1.1.1.1,203.0.113.7,10.0.0.1"]);
+        let p = &s.properties;
+        assert_eq!(
+            p.get(&["source", "address"]),
+            Some(&b"203.0.113.7:0"[..]),
+            "the address the connection manager took from x-forwarded-for, port 0"
+        );
+        assert_eq!(p.get(&["source", "port"]), Some(&0i64.to_le_bytes()[..]));
+    }
+
+    #[test]
+    fn the_same_client_and_peer_is_shown_as_a_sidecar_shows_it() {
+        let r = request(serde_json::json!({
+            "source": {"ip": "10.0.0.1", "port": 40000}, "remoteIp": "10.0.0.1",
+            "http": {"headers": {"x-forwarded-for": "1.1.1.1"}},
+        }));
+        assert_eq!(trusted_proxies(&r), 0);
+        let s = StreamInput::from_request(&r);
+        assert_eq!(
+            s.properties.get(&["source", "address"]),
+            Some(&b"10.0.0.1:40000"[..])
+        );
+        assert_eq!(s.properties.get(&["destination", "address"]), None);
+        let xff: Vec<&str> = s
+            .request_headers
+            .iter()
+            .filter(|(k, _)| k == "x-forwarded-for")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(xff, vec!["1.1.1.1"], "the request's header as is");
+    }
+
+    #[test]
+    fn a_gateway_request_without_a_destination_shows_a_stand_in_local_address() {
+        let r = request(serde_json::json!({
+            "source": {"ip": "10.0.0.1"}, "remoteIp": "203.0.113.7", "http": {},
+        }));
+        let s = StreamInput::from_request(&r);
+        assert_eq!(
+            s.properties.get(&["destination", "address"]),
+            Some(&b"192.0.2.1"[..])
+        );
+        assert_eq!(hidden_peer(&r), None);
+    }
+
+    #[test]
+    fn peers_the_plugin_cannot_tell_from_envoys_own_address_are_named() {
+        let case = |source: &str, destination: Option<&str>| {
+            let mut j = serde_json::json!({
+                "source": {"ip": source}, "remoteIp": "203.0.113.7", "http": {},
+            });
+            if let Some(d) = destination {
+                j["destination"] = serde_json::json!({"ip": d});
+            }
+            hidden_peer(&request(j))
+        };
+        assert!(case("127.0.0.1", Some("10.0.0.5")).is_some(), "127.0.0.1");
+        assert!(case("::1", None).is_some(), "::1");
+        assert!(
+            case("10.0.0.5", Some("10.0.0.5")).is_some(),
+            "the destination itself"
+        );
+        assert!(
+            case("10.0.0.1", Some("127.0.0.2")).is_some(),
+            "a loopback destination"
+        );
+        assert_eq!(
+            case("127.0.0.7", Some("127.0.0.2")),
+            None,
+            "the rest of 127/8"
+        );
+        assert_eq!(case("10.0.0.1", Some("10.0.0.5")), None);
     }
 
     #[test]

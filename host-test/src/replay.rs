@@ -36,7 +36,7 @@ use palisade_proxy_wasm::enforce;
 
 use crate::abi::LogLevel;
 use crate::decider::{POLICY_HEADER, decision_from, sidecar_configuration};
-use crate::envoy::trusted_xff_hops;
+use crate::envoy::trusted_proxies;
 use crate::host::{PluginInstance, ProxyWasmHost, StreamSummary};
 
 /// What a [`Replayer`] reads back from the plugin (see the module documentation).
@@ -206,7 +206,7 @@ impl Replayer {
     }
 
     /// How many plugin VMs were configured (one per destination workload, protocol and
-    /// trusted hops seen).
+    /// listener shape seen: sidecar, or gateway with one trusted proxy).
     pub fn configured(&self) -> usize {
         self.slots.len()
     }
@@ -259,7 +259,7 @@ impl Replayer {
     /// The VM for a destination sidecar, configured on first use.
     fn slot(&mut self, request: &Request) -> Result<usize, Unroutable> {
         let dest = self.destination_ref(request)?;
-        let (protocol, hops) = (request.protocol, trusted_xff_hops(request));
+        let (protocol, hops) = (request.protocol, trusted_proxies(request));
         let fits = |s: &Slot| s.protocol == protocol && s.hops == hops && dest.is(&s.workload);
         // Consecutive requests often go to the same sidecar: compared, not hashed.
         if let Some(i) = self.last

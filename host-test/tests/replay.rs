@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use palisade_engine::{Options, Protocol, Request, RuleRef, SourceFile, Transport, Verdict};
 use palisade_host_test::{
-    Bound, HostSettings, ProxyWasmHost, ReadBack, Replayer, envoy::trusted_xff_hops, same_decision,
+    Bound, HostSettings, ProxyWasmHost, ReadBack, Replayer,
+    envoy::{hidden_peer, trusted_proxies},
+    same_decision,
 };
 
 fn root() -> PathBuf {
@@ -38,7 +40,9 @@ fn timed_host() -> ProxyWasmHost {
 
 /// What a proxy-wasm filter can be shown (as `ProxyWasmDecider::cannot_express` says).
 fn expressible(r: &Request) -> bool {
-    r.transport == Transport::Tcp && !(r.protocol == Protocol::Tcp && trusted_xff_hops(r) > 0)
+    r.transport == Transport::Tcp
+        && !(r.protocol == Protocol::Tcp && trusted_proxies(r) > 0)
+        && hidden_peer(r).is_none()
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //!
 //! | request attribute | keys (first present wins) | Envoy operator |
 //! |---|---|---|
-//! | `source.ip`, `source.port` (the direct peer) | `direct_peer_address`, `downstream_direct_remote_address` (else the remote address below) | `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%` |
+//! | `source.ip`, `source.port` (the direct peer) | `direct_peer_address`, `downstream_direct_remote_address` (else the remote address below, unless its port is 0: an address Envoy took from `x-forwarded-for`, which leaves the peer unknown) | `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%` |
 //! | `remoteIp` (when not the direct peer) | `source_address`, `downstream_remote_address`, `remote_address` | `%DOWNSTREAM_REMOTE_ADDRESS%` |
 //! | `destination.ip`, `destination.port` | `downstream_local_address`, `destination_address`, `local_address`; port also `downstream_local_port`, `destination_port`, `local_port` | `%DOWNSTREAM_LOCAL_ADDRESS%` |
 //! | `source.principal` (first URI SAN) | `downstream_peer_uri_san`, `peer_uri_san`, `source_principal` | `%DOWNSTREAM_PEER_URI_SAN%` |
@@ -134,9 +134,14 @@ pub fn parse_object(o: &Map<String, Value>) -> Result<Record, String> {
     let remote = text(o, REMOTE)
         .map(|s| address(&s, "downstream_remote_address"))
         .transpose()?;
+    // `source.ip` is the direct peer (RBAC's `direct_remote_ip`), `remoteIp` the remote
+    // address (`remote_ip`). A log without the direct peer gives it only when the remote
+    // address is the connection's own: one Envoy took from `x-forwarded-for` has port 0 (see
+    // docs/envoy-gateway.md), and then the peer is unknown, not that address.
     let (source, remote_ip) = match (direct, remote) {
         (Some(d), Some(r)) => (Some(d), (r.0 != d.0).then_some(r.0)),
         (Some(d), None) => (Some(d), None),
+        (None, Some(r)) if r.1 == Some(0) => (None, Some(r.0)),
         (None, r) => (r, None),
     };
     let local = text(o, LOCAL)
@@ -339,6 +344,25 @@ mod tests {
         assert_eq!(r.request.source.principal, None);
         assert_eq!(r.request.destination.port, Some(8080));
         assert!(r.request.http.unwrap().headers.is_empty());
+    }
+
+    #[test]
+    fn without_the_direct_peer_an_xff_derived_remote_address_is_not_taken_for_the_peer() {
+        // Istio's default format logs only %DOWNSTREAM_REMOTE_ADDRESS%.
+        let derived = record(
+            r#"{"downstream_remote_address":"203.0.113.9:0","method":"GET","path":"/","response_code":200}"#,
+        );
+        assert_eq!(derived.request.source.ip, None, "the peer is unknown");
+        assert_eq!(
+            derived.request.remote_ip,
+            Some("203.0.113.9".parse().unwrap())
+        );
+        let peer = record(
+            r#"{"downstream_remote_address":"10.0.0.7:40000","method":"GET","path":"/","response_code":200}"#,
+        );
+        assert_eq!(peer.request.source.ip, Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(peer.request.source.port, Some(40000));
+        assert_eq!(peer.request.remote_ip, None, "the same address");
     }
 
     #[test]

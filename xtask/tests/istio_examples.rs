@@ -101,7 +101,7 @@ const PLUGIN_CONFIG_FIELDS: &[&str] = &[
     "trustDomainAliases",
     "rootNamespace",
     "pathNormalization",
-    "trustedXffHops",
+    "numTrustedProxies",
     "mode",
     "denyStatus",
     "denyBody",
@@ -230,8 +230,8 @@ fn every_plugin_config_uses_known_options_and_its_policy_compiles() {
             let status: u16 = status.parse().unwrap();
             assert!((200..=599).contains(&status), "{file}: denyStatus {status}");
         }
-        if let Some(hops) = config.get("trustedXffHops").and_then(Json::as_str) {
-            hops.parse::<u32>().unwrap();
+        if let Some(n) = config.get("numTrustedProxies").and_then(Json::as_str) {
+            n.parse::<u32>().unwrap();
         }
 
         // The workload, when given, is the one the selector picks, in the manifest's namespace.

@@ -16,7 +16,9 @@
 //! `remote_ip` (Istio `remote.ip` / `remoteIpBlocks`) is the rightmost `x-forwarded-for`
 //! address when that header is present, and the direct peer otherwise. That lets the harness
 //! drive `remote.ip` with any address through `x-forwarded-for`, while `source.ip` /
-//! `ipBlocks` (Envoy `direct_remote_ip`) stay the loopback peer.
+//! `ipBlocks` (Envoy `direct_remote_ip`) stay the loopback peer. [`ListenerKind::Gateway`]
+//! listeners are shaped as an Istio ingress gateway's instead (`use_remote_address: true`,
+//! `xff_num_trusted_hops: N`).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -71,8 +73,14 @@ fn answer(mut conn: TcpStream) {
 /// What a listener runs.
 #[derive(Debug, Clone)]
 pub enum ListenerKind {
-    /// HTTP connection manager with these HTTP filters (after `jwt_authn`, before the router).
+    /// HTTP connection manager with these HTTP filters (after `jwt_authn`, before the router),
+    /// shaped as an Istio sidecar's inbound listener (`use_remote_address: false`, no trusted
+    /// hops).
     Http(Vec<Value>),
+    /// The same, shaped as an Istio ingress gateway's listener: `use_remote_address: true`
+    /// and `xff_num_trusted_hops` = the mesh's `gatewayTopology.numTrustedProxies` (the
+    /// second field), as Istio's gateway generation sets them.
+    Gateway(Vec<Value>, u32),
     /// These network filters, then a direct response.
     Tcp(Vec<Value>),
 }
@@ -115,7 +123,10 @@ pub fn bootstrap(listeners: &[ListenerSpec], pki: &Pki, echo_port: u16) -> Value
 
 fn listener(l: &ListenerSpec, pki: &Pki) -> Value {
     let filters = match &l.kind {
-        ListenerKind::Http(http_filters) => vec![hcm(&l.name, http_filters)],
+        ListenerKind::Http(http_filters) => vec![hcm(&l.name, http_filters, None)],
+        ListenerKind::Gateway(http_filters, hops) => {
+            vec![hcm(&l.name, http_filters, Some(*hops))]
+        }
         ListenerKind::Tcp(network_filters) => {
             let mut f = network_filters.clone();
             f.push(json!({
@@ -175,7 +186,9 @@ fn tls_socket(pki: &Pki) -> Value {
     })
 }
 
-fn hcm(name: &str, http_filters: &[Value]) -> Value {
+/// The HTTP connection manager; `gateway`: the trusted hops of a gateway-shaped listener,
+/// `None` for a sidecar-shaped one.
+fn hcm(name: &str, http_filters: &[Value], gateway: Option<u32>) -> Value {
     let mut filters = vec![jwt_authn_filter()];
     filters.extend(http_filters.iter().cloned());
     filters.push(json!({
@@ -190,8 +203,8 @@ fn hcm(name: &str, http_filters: &[Value]) -> Value {
             "codec_type": "HTTP1",
             "normalize_path": true,
             "merge_slashes": false,
-            "use_remote_address": false,
-            "xff_num_trusted_hops": 0,
+            "use_remote_address": gateway.is_some(),
+            "xff_num_trusted_hops": gateway.unwrap_or(0),
             "http_protocol_options": { "allow_custom_methods": true },
             "route_config": {
                 "name": "direct",

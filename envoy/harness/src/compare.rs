@@ -40,19 +40,17 @@ pub fn plugin_address() -> Ipv4Addr {
 }
 
 /// The plugin configuration for a case: the input policy inline, the golden files' proxy
-/// (namespace `foo`, labels `app=httpbin, version=v1`), the case's trust domain and aliases,
-/// and `trustedXffHops: 1` on HTTP — the RBAC listeners run `use_remote_address: false` with
-/// no trusted hops, so their `remote_ip` is the rightmost `x-forwarded-for` address, which is
-/// the plugin's `trustedXffHops: 1`. (`protocol: tcp` is added by
+/// (namespace `foo`, labels `app=httpbin, version=v1`), and the case's trust domain and
+/// aliases. Nothing about `x-forwarded-for`: the listeners are sidecar-shaped
+/// (`use_remote_address: false`, no trusted hops), where the plugin reads `remote.ip` from
+/// `source.address` as RBAC reads `remote_ip`. (`protocol: tcp` is added by
 /// [`crate::plugin::network_filter`].)
-pub fn plugin_configuration(input: &str, kind: Kind, bundle: &TrustDomainBundle) -> Value {
-    let hops = if kind == Kind::Http { 1 } else { 0 };
+pub fn plugin_configuration(input: &str, _kind: Kind, bundle: &TrustDomainBundle) -> Value {
     json!({
         "policy": input,
         "workload": {"namespace": "foo", "labels": {"app": "httpbin", "version": "v1"}},
         "trustDomain": bundle.trust_domain,
         "trustDomainAliases": bundle.aliases,
-        "trustedXffHops": hops,
     })
 }
 

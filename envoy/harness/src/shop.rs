@@ -480,13 +480,18 @@ impl Setup {
     ) -> Result<Vec<Value>> {
         let (wasm, policy, a) = (&self.wasm, &self.policy, &self.addrs);
         let mut specs = vec![
+            // Shaped as Istio's ingress gateway listener with the default mesh config
+            // (`use_remote_address: true`, `numTrustedProxies` 0): the peer is the client.
             spec(
                 "gateway",
                 a.gateway,
-                ListenerKind::Http(vec![http_filter(
-                    wasm,
-                    &json!({"policy": policy, "workload": workload("istio-system", "ingressgateway")}),
-                )]),
+                ListenerKind::Gateway(
+                    vec![http_filter(
+                        wasm,
+                        &json!({"policy": policy, "workload": workload("istio-system", "ingressgateway")}),
+                    )],
+                    0,
+                ),
             )?,
             spec("cart", a.cart, ListenerKind::Http(vec![cart_filter]))?,
             spec(

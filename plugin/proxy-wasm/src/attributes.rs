@@ -223,27 +223,163 @@ pub fn http_attributes(pairs: Vec<(HeaderName, String)>) -> HttpAttributes {
     http
 }
 
-/// `remote.ip` with `hops` trusted `x-forwarded-for` hops, as Envoy's `xff_num_trusted_hops`
-/// with `use_remote_address: true`: 0 → the direct peer; N → the N-th address from the right
-/// of `x-forwarded-for` (all values of the header joined, in order); the direct peer when
-/// there are fewer than N addresses or that entry is not an IP address.
-pub fn remote_ip(xff: &[String], hops: u32, source: Option<IpAddr>) -> Option<IpAddr> {
-    if hops == 0 {
-        return source;
+/// The two client addresses Envoy's RBAC filter uses, as the plugin finds them:
+/// `direct_remote_ip` (Istio `ipBlocks`, `notIpBlocks`, `source.ip`) and `remote_ip`
+/// (`remoteIpBlocks`, `notRemoteIpBlocks`, `remote.ip`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddresses {
+    /// The direct peer, or why the plugin cannot know it on this request (the request is
+    /// then decided by [`Plugin::decide_without_peer`]: the decision every peer would get, or
+    /// a fail-closed error when a rule decides by the peer).
+    pub direct: Result<IpAddr, String>,
+    /// The trusted client address.
+    pub remote: IpAddr,
+}
+
+/// The whitespace Envoy trims around an `x-forwarded-for` entry (`StringUtil::ltrim`/`rtrim`).
+const XFF_WHITESPACE: &[char] = &[' ', '\t', '\u{c}', '\u{b}', '\n', '\r'];
+
+/// The address Envoy 1.40 takes from `x-forwarded-for` after skipping `skip` entries from
+/// the right (`Http::Utility::getLastAddressFromXFF`): cut at the last `,` `skip` times
+/// (`None` when there are fewer commas), then the text after the last remaining `,` — unless
+/// that `,` ends the text, then all of it (which holds a `,`, so it is no address) — trimmed,
+/// read as a bare IPv4 or IPv6 address (no port, no brackets). Empty entries count.
+pub fn envoy_xff_address(xff: &str, skip: u32) -> Option<IpAddr> {
+    let mut s = xff;
+    for _ in 0..skip {
+        let comma = s.rfind(',')?;
+        s = s.get(..comma)?;
     }
-    let addresses: Vec<&str> = xff
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let n = usize::try_from(hops).unwrap_or(usize::MAX);
-    addresses
-        .len()
-        .checked_sub(n)
-        .and_then(|i| addresses.get(i))
-        .and_then(|s| s.parse::<IpAddr>().ok())
-        .or(source)
+    if let Some(comma) = s.rfind(',')
+        && comma.saturating_add(1) < s.len()
+    {
+        s = s.get(comma.saturating_add(1)..)?;
+    }
+    s.trim_matches(XFF_WHITESPACE).parse::<IpAddr>().ok()
+}
+
+/// Whether `ip` is an address Envoy treats as loopback when it appends the peer to
+/// `x-forwarded-for` (`Network::Utility::isLoopbackAddress`: exactly `127.0.0.1` or `::1`,
+/// not the rest of 127/8). For such a peer Envoy appends its own node address instead.
+pub fn envoy_loopback(ip: IpAddr) -> bool {
+    ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+}
+
+/// The client addresses of a request on an HTTP listener, from what Envoy 1.40 shows an
+/// HTTP filter (observed on Envoy 1.40 itself, `envoy/harness/tests/gateway_xff.rs`; the
+/// reasoning is in `docs/envoy-gateway.md`):
+///
+/// - `source.address` is the stream's remote address: the address RBAC's `remote_ip` reads,
+///   on every listener shape. It is the connection's peer (`ip:port`, port > 0), unless the
+///   connection manager took it from `x-forwarded-for` — a sidecar (`use_remote_address:
+///   false`) takes the rightmost entry when it is an address; a gateway (`use_remote_address:
+///   true`, `xff_num_trusted_hops: N` > 0) the N-th from the right of the header as received —
+///   and then its port is 0 (an address read from text has none; a TCP peer's port is never
+///   0). So `remote` is `source.address`, always.
+/// - The direct peer (`direct_remote_ip`) has no property in an HTTP filter. When the port is
+///   not 0, `source.address` is the peer. When it is 0:
+///   - at a gateway (`numTrustedProxies` N > 0), Envoy appended the peer to
+///     `x-forwarded-for` after reading it, so the header the plugin sees (one value: Envoy
+///     joins repeated lines) ends with `,<peer>`. Two checks first: the entry N+1 from the
+///     right must be `source.address` (else the listener's N is not the configured one, or
+///     this is no gateway), and the last entry must stand for the peer — Envoy writes its own
+///     node address instead of a peer of exactly `127.0.0.1` or `::1`, and the plugin cannot
+///     see that address; a peer of `127.0.0.1`/`::1` connects to a loopback destination, so
+///     the entry is taken as the peer only when it is in 127/8 but not `127.0.0.1`, or when
+///     the destination is not loopback and not the entry itself.
+///   - on a sidecar (no `numTrustedProxies`, or 0), nothing the filter can read names the
+///     peer: unknown. (No property names it: `source.*` and `connection.*` read the stream's
+///     address provider, whose remote address the connection manager replaced.)
+///
+/// `destination` is the listener-side address (`destination.address`), `xff` the
+/// `x-forwarded-for` values the plugin sees, `trusted` the configured `numTrustedProxies`.
+pub fn client_addresses(
+    source: IpAddr,
+    source_port: Option<u16>,
+    destination: Option<IpAddr>,
+    xff: Option<&[String]>,
+    trusted: Option<u32>,
+) -> ClientAddresses {
+    let direct = if source_port == Some(0) {
+        gateway_peer(source, destination, xff, trusted)
+    } else {
+        Ok(source)
+    };
+    ClientAddresses {
+        direct,
+        remote: source,
+    }
+}
+
+fn gateway_peer(
+    source: IpAddr,
+    destination: Option<IpAddr>,
+    xff: Option<&[String]>,
+    trusted: Option<u32>,
+) -> Result<IpAddr, String> {
+    let n = match trusted {
+        Some(n) if n > 0 => n,
+        _ => {
+            return Err(format!(
+                "the direct peer is unknown: Envoy took source.address {source} from \
+                 x-forwarded-for (a sidecar listener, use_remote_address: false), and no \
+                 property gives an HTTP filter the peer"
+            ));
+        }
+    };
+    let xff = match xff {
+        Some([one]) => one.as_str(),
+        Some([]) | None => {
+            return Err(format!(
+                "the direct peer is unknown: source.address {source} came from \
+                 x-forwarded-for, but the request has none (is the listener a gateway with \
+                 numTrustedProxies {n}?)"
+            ));
+        }
+        Some(_) => {
+            return Err(
+                "the direct peer is unknown: x-forwarded-for has several values (Envoy joins \
+                 them into one)"
+                    .to_string(),
+            );
+        }
+    };
+    if envoy_xff_address(xff, n) != Some(source) {
+        return Err(format!(
+            "the direct peer is unknown: source.address {source} is not entry {} from the \
+             right of x-forwarded-for `{xff}`, as on a gateway with numTrustedProxies {n} \
+             (is the mesh's numTrustedProxies another value?)",
+            n.saturating_add(1)
+        ));
+    }
+    let last = xff
+        .rsplit_once(',')
+        .map(|(_, last)| last)
+        .unwrap_or_default();
+    let Ok(peer) = last.parse::<IpAddr>() else {
+        return Err(format!(
+            "the direct peer is unknown: the last x-forwarded-for entry `{last}` is not the \
+             address Envoy appends"
+        ));
+    };
+    let in_127 = matches!(peer, IpAddr::V4(v4) if v4.is_loopback());
+    let loopback = |ip: IpAddr| ip.is_loopback();
+    let certain = if envoy_loopback(peer) {
+        false
+    } else if in_127 {
+        true
+    } else {
+        destination.is_some_and(|d| !loopback(d) && d != peer)
+    };
+    if certain {
+        Ok(peer)
+    } else {
+        Err(format!(
+            "the direct peer is unknown: the last x-forwarded-for entry {peer} may be Envoy's \
+             own address, written for a peer of 127.0.0.1 or ::1 (the connection arrived at {})",
+            destination.map_or_else(|| "an unknown address".to_string(), |d| d.to_string())
+        ))
+    }
 }
 
 /// Walks the proxy-wasm pairs format (u32 count, count × (u32 key length, u32 value length),
@@ -479,8 +615,39 @@ fn opt_string(what: &str, bytes: Option<Vec<u8>>) -> Result<Option<String>, Attr
         .map(|s| s.filter(|s| !s.is_empty()))
 }
 
-/// Builds the engine request: the local workload is the destination.
+/// A request as built from Envoy's attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Built {
+    /// The engine request; `source.ip` is absent when the direct peer is unknown.
+    pub request: Request,
+    /// Why the direct peer is unknown, when it is (see [`client_addresses`]).
+    pub unknown_peer: Option<String>,
+}
+
+impl Built {
+    /// Decides it: with [`Plugin::decide_without_peer`] when the direct peer is unknown.
+    pub fn decide(&self, plugin: &Plugin) -> palisade_engine::Decision {
+        match &self.unknown_peer {
+            Some(why) => plugin.decide_without_peer(&self.request, why),
+            None => plugin.decide(&self.request),
+        }
+    }
+}
+
+/// [`build`], refusing a request whose direct peer is unknown when a rule tests it (for
+/// callers that decide without [`Built::decide`]).
 pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, AttributeError> {
+    let built = build(raw, plugin)?;
+    match built.unknown_peer {
+        Some(why) if plugin.needs.source_ip => Err(AttributeError(why)),
+        _ => Ok(built.request),
+    }
+}
+
+/// Builds the engine request: the local workload is the destination. The two client
+/// addresses come from [`client_addresses`] (HTTP) or are both the connection's peer (TCP: a
+/// network filter reads the connection, whose remote address is its peer).
+pub fn build(raw: RawAttributes, plugin: &Plugin) -> Result<Built, AttributeError> {
     let (source_ip, source_port) = match &raw.source_address {
         Some(b) => {
             let (ip, port) = decode_address("source.address", b)?;
@@ -509,11 +676,41 @@ pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, Att
         None => false,
     };
     let sni = opt_string("connection.requested_server_name", raw.sni)?;
+    let http = match plugin.protocol {
+        Protocol::Http => Some(http_attributes(raw.headers.unwrap_or_default())),
+        Protocol::Tcp => None,
+    };
+    let mut unknown_peer = None;
+    let (peer, peer_port, remote_ip) = match (source_ip, &http) {
+        (None, _) => (None, None, None),
+        (Some(ip), None) => (Some(ip), source_port, Some(ip)),
+        (Some(ip), Some(h)) => {
+            let xff = h.headers.get("x-forwarded-for").map(Vec::as_slice);
+            let a = client_addresses(
+                ip,
+                source_port,
+                destination_ip,
+                xff,
+                plugin.num_trusted_proxies,
+            );
+            match a.direct {
+                // The port belongs to the peer only when source.address is the peer.
+                Ok(peer) if peer == ip && source_port != Some(0) => {
+                    (Some(peer), source_port, Some(a.remote))
+                }
+                Ok(peer) => (Some(peer), None, Some(a.remote)),
+                Err(why) => {
+                    unknown_peer = Some(why);
+                    (None, None, Some(a.remote))
+                }
+            }
+        }
+    };
     let mut request = Request {
         protocol: plugin.protocol,
         source: Endpoint {
-            ip: source_ip,
-            port: source_port,
+            ip: peer,
+            port: peer_port,
             // A URI SAN only counts with a verified client certificate (mTLS).
             principal: principal.filter(|_| mtls),
             workload: None,
@@ -527,26 +724,22 @@ pub fn build_request(raw: RawAttributes, plugin: &Plugin) -> Result<Request, Att
             // workload (namespace, name, labels: a few allocations) is cloned only then.
             workload: (!plugin.engine.network.is_empty()).then(|| plugin.workload.clone()),
         },
-        remote_ip: source_ip,
+        remote_ip,
         mtls: Some(mtls),
         sni,
+        http,
         ..Request::default()
     };
-    if plugin.protocol == Protocol::Http {
-        let http = http_attributes(raw.headers.unwrap_or_default());
-        let xff = http
-            .headers
-            .get("x-forwarded-for")
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        request.remote_ip = remote_ip(xff, plugin.trusted_xff_hops, source_ip);
-        request.http = Some(http);
+    if request.http.is_some() {
         request.jwt = match &raw.metadata {
             Some(m) => jwt_payload(m)?,
             None => None,
         };
     }
-    Ok(request)
+    Ok(Built {
+        request,
+        unknown_peer,
+    })
 }
 
 #[cfg(test)]
@@ -576,9 +769,9 @@ mod tests {
         out
     }
 
-    fn plugin(protocol: &str, hops: u32) -> Plugin {
+    fn plugin(protocol: &str) -> Plugin {
         let json = serde_json::json!({
-            "policy": "", "protocol": protocol, "trustedXffHops": hops,
+            "policy": "", "protocol": protocol,
             "workload": {"namespace": "shop", "labels": {"app": "cart"}},
         });
         Plugin::configure(
@@ -687,16 +880,538 @@ mod tests {
         assert!(!p.decide(&request("GET", "/no")).allowed());
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// What Envoy 1.40 shows an HTTP filter on a listener, for a request from `peer` (port
+    /// 40000) to `destination` with `x-forwarded-for` values `xff` as sent: (`source.address`
+    /// ip and port, the `x-forwarded-for` values the filter sees). `gateway` is the listener's
+    /// `xff_num_trusted_hops` with `use_remote_address: true`; `None` is a sidecar. This is
+    /// `ConnectionManagerUtility::mutateRequestHeaders` restated; the harness test
+    /// `gateway_xff` checks it against the real Envoy.
+    fn envoy_shows(
+        peer: &str,
+        xff: &[&str],
+        gateway: Option<u32>,
+        local: &str,
+    ) -> (IpAddr, u16, Vec<String>) {
+        let peer = ip(peer);
+        // Envoy joins repeated lines of this header with ",".
+        let received = (!xff.is_empty()).then(|| xff.join(","));
+        match gateway {
+            None => {
+                let picked = received.as_deref().and_then(|x| envoy_xff_address(x, 0));
+                let seen = received.into_iter().collect();
+                match picked {
+                    Some(c) => (c, 0, seen),
+                    None => (peer, 40000, seen),
+                }
+            }
+            Some(n) => {
+                let picked = received
+                    .as_deref()
+                    .filter(|_| n > 0)
+                    .and_then(|x| envoy_xff_address(x, n - 1));
+                let appended = if envoy_loopback(peer) {
+                    ip(local)
+                } else {
+                    peer
+                };
+                let seen = match received {
+                    Some(x) if !x.is_empty() => format!("{x},{appended}"),
+                    _ => appended.to_string(),
+                };
+                match picked {
+                    Some(c) => (c, 0, vec![seen]),
+                    None => (peer, 40000, vec![seen]),
+                }
+            }
+        }
+    }
+
+    /// The plugin's two addresses for a request on a listener shape: (direct, remote).
+    fn plugin_sees(
+        peer: &str,
+        xff: &[&str],
+        gateway: Option<u32>,
+        configured: Option<u32>,
+        destination: &str,
+    ) -> (Result<IpAddr, String>, IpAddr) {
+        let (source, port, seen) = envoy_shows(peer, xff, gateway, "10.9.9.9");
+        let headers = (!seen.is_empty()).then_some(seen);
+        let a = client_addresses(
+            source,
+            Some(port),
+            Some(ip(destination)),
+            headers.as_deref(),
+            configured,
+        );
+        (a.direct, a.remote)
+    }
+
     #[test]
-    fn remote_ip_counts_trusted_hops_from_the_right() {
-        let src = Some("127.0.0.9".parse().unwrap());
-        let xff = vec!["1.1.1.1, 2.2.2.2".to_string(), "3.3.3.3".to_string()];
-        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert_eq!(remote_ip(&xff, 0, src), src, "no trusted hop: the peer");
-        assert_eq!(remote_ip(&xff, 1, src), ip("3.3.3.3"));
-        assert_eq!(remote_ip(&xff, 3, src), ip("1.1.1.1"));
-        assert_eq!(remote_ip(&xff, 4, src), src, "fewer addresses than hops");
-        assert_eq!(remote_ip(&["junk".into()], 1, src), src, "not an address");
+    fn envoys_xff_reading_skips_entries_from_the_right_and_keeps_its_quirks() {
+        let cases: &[(&str, &str, u32, Option<&str>)] = &[
+            ("one address", "203.0.113.5", 0, Some("203.0.113.5")),
+            ("the rightmost", "1.1.1.1, 2.2.2.2", 0, Some("2.2.2.2")),
+            ("skip one", "1.1.1.1, 2.2.2.2", 1, Some("1.1.1.1")),
+            ("fewer entries than skipped", "1.1.1.1", 1, None),
+            ("an empty header", "", 0, None),
+            ("an empty entry counts", "1.1.1.1,,2.2.2.2", 1, None),
+            ("whitespace is trimmed", " \t1.1.1.1 ", 0, Some("1.1.1.1")),
+            ("a trailing comma reads the whole text", "1.1.1.1,", 0, None),
+            (
+                "an IPv6 entry",
+                "1.1.1.1,2001:db8::1",
+                0,
+                Some("2001:db8::1"),
+            ),
+            (
+                "IPv6 in brackets is not an address",
+                "[2001:db8::1]",
+                0,
+                None,
+            ),
+            (
+                "an address with a port is not an address",
+                "1.1.1.1:80",
+                0,
+                None,
+            ),
+            ("a name is not an address", "client.example", 0, None),
+        ];
+        for (name, xff, skip, want) in cases {
+            assert_eq!(
+                envoy_xff_address(xff, *skip),
+                want.map(ip),
+                "{name}: `{xff}` skipping {skip}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_127_0_0_1_and_the_ipv6_loopback_are_loopback_to_envoy() {
+        assert!(envoy_loopback(ip("127.0.0.1")));
+        assert!(envoy_loopback(ip("::1")));
+        assert!(
+            !envoy_loopback(ip("127.0.0.7")),
+            "the rest of 127/8 is appended as is"
+        );
+        assert!(!envoy_loopback(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn sidecar_without_xff_both_addresses_are_the_peer() {
+        let (direct, remote) = plugin_sees("127.0.0.7", &[], None, None, "127.0.0.2");
+        assert_eq!((direct, remote), (Ok(ip("127.0.0.7")), ip("127.0.0.7")));
+    }
+
+    #[test]
+    fn sidecar_with_xff_the_remote_address_is_the_rightmost_entry_and_the_peer_is_unknown() {
+        let (direct, remote) = plugin_sees(
+            "127.0.0.7",
+            &["198.51.100.1, 203.0.113.5"],
+            None,
+            None,
+            "127.0.0.2",
+        );
+        assert_eq!(remote, ip("203.0.113.5"));
+        let why = direct.unwrap_err();
+        assert!(why.contains("sidecar"), "{why}");
+    }
+
+    #[test]
+    fn sidecar_with_an_xff_entry_that_is_no_address_both_are_the_peer() {
+        for xff in [&["junk"][..], &[""], &["203.0.113.5,"], &["[2001:db8::1]"]] {
+            let (direct, remote) = plugin_sees("127.0.0.7", xff, None, None, "127.0.0.2");
+            assert_eq!(
+                (direct, remote),
+                (Ok(ip("127.0.0.7")), ip("127.0.0.7")),
+                "{xff:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gateway_with_no_trusted_proxy_ignores_a_spoofed_xff() {
+        for configured in [None, Some(0)] {
+            let (direct, remote) = plugin_sees(
+                "127.0.0.9",
+                &["127.0.0.7"],
+                Some(0),
+                configured,
+                "127.0.0.2",
+            );
+            assert_eq!((direct, remote), (Ok(ip("127.0.0.9")), ip("127.0.0.9")));
+        }
+    }
+
+    #[test]
+    fn gateway_with_one_trusted_proxy_a_spoofed_allowed_address_is_only_the_remote_one() {
+        // A banned peer claims an allowed address: ipBlocks see the peer, remoteIpBlocks the
+        // claim.
+        let (direct, remote) =
+            plugin_sees("127.0.0.9", &["127.0.0.7"], Some(1), Some(1), "127.0.0.2");
+        assert_eq!((direct, remote), (Ok(ip("127.0.0.9")), ip("127.0.0.7")));
+    }
+
+    #[test]
+    fn gateway_with_one_trusted_proxy_takes_the_rightmost_entry_as_received() {
+        let (direct, remote) = plugin_sees(
+            "192.0.2.9",
+            &["198.51.100.1, 203.0.113.5"],
+            Some(1),
+            Some(1),
+            "10.0.0.5",
+        );
+        assert_eq!((direct, remote), (Ok(ip("192.0.2.9")), ip("203.0.113.5")));
+    }
+
+    #[test]
+    fn gateway_with_two_trusted_proxies_takes_the_second_entry_from_the_right() {
+        let (direct, remote) = plugin_sees(
+            "192.0.2.9",
+            &["198.51.100.1, 203.0.113.5, 10.0.0.2"],
+            Some(2),
+            Some(2),
+            "10.0.0.5",
+        );
+        assert_eq!((direct, remote), (Ok(ip("192.0.2.9")), ip("203.0.113.5")));
+    }
+
+    #[test]
+    fn gateway_with_several_header_lines_reads_them_joined() {
+        let (direct, remote) = plugin_sees(
+            "192.0.2.9",
+            &["198.51.100.1", "203.0.113.5"],
+            Some(2),
+            Some(2),
+            "10.0.0.5",
+        );
+        assert_eq!((direct, remote), (Ok(ip("192.0.2.9")), ip("198.51.100.1")));
+    }
+
+    #[test]
+    fn gateway_with_fewer_entries_than_trusted_proxies_uses_the_peer_for_both() {
+        let (direct, remote) =
+            plugin_sees("192.0.2.9", &["203.0.113.5"], Some(2), Some(2), "10.0.0.5");
+        assert_eq!((direct, remote), (Ok(ip("192.0.2.9")), ip("192.0.2.9")));
+    }
+
+    #[test]
+    fn gateway_with_an_empty_xff_uses_the_peer_for_both() {
+        let (direct, remote) = plugin_sees("192.0.2.9", &[""], Some(1), Some(1), "10.0.0.5");
+        assert_eq!((direct, remote), (Ok(ip("192.0.2.9")), ip("192.0.2.9")));
+    }
+
+    #[test]
+    fn gateway_with_ipv6_entries_and_peer() {
+        let (direct, remote) = plugin_sees(
+            "2001:db8:ffff::9",
+            &["2001:db8::1, 203.0.113.5"],
+            Some(2),
+            Some(2),
+            "2001:db8::5",
+        );
+        assert_eq!(
+            (direct, remote),
+            (Ok(ip("2001:db8:ffff::9")), ip("2001:db8::1"))
+        );
+    }
+
+    #[test]
+    fn a_configured_count_other_than_the_listeners_is_refused_not_guessed() {
+        // The mesh trusts two proxies, the plugin was told one (and the reverse).
+        for (listener, configured) in [(2, 1), (1, 2)] {
+            let (direct, remote) = plugin_sees(
+                "192.0.2.9",
+                &["198.51.100.1, 203.0.113.5, 10.0.0.2"],
+                Some(listener),
+                Some(configured),
+                "10.0.0.5",
+            );
+            let want = if listener == 2 {
+                "203.0.113.5"
+            } else {
+                "10.0.0.2"
+            };
+            assert_eq!(
+                remote,
+                ip(want),
+                "remote.ip is Envoy's, whatever the option"
+            );
+            let why = direct.unwrap_err();
+            assert!(why.contains("numTrustedProxies"), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_gateway_plugin_on_a_sidecar_does_not_take_a_spoofed_last_entry_as_the_peer() {
+        // A sidecar took the rightmost entry; the plugin, wrongly told it is at a gateway,
+        // must not read that same entry as the appended peer.
+        let (direct, remote) = plugin_sees(
+            "127.0.0.9",
+            &["198.51.100.1, 127.0.0.7"],
+            None,
+            Some(1),
+            "127.0.0.2",
+        );
+        assert_eq!(remote, ip("127.0.0.7"));
+        assert!(direct.is_err(), "{direct:?}");
+    }
+
+    #[test]
+    fn a_peer_of_127_0_0_1_replaced_by_envoys_address_is_not_taken_for_the_peer() {
+        // Envoy appends its node address (10.9.9.9 here) for a peer of exactly 127.0.0.1.
+        for destination in ["127.0.0.1", "10.9.9.9"] {
+            let (direct, remote) =
+                plugin_sees("127.0.0.1", &["203.0.113.5"], Some(1), Some(1), destination);
+            assert_eq!(remote, ip("203.0.113.5"));
+            let why = direct.unwrap_err();
+            assert!(why.contains("127.0.0.1 or ::1"), "{destination}: {why}");
+        }
+        // The rest of 127/8 is appended as itself.
+        let (direct, _) = plugin_sees("127.0.0.7", &["203.0.113.5"], Some(1), Some(1), "127.0.0.1");
+        assert_eq!(direct, Ok(ip("127.0.0.7")));
+    }
+
+    #[test]
+    fn several_xff_values_seen_by_the_filter_are_refused() {
+        let values = vec!["203.0.113.5".to_string(), "192.0.2.9".to_string()];
+        let a = client_addresses(
+            ip("203.0.113.5"),
+            Some(0),
+            Some(ip("10.0.0.5")),
+            Some(&values),
+            Some(1),
+        );
+        assert!(a.direct.unwrap_err().contains("several values"));
+    }
+
+    fn ip_policy(action: &str, field: &str, cidr: &str) -> String {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {{name: p, namespace: shop}}\nspec:\n  action: {action}\n  rules:\n  \
+             - from: [{{source: {{{field}: [\"{cidr}\"]}}}}]\n"
+        )
+    }
+
+    fn http_plugin(policy: &str, extra: serde_json::Value) -> Plugin {
+        let mut json = serde_json::json!({
+            "policy": policy,
+            "workload": {"namespace": "shop", "labels": {"app": "cart"}},
+        });
+        if let (Some(j), Some(e)) = (json.as_object_mut(), extra.as_object()) {
+            j.extend(e.clone());
+        }
+        Plugin::configure(
+            &crate::config::test_configuration(json),
+            &NodeMetadata::default(),
+        )
+        .unwrap()
+    }
+
+    /// A request as Envoy shows it on a listener shape, built by the plugin.
+    fn request_on(
+        p: &Plugin,
+        peer: &str,
+        xff: &[&str],
+        gateway: Option<u32>,
+    ) -> Result<Request, AttributeError> {
+        let (source, port, seen) = envoy_shows(peer, xff, gateway, "10.9.9.9");
+        let mut raw = plaintext_conn();
+        raw.source_address = Some(SocketAddr::new(source, port).to_string().into_bytes());
+        raw.destination_address = Some(b"10.0.0.5:8080".to_vec());
+        let mut headers: Vec<(HeaderName, String)> = vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/".into()),
+        ];
+        headers.extend(
+            seen.into_iter()
+                .filter(|_| p.keeps_header("x-forwarded-for"))
+                .map(|v| (HeaderName::from("x-forwarded-for"), v)),
+        );
+        raw.headers = Some(headers);
+        build_request(raw, p)
+    }
+
+    #[test]
+    fn at_a_gateway_ip_blocks_decide_on_the_peer_not_on_a_spoofed_xff() {
+        let allow = http_plugin(
+            &ip_policy("ALLOW", "ipBlocks", "192.0.2.7/32"),
+            serde_json::json!({"numTrustedProxies": 1}),
+        );
+        let deny = http_plugin(
+            &ip_policy("DENY", "ipBlocks", "192.0.2.9/32"),
+            serde_json::json!({"numTrustedProxies": 1}),
+        );
+        let decide = |p: &Plugin, peer: &str, xff: &[&str]| {
+            p.decide(&request_on(p, peer, xff, Some(1)).unwrap())
+                .allowed()
+        };
+        assert!(
+            !decide(&allow, "192.0.2.9", &["192.0.2.7"]),
+            "spoofing the allowed address"
+        );
+        assert!(
+            decide(&allow, "192.0.2.7", &["203.0.113.5"]),
+            "the allowed peer"
+        );
+        assert!(
+            !decide(&deny, "192.0.2.9", &["192.0.2.7"]),
+            "a banned peer naming another"
+        );
+        assert!(
+            decide(&deny, "192.0.2.7", &["192.0.2.9"]),
+            "naming the banned address"
+        );
+    }
+
+    #[test]
+    fn at_a_gateway_remote_ip_blocks_decide_on_the_trusted_entry() {
+        let allow = http_plugin(
+            &ip_policy("ALLOW", "remoteIpBlocks", "203.0.113.0/24"),
+            serde_json::json!({"numTrustedProxies": 1}),
+        );
+        let decide = |xff: &[&str], gateway: u32| {
+            allow
+                .decide(&request_on(&allow, "192.0.2.9", xff, Some(gateway)).unwrap())
+                .allowed()
+        };
+        assert!(decide(&["198.51.100.1, 203.0.113.5"], 1));
+        assert!(!decide(&["203.0.113.5, 198.51.100.1"], 1));
+        assert!(!decide(&[], 1), "no header: the peer");
+        // remoteIpBlocks never need the option: with N = 2 on the listener the plugin reads
+        // Envoy's pick although it was told 1.
+        assert!(decide(&["203.0.113.5, 198.51.100.1"], 2));
+    }
+
+    #[test]
+    fn on_a_sidecar_an_xff_derived_request_fails_closed_only_when_ip_blocks_are_tested() {
+        let ip_blocks = http_plugin(
+            &ip_policy("ALLOW", "ipBlocks", "10.0.0.0/8"),
+            serde_json::json!({}),
+        );
+        let e = request_on(&ip_blocks, "10.0.0.7", &["203.0.113.5"], None).unwrap_err();
+        assert!(e.0.contains("direct peer is unknown"), "{e}");
+        let ok = request_on(&ip_blocks, "10.0.0.7", &[], None).unwrap();
+        assert!(
+            ip_blocks.decide(&ok).allowed(),
+            "without x-forwarded-for the peer is known"
+        );
+        let remote = http_plugin(
+            &ip_policy("ALLOW", "remoteIpBlocks", "203.0.113.0/24"),
+            serde_json::json!({}),
+        );
+        let r = request_on(&remote, "10.0.0.7", &["203.0.113.5"], None).unwrap();
+        assert_eq!(r.source.ip, None, "not needed, not guessed");
+        assert_eq!(r.remote_ip, Some(ip("203.0.113.5")));
+        assert!(remote.decide(&r).allowed());
+    }
+
+    fn built_on(p: &Plugin, peer: &str, xff: &[&str], gateway: Option<u32>, path: &str) -> Built {
+        let (source, port, seen) = envoy_shows(peer, xff, gateway, "10.9.9.9");
+        let mut raw = plaintext_conn();
+        raw.source_address = Some(SocketAddr::new(source, port).to_string().into_bytes());
+        raw.destination_address = Some(b"10.0.0.5:8080".to_vec());
+        let mut headers: Vec<(HeaderName, String)> = vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), path.to_string()),
+        ];
+        headers.extend(
+            seen.into_iter()
+                .filter(|_| p.keeps_header("x-forwarded-for"))
+                .map(|v| (HeaderName::from("x-forwarded-for"), v)),
+        );
+        raw.headers = Some(headers);
+        build(raw, p).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_peer_decides_only_where_no_peer_could_change_the_decision() {
+        use palisade_engine::{Step, Verdict};
+        let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {name: admin-from-office, namespace: shop}\nspec:\n  action: ALLOW\n  \
+             rules:\n  - from: [{source: {ipBlocks: [\"10.0.0.0/8\"]}}]\n    \
+             to: [{operation: {paths: [\"/admin\"]}}]\n---\n\
+             apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {name: banned-clients, namespace: shop}\nspec:\n  action: DENY\n  \
+             rules:\n  - from: [{source: {remoteIpBlocks: [\"198.51.100.0/24\"]}}]\n";
+        let p = http_plugin(policy, serde_json::json!({}));
+        // A sidecar that took the client from x-forwarded-for: the peer is unknown.
+        let case = |xff: &str, path: &str| {
+            let b = built_on(&p, "10.0.0.7", &[xff], None, path);
+            assert!(b.unknown_peer.is_some());
+            assert_eq!(b.request.source.ip, None);
+            let d = b.decide(&p);
+            (d.verdict, d.step)
+        };
+        assert_eq!(
+            case("198.51.100.7", "/admin"),
+            (Verdict::Deny, Step::DenyMatched),
+            "a banned client is denied whatever the peer"
+        );
+        assert_eq!(
+            case("203.0.113.5", "/public"),
+            (Verdict::Deny, Step::NoAllowMatched),
+            "no peer makes /public allowed"
+        );
+        assert_eq!(
+            case("203.0.113.5", "/admin").1,
+            Step::Error,
+            "whether /admin is allowed depends on the peer: fail closed"
+        );
+        // With the peer known (no x-forwarded-for), it decides.
+        let known = built_on(&p, "10.0.0.7", &[], None, "/admin");
+        assert_eq!(known.unknown_peer, None);
+        assert!(known.decide(&p).allowed());
+    }
+
+    #[test]
+    fn with_network_policies_an_unknown_peer_is_one_of_the_pods_its_certificate_names() {
+        use palisade_engine::{Step, Verdict};
+        // The worker may only reach the database (egress); the cart is not isolated.
+        let policy = "apiVersion: palisade.dev/v1alpha1\nkind: Inventory\nmetadata: {name: i}\n\
+             spec:\n  namespaces: [{name: shop}]\n  workloads:\n  \
+             - {name: frontend, namespace: shop, serviceAccount: frontend, labels: {app: frontend}, ips: [10.1.0.10]}\n  \
+             - {name: worker, namespace: shop, serviceAccount: worker, labels: {app: worker}, ips: [10.1.0.20]}\n  \
+             - {name: cart, namespace: shop, serviceAccount: cart, labels: {app: cart}, ips: [10.1.0.30]}\n\
+             ---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: worker-egress, namespace: shop}\n\
+             spec: {podSelector: {matchLabels: {app: worker}}, policyTypes: [Egress], egress: [{ports: [{port: 5432}]}]}\n";
+        let p = http_plugin(policy, serde_json::json!({}));
+        assert_eq!(
+            p.inventory_peers(Some("spiffe://cluster.local/ns/shop/sa/frontend")),
+            vec![ip("10.1.0.10")]
+        );
+        assert!(
+            p.inventory_peers(Some("spiffe://other.domain/ns/shop/sa/frontend"))
+                .is_empty()
+        );
+        assert!(p.inventory_peers(None).is_empty());
+        let decide = |principal: Option<&str>| {
+            let mut b = built_on(&p, "10.1.0.10", &["203.0.113.5"], None, "/");
+            assert!(b.unknown_peer.is_some(), "a sidecar with x-forwarded-for");
+            b.request.source.principal = principal.map(str::to_string);
+            let d = b.decide(&p);
+            (d.verdict, d.step)
+        };
+        assert_eq!(
+            decide(Some("spiffe://cluster.local/ns/shop/sa/frontend")).0,
+            Verdict::Allow,
+            "the frontend's pods may reach the cart"
+        );
+        assert_eq!(
+            decide(Some("spiffe://cluster.local/ns/shop/sa/worker")).0,
+            Verdict::Deny,
+            "the worker's egress forbids it, whichever of its pods it is"
+        );
+        assert_eq!(
+            decide(None).1,
+            Step::Error,
+            "plaintext: the peer could be any pod"
+        );
     }
 
     #[test]
@@ -834,7 +1549,7 @@ mod tests {
     fn an_mtls_connection_carries_its_principal_and_the_local_workload() {
         let r = build_request(
             mtls_conn("spiffe://cluster.local/ns/shop/sa/frontend"),
-            &plugin("tcp", 0),
+            &plugin("tcp"),
         )
         .unwrap();
         assert_eq!(r.protocol, Protocol::Tcp);
@@ -882,14 +1597,14 @@ mod tests {
             (":method".into(), "GET".into()),
             (":path".into(), "/api?x=1".into()),
             (":authority".into(), "cart:8080".into()),
-            ("x-forwarded-for".into(), "9.9.9.9".into()),
         ]);
-        let r = build_request(raw, &plugin("http", 1)).unwrap();
+        let r = build_request(raw, &plugin("http")).unwrap();
         assert_eq!(r.source.principal, None);
         assert_eq!(r.mtls, Some(false));
         assert_eq!(r.sni, None, "empty SNI is no SNI");
         assert_eq!(r.source.port, Some(40000), "port from the address");
-        assert_eq!(r.remote_ip, Some("9.9.9.9".parse().unwrap()));
+        assert_eq!(r.source.ip, Some("127.0.0.7".parse().unwrap()));
+        assert_eq!(r.remote_ip, r.source.ip, "source.address is both");
         let h = r.http.unwrap();
         assert_eq!(
             (h.method.as_str(), h.path.as_str(), h.host.as_str()),
@@ -901,7 +1616,7 @@ mod tests {
     fn a_corrupt_property_is_an_error_not_a_guess() {
         let mut raw = plaintext_conn();
         raw.mtls = Some(vec![7]);
-        let e = build_request(raw, &plugin("tcp", 0)).unwrap_err();
+        let e = build_request(raw, &plugin("tcp")).unwrap_err();
         assert!(e.0.contains("connection.mtls"), "{e}");
     }
 

@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use base64::Engine as _;
+use ipnet::IpNet;
 use palisade_engine::{
     Decision, Engine, Errors, PathNormalization, Protocol, Request, Step, Verdict, WorkloadRef,
     compile::{Needs, WorkloadView},
@@ -77,10 +79,15 @@ pub struct PluginConfig {
     /// `NONE`, `BASE` (default), `MERGE_SLASHES`, `DECODE_AND_MERGE_SLASHES`.
     #[serde(default)]
     pub path_normalization: Option<PathNormalization>,
-    /// Trusted `x-forwarded-for` hops for `remote.ip`: 0 (default) uses the direct peer; N
-    /// uses the N-th address from the right of `x-forwarded-for`.
+    /// At an Istio gateway: the mesh's `gatewayTopology.numTrustedProxies`, unchanged (the
+    /// listener's `xff_num_trusted_hops`, with `use_remote_address: true`). Absent on sidecars.
+    /// Only `ipBlocks` / `source.ip` need it, and only for a request whose client address
+    /// Envoy took from `x-forwarded-for` (see `docs/envoy-gateway.md`).
     #[serde(default)]
-    pub trusted_xff_hops: u32,
+    pub num_trusted_proxies: Option<u32>,
+    /// Removed: refused with a message saying what replaced it.
+    #[serde(default)]
+    pub trusted_xff_hops: Option<serde_json::Value>,
     /// `enforce` (default) or `dry-run`.
     #[serde(default)]
     pub mode: Mode,
@@ -146,8 +153,13 @@ pub struct Plugin {
     pub workload: WorkloadRef,
     /// Which filter this configuration serves.
     pub protocol: Protocol,
-    /// Trusted `x-forwarded-for` hops.
-    pub trusted_xff_hops: u32,
+    /// The gateway's trusted proxies (`numTrustedProxies`), `None` when not configured (a
+    /// sidecar). See [`crate::attributes::client_addresses`].
+    pub num_trusted_proxies: Option<u32>,
+    /// Peer addresses that between them give every decision the local rules can reach by
+    /// `source.ip` (see [`peer_candidates`]); empty when NetworkPolicies apply (they also
+    /// look the peer up in the inventory: see [`Plugin::decide_without_peer`]).
+    pub peer_candidates: Vec<IpAddr>,
     /// Enforce or dry-run.
     pub mode: Mode,
     /// HTTP denial status.
@@ -159,8 +171,8 @@ pub struct Plugin {
     /// attribute no rule tests is left absent, which decides exactly as reading it.
     pub needs: Needs,
     /// The request headers a request keeps (lower-case): `:method`, `:path`, `:authority`,
-    /// `x-forwarded-for` when `remote.ip` is tested through trusted hops, and every header a
-    /// rule tests by name. The others cannot change a decision, so the glue does not copy them.
+    /// `x-forwarded-for` at a gateway (`numTrustedProxies` > 0) when `source.ip` is tested, and
+    /// every header a rule tests by name. The others cannot change a decision, so the glue does not copy them.
     pub headers: Vec<String>,
 }
 
@@ -237,6 +249,15 @@ impl Plugin {
                 ));
             }
         };
+        if config.trusted_xff_hops.is_some() {
+            return Err(ConfigError::Invalid(
+                "`trustedXffHops` was removed: `remote.ip` is now the address Envoy's RBAC uses \
+                 (`source.address`), whatever the listener; at an Istio gateway set \
+                 `numTrustedProxies` to the mesh's `gatewayTopology.numTrustedProxies`, and on \
+                 a sidecar set nothing"
+                    .into(),
+            ));
+        }
         let deny_status = config.deny_status.unwrap_or(403);
         if !(200..=599).contains(&deny_status) {
             return Err(ConfigError::Invalid(format!(
@@ -265,8 +286,16 @@ impl Plugin {
             }
         };
         let needs = engine.needs(&view, config.protocol);
+        let peer_candidates = if engine.network.is_empty() {
+            peer_candidates(&engine.source_ip_cidrs(&view, config.protocol))
+        } else {
+            Vec::new()
+        };
         let mut headers: Vec<String> = [":method", ":path", ":authority"].map(String::from).into();
-        if needs.remote_ip && config.trusted_xff_hops > 0 {
+        if needs.source_ip
+            && config.protocol == Protocol::Http
+            && config.num_trusted_proxies.is_some_and(|n| n > 0)
+        {
             headers.push("x-forwarded-for".into());
         }
         for name in engine.tested_headers(&view, config.protocol) {
@@ -286,7 +315,8 @@ impl Plugin {
             view,
             workload,
             protocol: config.protocol,
-            trusted_xff_hops: config.trusted_xff_hops,
+            num_trusted_proxies: config.num_trusted_proxies,
+            peer_candidates,
             mode: config.mode,
             deny_status,
             deny_body: config
@@ -324,6 +354,80 @@ impl Plugin {
         )
     }
 
+    /// Decides a request whose direct peer the plugin cannot know (`why`; its `source.ip` is
+    /// absent): the decision when it is the same for every peer it can be, else a fail-closed
+    /// error. Without a rule testing the peer, simply the decision. The peers it can be: each
+    /// of [`Plugin::peer_candidates`] (they reach every decision the rules can make by the
+    /// peer); with NetworkPolicies, which also look the peer up in the inventory, the
+    /// inventory's addresses of the workloads whose identity the verified peer certificate
+    /// names ([`Plugin::inventory_peers`]) — none without mTLS, so that fails closed.
+    pub fn decide_without_peer(&self, request: &Request, why: &str) -> Decision {
+        if !self.needs.source_ip {
+            return self.decide(request);
+        }
+        let network = !self.engine.network.is_empty();
+        let inventory_peers;
+        let candidates: &[IpAddr] = if network {
+            inventory_peers = self.inventory_peers(request.source.principal.as_deref());
+            if inventory_peers.is_empty() {
+                return error_decision(format!(
+                    "{why}, and NetworkPolicies apply: without a peer certificate naming an \
+                     inventory workload, the peer could be any pod"
+                ));
+            }
+            &inventory_peers
+        } else {
+            &self.peer_candidates
+        };
+        let mut r = request.clone();
+        let mut first: Option<Decision> = None;
+        for ip in candidates {
+            r.source.ip = Some(*ip);
+            let d = self.decide(&r);
+            match &first {
+                None => first = Some(d),
+                Some(f) if *f == d => {}
+                Some(_) => {
+                    return error_decision(format!(
+                        "{why}, and a rule of this workload decides on it (ipBlocks, \
+                         notIpBlocks or source.ip)"
+                    ));
+                }
+            }
+        }
+        first.unwrap_or_else(|| error_decision(why.to_string()))
+    }
+
+    /// The inventory addresses of the workloads a verified peer principal
+    /// (`spiffe://<trust domain>/ns/<namespace>/sa/<service account>`, the trust domain the
+    /// mesh's or an alias) names: the pods an mTLS peer with that certificate can be.
+    pub fn inventory_peers(&self, principal: Option<&str>) -> Vec<IpAddr> {
+        let Some(rest) = principal.and_then(|p| p.strip_prefix("spiffe://")) else {
+            return Vec::new();
+        };
+        let Some((td, path)) = rest.split_once('/') else {
+            return Vec::new();
+        };
+        let o = &self.engine.options;
+        if td != o.trust_domain && !o.trust_domain_aliases.iter().any(|a| a == td) {
+            return Vec::new();
+        }
+        let Some((ns, sa)) = path.strip_prefix("ns/").and_then(|p| p.split_once("/sa/")) else {
+            return Vec::new();
+        };
+        let mut ips: Vec<IpAddr> = self
+            .engine
+            .inventory
+            .workloads
+            .iter()
+            .filter(|w| w.namespace == ns && w.service_account == sa)
+            .flat_map(|w| w.ips.iter().copied())
+            .collect();
+        ips.sort_unstable();
+        ips.dedup();
+        ips
+    }
+
     /// Decides a request with the local workload's view: AuthorizationPolicy, then
     /// NetworkPolicy when there are any (both must allow), as [`Engine::decide`] does.
     pub fn decide(&self, request: &Request) -> Decision {
@@ -348,6 +452,35 @@ impl Plugin {
             Err(e) => error_decision(e),
         }
     }
+}
+
+/// Peer addresses such that every decision reachable by varying `source.ip` is reached by
+/// one of them: the first address of each block, the first address after it, and the
+/// unspecified address of each family. Proof: a decision depends on the peer only through
+/// which of `nets` hold it. Take any address and the smallest address `y` of its family that
+/// is in exactly the same blocks. Either `y` is the family's first address, or `y - 1` is in
+/// different blocks (else `y` would not be the smallest), so some block holds exactly one of
+/// `y - 1` and `y`: then `y` is that block's first address, or the address after its last.
+pub fn peer_candidates(nets: &[IpNet]) -> Vec<IpAddr> {
+    let mut out = vec![
+        IpAddr::from(Ipv4Addr::UNSPECIFIED),
+        IpAddr::from(Ipv6Addr::UNSPECIFIED),
+    ];
+    for n in nets {
+        out.push(n.network());
+        let after: Option<IpAddr> = match n.broadcast() {
+            IpAddr::V4(b) => u32::from(b)
+                .checked_add(1)
+                .map(|x| Ipv4Addr::from(x).into()),
+            IpAddr::V6(b) => u128::from(b)
+                .checked_add(1)
+                .map(|x| Ipv6Addr::from(x).into()),
+        };
+        out.extend(after);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// A fail-closed decision for an internal error (a property that cannot be read, say).
@@ -560,22 +693,33 @@ spec:
         let policy = format!(
             "{POLICY}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
              metadata: {{name: h, namespace: shop}}\nspec:\n  action: DENY\n  rules:\n  \
-             - from: [{{source: {{remoteIpBlocks: [\"1.2.3.4\"]}}}}]\n    \
+             - from: [{{source: {{ipBlocks: [\"1.2.3.4\"]}}}}]\n    \
              when: [{{key: \"request.headers[x-tenant]\", values: [\"t\"]}}]\n"
         );
-        let p = |hops: u32| {
-            Plugin::configure(
-                &config(serde_json::json!({ "policy": policy, "trustedXffHops": hops })),
-                &NodeMetadata::default(),
-            )
-            .unwrap()
+        let p = |json: serde_json::Value| {
+            let mut json = json;
+            json["policy"] = policy.clone().into();
+            Plugin::configure(&config(json), &NodeMetadata::default()).unwrap()
         };
-        let (none, one) = (p(0), p(1));
-        assert_eq!(none.headers, [":method", ":path", ":authority", "x-tenant"]);
-        assert!(none.keeps_header("X-Tenant") && none.keeps_header(":path"));
-        assert!(!none.keeps_header("x-forwarded-for"), "no trusted hop");
-        assert!(!none.keeps_header("user-agent"));
-        assert!(one.keeps_header("x-forwarded-for"));
+        let sidecar = p(serde_json::json!({}));
+        assert_eq!(
+            sidecar.headers,
+            [":method", ":path", ":authority", "x-tenant"]
+        );
+        assert!(sidecar.keeps_header("X-Tenant") && sidecar.keeps_header(":path"));
+        assert!(
+            !sidecar.keeps_header("x-forwarded-for"),
+            "a sidecar never reads x-forwarded-for"
+        );
+        assert!(!sidecar.keeps_header("user-agent"));
+        assert!(
+            !p(serde_json::json!({"numTrustedProxies": 0})).keeps_header("x-forwarded-for"),
+            "a gateway without trusted proxies takes no address from x-forwarded-for"
+        );
+        assert!(
+            p(serde_json::json!({"numTrustedProxies": 1})).keeps_header("x-forwarded-for"),
+            "a gateway with a trusted proxy reads the peer Envoy appended"
+        );
     }
 
     #[test]
@@ -586,7 +730,7 @@ spec:
         assert_eq!(p.protocol, Protocol::Http);
         assert_eq!(p.deny_status, 403);
         assert_eq!(p.deny_body, "RBAC: access denied");
-        assert_eq!(p.trusted_xff_hops, 0);
+        assert_eq!(p.num_trusted_proxies, None);
         assert_eq!(p.view.policies, vec!["shop/only-get".to_string()]);
         assert!(p.summary().contains("shop/only-get"));
     }
@@ -596,7 +740,7 @@ spec:
         let p = Plugin::configure(
             &config(serde_json::json!({
                 "protocol": "tcp", "mode": "dry-run", "denyStatus": 401, "denyBody": "no",
-                "trustedXffHops": 2, "trustDomain": "example.org",
+                "numTrustedProxies": 2, "trustDomain": "example.org",
                 "trustDomainAliases": ["old.example"], "rootNamespace": "mesh",
                 "pathNormalization": "MERGE_SLASHES",
             })),
@@ -606,7 +750,7 @@ spec:
         assert_eq!(p.protocol, Protocol::Tcp);
         assert_eq!(p.mode, Mode::DryRun);
         assert_eq!((p.deny_status, p.deny_body.as_str()), (401, "no"));
-        assert_eq!(p.trusted_xff_hops, 2);
+        assert_eq!(p.num_trusted_proxies, Some(2));
         assert_eq!(p.engine.options.trust_domain, "example.org");
         assert_eq!(p.engine.options.trust_domain_aliases, vec!["old.example"]);
         assert_eq!(p.engine.options.root_namespace, "mesh");
@@ -620,6 +764,13 @@ spec:
     fn an_unknown_field_is_refused_by_name() {
         let e = err(&config(serde_json::json!({"denyStatuss": 401})));
         assert!(e.contains("unknown field `denyStatuss`"), "{e}");
+    }
+
+    #[test]
+    fn the_removed_trusted_xff_hops_is_refused_with_what_replaced_it() {
+        let e = err(&config(serde_json::json!({"trustedXffHops": 1})));
+        assert!(e.contains("`trustedXffHops` was removed"), "{e}");
+        assert!(e.contains("numTrustedProxies"), "{e}");
     }
 
     #[test]
@@ -741,5 +892,87 @@ spec:
         assert_eq!(p.workload.service_account.as_deref(), Some("cart"));
         let e = err(&json);
         assert!(e.contains("no local workload"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod peer_candidate_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ipnet::{Ipv4Net, Ipv6Net};
+    use proptest::prelude::*;
+
+    fn members(nets: &[IpNet], ip: IpAddr) -> Vec<bool> {
+        nets.iter().map(|n| n.contains(&ip)).collect()
+    }
+
+    #[test]
+    fn candidates_are_each_blocks_first_address_the_one_after_and_the_zeros() {
+        let nets: Vec<IpNet> = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "255.255.255.255/32",
+            "2001:db8::/32",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let got: Vec<String> = peer_candidates(&nets)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "0.0.0.0",
+                "10.0.0.0",
+                "10.1.0.0",
+                "10.2.0.0",
+                "11.0.0.0",
+                "255.255.255.255",
+                "::",
+                "2001:db8::",
+                "2001:db9::",
+            ]
+        );
+    }
+
+    proptest! {
+        /// Whatever blocks a view tests and whatever the peer, some candidate is in exactly
+        /// the same blocks (so deciding every candidate decides every peer).
+        #[test]
+        fn some_candidate_is_in_exactly_the_blocks_of_any_ipv4_peer(
+            blocks in proptest::collection::vec((any::<u32>(), 0u8..=32), 0..6),
+            peer in any::<u32>(),
+            near in proptest::option::of((0usize..6, -2i64..=2)),
+        ) {
+            let nets: Vec<IpNet> = blocks
+                .iter()
+                .map(|(a, l)| Ipv4Net::new(Ipv4Addr::from(*a), *l).unwrap().trunc().into())
+                .collect();
+            // Half the time, a peer at the edge of a block (where the membership changes).
+            let peer = match near.and_then(|(i, d)| Some((nets.get(i)?, d))) {
+                Some((IpNet::V4(n), d)) => {
+                    let edge = i64::from(u32::from(n.network()));
+                    u32::try_from(edge + d).unwrap_or(peer)
+                }
+                _ => peer,
+            };
+            let want = members(&nets, Ipv4Addr::from(peer).into());
+            prop_assert!(peer_candidates(&nets).iter().any(|c| members(&nets, *c) == want));
+        }
+
+        #[test]
+        fn some_candidate_is_in_exactly_the_blocks_of_any_ipv6_peer(
+            blocks in proptest::collection::vec((any::<u128>(), 0u8..=128), 0..6),
+            peer in any::<u128>(),
+        ) {
+            let nets: Vec<IpNet> = blocks
+                .iter()
+                .map(|(a, l)| Ipv6Net::new(Ipv6Addr::from(*a), *l).unwrap().trunc().into())
+                .collect();
+            let want = members(&nets, Ipv6Addr::from(peer).into());
+            prop_assert!(peer_candidates(&nets).iter().any(|c| members(&nets, *c) == want));
+        }
     }
 }

@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::attributes::{
-    AttributeError, RawAttributes, build_request, decode_bool, decode_labels, decode_string,
+    AttributeError, RawAttributes, build, build_request, decode_bool, decode_labels, decode_string,
     has_port, kept_headers, paths,
 };
 use crate::config::{NodeMetadata, Plugin, error_decision};
@@ -315,11 +315,24 @@ fn port_unless_in(address: Option<&[u8]>, port: &[u8]) -> Result<Option<Vec<u8>>
 }
 
 /// [`connection_attributes`], the header map when a rule tests a header, the method, the path
-/// or the host (or `remote.ip` with trusted `x-forwarded-for` hops) — keeping only the headers
+/// or the host (or, at a gateway, `source.ip` of a request whose `source.address` Envoy took
+/// from `x-forwarded-for`) — keeping only the headers
 /// [`Plugin::keeps_header`] names — and `metadata` when a rule tests the JWT.
 fn http_attributes(plugin: &Plugin, needs: &Needs) -> Result<RawAttributes, AttributeError> {
     let mut raw = connection_attributes(needs)?;
-    if needs.headers || (needs.remote_ip && plugin.trusted_xff_hops > 0) {
+    // At a gateway, an address Envoy took from x-forwarded-for (port 0) leaves the direct
+    // peer to be read from the header's last entry, checked against the listener-side
+    // address (`attributes::client_addresses`).
+    let derive_peer = needs.source_ip
+        && plugin.num_trusted_proxies.is_some_and(|n| n > 0)
+        && raw
+            .source_address
+            .as_deref()
+            .is_some_and(|a| a.ends_with(b":0"));
+    if derive_peer && raw.destination_address.is_none() {
+        raw.destination_address = property(paths::DESTINATION_ADDRESS)?;
+    }
+    if needs.headers || derive_peer {
         let map = abi::get_header_map_pairs(MapType::HttpRequestHeaders as u32).map_err(|s| {
             AttributeError(format!(
                 "cannot read the request headers: {}",
@@ -373,9 +386,10 @@ fn decide<R>(
     what: impl Fn(&palisade_engine::Request) -> String,
     act: impl FnOnce(&Outcome<'_>) -> R,
 ) -> R {
-    match raw.and_then(|r| build_request(r, plugin)) {
-        Ok(request) => {
-            let decision = plugin.decide(&request);
+    match raw.and_then(|r| build(r, plugin)) {
+        Ok(built) => {
+            let decision = built.decide(plugin);
+            let request = built.request;
             let o = outcome_with(&decision, plugin, || what(&request), host_logs);
             record(ctx, &o);
             act(&o)

@@ -160,7 +160,7 @@ fn start(envoy: &Path, wasm: &Path) -> Setup {
     let addr = Ipv4Addr::LOCALHOST;
     let (http, dry_run, tcp) = (free_port(), free_port(), free_port());
     // The HTTP listener reads its workload from node metadata, as under Istio.
-    let http_config = json!({"policy": HTTP_POLICY, "trustedXffHops": 1});
+    let http_config = json!({"policy": HTTP_POLICY});
     let dry_run_config = json!({
         "policy": HTTP_POLICY, "mode": "dry-run",
         "workload": {"namespace": "shop", "labels": {"app": "cart"}},
@@ -286,7 +286,8 @@ fn the_plugin_enforces_in_a_real_envoy() {
     assert_eq!(r.status, 403, "JWT alice/users: {r:?}");
     assert_eq!(s.send(s.http, &plain, &get("/jwt")).status, 403, "no JWT");
 
-    // remote.ip from x-forwarded-for with one trusted hop (the rightmost address).
+    // remote.ip on a sidecar-shaped listener (use_remote_address: false): Envoy takes the
+    // rightmost x-forwarded-for address, and the plugin reads it from source.address.
     let xff = |v: &str| request("GET", "/xff", &[("x-forwarded-for", v)]);
     assert_eq!(
         s.send(s.http, &plain, &xff("10.0.0.1, 203.0.113.7")).status,

@@ -1,0 +1,729 @@
+//! The client addresses at Istio's listener shapes, in the real Envoy 1.40: Envoy's RBAC
+//! filter (configured as Istio generates it for `ipBlocks`, `notIpBlocks`, `remoteIpBlocks`,
+//! `notRemoteIpBlocks`, `source.ip` and `remote.ip`) beside the Palisade plugin with the same
+//! policy, on the same requests, for each shape:
+//!
+//! - a sidecar's inbound listener (`use_remote_address: false`, no trusted hops; the plugin
+//!   without `numTrustedProxies`);
+//! - an ingress gateway's (`use_remote_address: true`, `xff_num_trusted_hops: N`) for N = 0, 1
+//!   and 2 (the plugin with `numTrustedProxies: N`).
+//!
+//! The requests come from three peers (an allowed, a banned and a neutral one) and one that
+//! Envoy treats as loopback (`127.0.0.1`), each with no `x-forwarded-for`, an empty one,
+//! spoofed ones naming the allowed or the banned peer, several entries, several header lines,
+//! IPv6 entries, and entries that are not addresses.
+//!
+//! Every request also goes through an access log that records, with Envoy's CEL formatter,
+//! the `source.address` and `source.port` attributes a filter reads (the same
+//! `Filters::Common::Expr` attributes the wasm host serves), the physical peer
+//! (`%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`) and `x-forwarded-for` as the filters saw it: the test
+//! checks them against the model of Envoy's connection manager the plugin's derivation rests
+//! on (`docs/envoy-gateway.md`).
+//!
+//! Every answer is also predicted: each scenario restates its policy as a function of (peer,
+//! client), RBAC must answer it on the model's addresses, and the plugin must answer the same
+//! except where it cannot know the direct peer — on a sidecar when Envoy took
+//! `source.address` from `x-forwarded-for`, and at a gateway for a peer of `127.0.0.1` (Envoy
+//! writes its own address into `x-forwarded-for` instead) — where it must decide if every peer
+//! gets the same answer and otherwise fail closed (`x-palisade-policy: error`). Beyond that
+//! prediction, the test requires zero differences between RBAC and the plugin outside those
+//! fail-closed requests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use palisade_envoy_harness::bootstrap::{EchoServer, ListenerKind, ListenerSpec, bootstrap};
+use palisade_envoy_harness::certs::Pki;
+use palisade_envoy_harness::client::{HttpRequest, Transport, send_http_from};
+use palisade_envoy_harness::envoy::{EnvoyProcess, find_or_install_envoy, validate_config};
+use palisade_envoy_harness::plugin::{POLICY_HEADER, build_plugin, http_filter};
+use serde_json::{Value, json};
+
+fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// A listener shape: `None` a sidecar, `Some(n)` a gateway trusting `n` proxies.
+type Shape = Option<u32>;
+
+const SHAPES: [Shape; 4] = [None, Some(0), Some(1), Some(2)];
+
+fn shape_name(s: Shape) -> String {
+    s.map_or_else(|| "sidecar".into(), |n| format!("gateway-{n}"))
+}
+
+const ALLOWED: &str = "127.0.0.7";
+const NEUTRAL: &str = "127.0.0.8";
+const BANNED: &str = "127.0.0.9";
+/// The peer Envoy treats as loopback: it appends its own node address instead.
+const LOOPBACK: &str = "127.0.0.1";
+
+/// Envoy RBAC principals, as Istio writes them.
+fn direct(ip: &str, len: u32) -> Value {
+    json!({"direct_remote_ip": {"address_prefix": ip, "prefix_len": len}})
+}
+fn remote(ip: &str, len: u32) -> Value {
+    json!({"remote_ip": {"address_prefix": ip, "prefix_len": len}})
+}
+fn or(ids: Vec<Value>) -> Value {
+    json!({"or_ids": {"ids": ids}})
+}
+fn and(ids: Vec<Value>) -> Value {
+    json!({"and_ids": {"ids": ids}})
+}
+fn not(id: Value) -> Value {
+    json!({"not_id": id})
+}
+
+/// One policy: its AuthorizationPolicy, the RBAC filter Istio generates for it, and whether
+/// it tests the direct peer.
+struct Scenario {
+    name: &'static str,
+    policy: String,
+    rbac: Value,
+    /// The policy restated: whether a request from this peer with this client is allowed.
+    decide: fn(IpAddr, IpAddr) -> bool,
+}
+
+/// Whether `ip` is in `block` (`a.b.c.d/len`, `v6/len`, or one address).
+fn in_block(ip: IpAddr, block: &str) -> bool {
+    let (net, len) = block.split_once('/').unwrap_or((block, "128"));
+    let len: u32 = len.parse().unwrap();
+    match (ip, net.parse::<IpAddr>().unwrap()) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let len = len.min(32);
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+fn in_any(ip: IpAddr, blocks: &[&str]) -> bool {
+    blocks.iter().any(|b| in_block(ip, b))
+}
+
+/// Peers that, between them, fall in every combination of the scenarios' peer blocks (the
+/// first address of each, the one after it, and the zero addresses).
+const PEER_CANDIDATES: [&str; 6] = [
+    "0.0.0.0",
+    "::",
+    "127.0.0.7",
+    "127.0.0.8",
+    "127.0.0.9",
+    "127.0.0.10",
+];
+
+fn answer(allowed: bool) -> Answer {
+    if allowed { Answer::Allow } else { Answer::Deny }
+}
+
+fn scenario(
+    name: &'static str,
+    action: &str,
+    rule: &str,
+    principal: Value,
+    decide: fn(IpAddr, IpAddr) -> bool,
+) -> Scenario {
+    let policy = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+         metadata: {{name: {name}, namespace: foo}}\nspec:\n  action: {action}\n  rules:\n  - {rule}\n"
+    );
+    let rbac = json!({
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {
+                "action": action,
+                "policies": {
+                    format!("ns[foo]-policy[{name}]-rule[0]"): {
+                        "permissions": [{"any": true}],
+                        "principals": [principal],
+                    },
+                },
+            },
+        },
+    });
+    Scenario {
+        name,
+        policy,
+        rbac,
+        decide,
+    }
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        scenario(
+            "allow-ip-blocks",
+            "ALLOW",
+            "from: [{source: {ipBlocks: [\"127.0.0.7\"]}}]",
+            and(vec![or(vec![direct(ALLOWED, 32)])]),
+            |peer, _| in_block(peer, ALLOWED),
+        ),
+        scenario(
+            "deny-ip-blocks",
+            "DENY",
+            "from: [{source: {ipBlocks: [\"127.0.0.9/32\"]}}]",
+            and(vec![or(vec![direct(BANNED, 32)])]),
+            |peer, _| !in_block(peer, BANNED),
+        ),
+        scenario(
+            "allow-remote-ip-blocks",
+            "ALLOW",
+            "from: [{source: {remoteIpBlocks: [\"203.0.113.0/24\", \"2001:db8::/32\", \"127.0.0.7\"]}}]",
+            and(vec![or(vec![
+                remote("203.0.113.0", 24),
+                remote("2001:db8::", 32),
+                remote(ALLOWED, 32),
+            ])]),
+            |_, client| in_any(client, &["203.0.113.0/24", "2001:db8::/32", ALLOWED]),
+        ),
+        scenario(
+            "deny-remote-ip-blocks",
+            "DENY",
+            "from: [{source: {remoteIpBlocks: [\"198.51.100.0/24\", \"127.0.0.9\"]}}]",
+            and(vec![or(vec![
+                remote("198.51.100.0", 24),
+                remote(BANNED, 32),
+            ])]),
+            |_, client| !in_any(client, &["198.51.100.0/24", BANNED]),
+        ),
+        scenario(
+            "allow-not-blocks",
+            "ALLOW",
+            "from: [{source: {notIpBlocks: [\"127.0.0.9\"], notRemoteIpBlocks: [\"198.51.100.0/24\"]}}]",
+            and(vec![
+                not(or(vec![direct(BANNED, 32)])),
+                not(or(vec![remote("198.51.100.0", 24)])),
+            ]),
+            |peer, client| !in_block(peer, BANNED) && !in_block(client, "198.51.100.0/24"),
+        ),
+        scenario(
+            "allow-when-source-and-remote-ip",
+            "ALLOW",
+            "when: [{key: source.ip, values: [\"127.0.0.7\", \"127.0.0.8\"]}, \
+             {key: remote.ip, notValues: [\"203.0.113.0/24\", \"2001:db8::/32\"]}]",
+            and(vec![
+                or(vec![direct(ALLOWED, 32), direct(NEUTRAL, 32)]),
+                not(or(vec![
+                    remote("203.0.113.0", 24),
+                    remote("2001:db8::", 32),
+                ])),
+            ]),
+            |peer, client| {
+                in_any(peer, &[ALLOWED, NEUTRAL])
+                    && !in_any(client, &["203.0.113.0/24", "2001:db8::/32"])
+            },
+        ),
+    ]
+}
+
+/// The `x-forwarded-for` lines each peer sends (none: no header).
+fn xff_variants() -> Vec<Vec<&'static str>> {
+    vec![
+        vec![],
+        vec![""],
+        vec![ALLOWED],
+        vec![BANNED],
+        vec!["203.0.113.5"],
+        vec!["198.51.100.7"],
+        vec!["203.0.113.5, 198.51.100.7"],
+        vec!["198.51.100.7, 203.0.113.5"],
+        vec!["198.51.100.7,203.0.113.5,127.0.0.9"],
+        vec!["127.0.0.9, 127.0.0.7"],
+        vec!["203.0.113.5", "198.51.100.7"],
+        vec!["198.51.100.7", ALLOWED],
+        vec!["2001:db8::1"],
+        vec!["2001:db8::1, 198.51.100.7"],
+        vec!["198.51.100.7, 2001:db8::1"],
+        vec!["[2001:db8::1]"],
+        vec!["203.0.113.5:80"],
+        vec!["not-an-address"],
+        vec!["203.0.113.5,"],
+        vec![" 198.51.100.7 , 127.0.0.7 "],
+    ]
+}
+
+/// Envoy's `getLastAddressFromXFF` (see the plugin's `attributes::envoy_xff_address`), restated
+/// here so that the model below is checked against the real Envoy independently.
+fn envoy_pick(xff: &str, skip: u32) -> Option<IpAddr> {
+    let mut s = xff;
+    for _ in 0..skip {
+        s = &s[..s.rfind(',')?];
+    }
+    if let Some(c) = s.rfind(',')
+        && c + 1 < s.len()
+    {
+        s = &s[c + 1..];
+    }
+    s.trim_matches([' ', '\t']).parse().ok()
+}
+
+/// What the model says Envoy does with a request: (`source.address` as `ip:port` — port 0 when
+/// taken from `x-forwarded-for` — and `x-forwarded-for` as the filters see it). `port` is the
+/// client's port; `local` Envoy's node address (appended for a peer of 127.0.0.1).
+fn model(
+    peer: IpAddr,
+    port: u16,
+    xff: &[&str],
+    shape: Shape,
+    local: &str,
+) -> (String, Option<String>) {
+    // The HTTP/1 codec drops the whitespace around each line's value (RFC 9110 OWS), and
+    // repeated lines are joined with ",".
+    let received = (!xff.is_empty()).then(|| {
+        xff.iter()
+            .map(|v| v.trim_matches([' ', '\t']))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let picked = match shape {
+        None => received.as_deref().and_then(|x| envoy_pick(x, 0)),
+        Some(0) => None,
+        Some(n) => received.as_deref().and_then(|x| envoy_pick(x, n - 1)),
+    };
+    let source = match picked {
+        Some(c) => SocketAddr::new(c, 0).to_string(),
+        None => SocketAddr::new(peer, port).to_string(),
+    };
+    let seen = match (shape, received) {
+        (None, r) => r,
+        (Some(_), r) => {
+            let appended = if peer == LOOPBACK.parse::<IpAddr>().unwrap() {
+                local.to_string()
+            } else {
+                peer.to_string()
+            };
+            Some(match r {
+                Some(x) if !x.is_empty() => format!("{x},{appended}"),
+                _ => appended,
+            })
+        }
+    };
+    (source, seen)
+}
+
+const ACCESS_LOG_FORMAT: &str = r#"{"case":"%REQ(X-CASE)%","cel_source_address":"%CEL(source.address)%","cel_source_port":"%CEL(source.port)%","direct":"%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%","remote":"%DOWNSTREAM_REMOTE_ADDRESS%","xff":"%REQ(X-FORWARDED-FOR)%"}"#;
+
+/// Adds a JSON access log (`ACCESS_LOG_FORMAT`) to every HTTP connection manager.
+fn add_access_log(v: &mut Value, path: &Path) {
+    match v {
+        Value::Object(m) => {
+            if m.get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with("http_connection_manager.v3.HttpConnectionManager"))
+            {
+                let format: Value = serde_json::from_str(ACCESS_LOG_FORMAT).unwrap();
+                m.insert(
+                    "access_log".into(),
+                    json!([{
+                        "name": "envoy.access_loggers.file",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                            "path": path.display().to_string(),
+                            "log_format": {
+                                "json_format": format,
+                                "formatters": [{
+                                    "name": "envoy.formatter.cel",
+                                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.formatter.cel.v3.Cel"},
+                                }],
+                            },
+                        },
+                    }]),
+                );
+            }
+            for x in m.values_mut() {
+                add_access_log(x, path);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| add_access_log(x, path)),
+        _ => {}
+    }
+}
+
+/// How one side answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Allow,
+    Deny,
+    /// The plugin could not know an address a rule tests (`x-palisade-policy: error`).
+    FailedClosed,
+}
+
+/// One request, sent to the RBAC listener and to the plugin listener.
+struct Sent {
+    what: String,
+    scenario: usize,
+    shape: Shape,
+    peer: &'static str,
+    xff: Vec<&'static str>,
+    rbac: Answer,
+    plugin: Answer,
+}
+
+#[test]
+fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
+    let started = Instant::now();
+    let envoy = find_or_install_envoy(repo_root()).unwrap();
+    let wasm = build_plugin(repo_root()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let scenarios = scenarios();
+    let address = Ipv4Addr::new(127, 77, 0, 2);
+
+    // One RBAC listener and one plugin listener per scenario and shape, each on its own port
+    // (held until all are chosen, so that none is handed out twice).
+    let mut held = Vec::new();
+    let mut port = || {
+        let l = std::net::TcpListener::bind((address, 0)).unwrap();
+        let p = l.local_addr().unwrap().port();
+        held.push(l);
+        p
+    };
+    let mut listeners = Vec::new();
+    let mut ports: BTreeMap<(usize, String), (u16, u16)> = BTreeMap::new();
+    for (i, sc) in scenarios.iter().enumerate() {
+        for shape in SHAPES {
+            let rbac_port = port();
+            let plugin_port = port();
+            let mut config = json!({
+                "policy": sc.policy,
+                "workload": {"namespace": "foo", "labels": {"app": "httpbin"}},
+            });
+            if let Some(n) = shape {
+                config["numTrustedProxies"] = n.into();
+            }
+            let kind = |filters: Vec<Value>| match shape {
+                None => ListenerKind::Http(filters),
+                Some(n) => ListenerKind::Gateway(filters, n),
+            };
+            listeners.push(ListenerSpec {
+                name: format!("rbac_{}_{}", sc.name, shape_name(shape)),
+                address,
+                port: rbac_port,
+                kind: kind(vec![sc.rbac.clone()]),
+            });
+            listeners.push(ListenerSpec {
+                name: format!("plugin_{}_{}", sc.name, shape_name(shape)),
+                address,
+                port: plugin_port,
+                kind: kind(vec![http_filter(&wasm, &config)]),
+            });
+            ports.insert((i, shape_name(shape)), (rbac_port, plugin_port));
+        }
+    }
+    drop(held);
+    let log_path = work.path().join("access.log");
+    let mut boot = bootstrap(&listeners, &pki, echo.port);
+    add_access_log(&mut boot, &log_path);
+    let cfg = work.path().join("envoy.json");
+    fs::write(&cfg, serde_json::to_vec_pretty(&boot).unwrap()).unwrap();
+    validate_config(&envoy, &cfg).unwrap();
+    let proc = EnvoyProcess::start(&envoy, &cfg, work.path()).unwrap();
+
+    let peers = [ALLOWED, NEUTRAL, BANNED, LOOPBACK];
+    let mut answers: Vec<Sent> = Vec::new();
+    let mut clients: BTreeMap<String, (IpAddr, u16, Shape, Vec<&str>)> = BTreeMap::new();
+    let mut n = 0usize;
+    for (i, sc) in scenarios.iter().enumerate() {
+        for shape in SHAPES {
+            let (rbac_port, plugin_port) = ports[&(i, shape_name(shape))];
+            for peer in peers {
+                for xff in xff_variants() {
+                    let send = |port: u16, id: &str| {
+                        let mut headers: Vec<(String, String)> =
+                            vec![("x-case".into(), id.to_string())];
+                        headers.extend(
+                            xff.iter()
+                                .map(|v| ("x-forwarded-for".to_string(), v.to_string())),
+                        );
+                        let req = HttpRequest {
+                            method: "GET".into(),
+                            host: "httpbin.foo".into(),
+                            path: "/".into(),
+                            headers,
+                        };
+                        let from = Some(peer.parse::<IpAddr>().unwrap());
+                        let (r, local) = send_http_from(
+                            from,
+                            SocketAddr::from((address, port)),
+                            &Transport::Plain,
+                            &req,
+                        )
+                        .unwrap_or_else(|e| panic!("{id}: {e}\n{}", proc.log_tail()));
+                        let answer = match (r.status, r.header(POLICY_HEADER)) {
+                            (200, _) => Answer::Allow,
+                            (403, Some("error")) => Answer::FailedClosed,
+                            (403, _) => Answer::Deny,
+                            (s, _) => panic!("{id}: HTTP {s}: {r:?}"),
+                        };
+                        (answer, local)
+                    };
+                    n += 1;
+                    let rbac_id = format!("r{n}");
+                    let plugin_id = format!("p{n}");
+                    let (rbac, local) = send(rbac_port, &rbac_id);
+                    clients.insert(rbac_id, (local.ip(), local.port(), shape, xff.clone()));
+                    let (plugin, local) = send(plugin_port, &plugin_id);
+                    clients.insert(plugin_id, (local.ip(), local.port(), shape, xff.clone()));
+                    answers.push(Sent {
+                        what: format!("{} {} peer {peer} xff {xff:?}", sc.name, shape_name(shape)),
+                        scenario: i,
+                        shape,
+                        peer,
+                        xff: xff.clone(),
+                        rbac,
+                        plugin,
+                    });
+                }
+            }
+        }
+    }
+
+    // The access log: what Envoy showed the filters, against the model.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut lines = Vec::new();
+    while Instant::now() < deadline {
+        lines = fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= clients.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        lines.len(),
+        clients.len(),
+        "one access-log line per request"
+    );
+    // Envoy's node address, as it appended it for the 127.0.0.1 peer at a gateway without
+    // x-forwarded-for (the last entry, then).
+    let mut node_address = None;
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let (ip, _, shape, xff) = &clients[v["case"].as_str().unwrap()];
+        if shape.is_some() && ip.to_string() == LOOPBACK && xff.is_empty() {
+            node_address = v["xff"].as_str().map(str::to_string);
+        }
+    }
+    let node_address = node_address.expect("a 127.0.0.1 request at a gateway");
+    assert_ne!(node_address, LOOPBACK, "Envoy replaces a 127.0.0.1 peer");
+    let mut observed = BTreeMap::<String, usize>::new();
+    let mut mismatches = Vec::new();
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let id = v["case"].as_str().unwrap();
+        let (ip, port, shape, xff) = &clients[id];
+        let (source, seen) = model(*ip, *port, xff, *shape, &node_address);
+        let direct = SocketAddr::new(*ip, *port).to_string();
+        let want_port = source.rsplit(':').next().unwrap().to_string();
+        let checks = [
+            (
+                "source.address",
+                v["cel_source_address"].as_str(),
+                Some(source.as_str()),
+            ),
+            (
+                "source.port",
+                v["cel_source_port"].as_str(),
+                Some(want_port.as_str()),
+            ),
+            ("remote_ip", v["remote"].as_str(), Some(source.as_str())),
+            (
+                "direct_remote_ip",
+                v["direct"].as_str(),
+                Some(direct.as_str()),
+            ),
+            ("x-forwarded-for", v["xff"].as_str(), seen.as_deref()),
+        ];
+        for (what, got, want) in checks {
+            if got != want {
+                mismatches.push(format!(
+                    "{id} {} peer {ip} xff {xff:?}: {what} {got:?}, model {want:?}",
+                    shape_name(*shape)
+                ));
+            }
+        }
+        let derived = source.ends_with(":0");
+        *observed
+            .entry(format!(
+                "{}: source.address {}",
+                shape_name(*shape),
+                if derived {
+                    "from x-forwarded-for (port 0)"
+                } else {
+                    "the peer"
+                }
+            ))
+            .or_default() += 1;
+    }
+    for m in mismatches.iter().take(40) {
+        println!("model mismatch: {m}");
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} access-log values differ from the model",
+        mismatches.len()
+    );
+
+    // Decisions. Each request's expected answers come from the model: RBAC decides on the
+    // model's (peer, client); the plugin knows the peer when `source.address` is the peer or,
+    // at a gateway, when the last x-forwarded-for entry is a 127/8 address other than
+    // 127.0.0.1 (the listener address is loopback); otherwise it decides only if every peer
+    // gets the same decision, else fails closed.
+    let (mut agree, mut allowed, mut denied) = (0usize, 0usize, 0usize);
+    let mut failed_closed = BTreeMap::<String, usize>::new();
+    let mut differences = Vec::new();
+    let mut unexpected = Vec::new();
+    for Sent {
+        what,
+        scenario,
+        shape,
+        peer,
+        xff,
+        rbac,
+        plugin,
+    } in &answers
+    {
+        let sc = &scenarios[*scenario];
+        let peer_ip: IpAddr = peer.parse().unwrap();
+        let (source, seen) = model(peer_ip, 1, xff, *shape, &node_address);
+        let client: IpAddr = source
+            .rsplit_once(':')
+            .unwrap()
+            .0
+            .trim_matches(['[', ']'])
+            .parse()
+            .unwrap();
+        let derived = source.ends_with(":0");
+        let expected_rbac = answer((sc.decide)(peer_ip, client));
+        let known = !derived
+            || (shape.is_some_and(|n| n > 0)
+                && seen
+                    .as_deref()
+                    .and_then(|x| x.rsplit(',').next())
+                    .and_then(|last| last.parse::<IpAddr>().ok())
+                    .is_some_and(|last| {
+                        let certain = matches!(last, IpAddr::V4(v4) if v4.is_loopback())
+                            && last != LOOPBACK.parse::<IpAddr>().unwrap();
+                        if certain {
+                            assert_eq!(last, peer_ip, "{what}: Envoy appended the peer");
+                        }
+                        certain
+                    }));
+        let expected_plugin = if known {
+            expected_rbac
+        } else {
+            // Every peer the scenario's blocks can tell apart.
+            let outcomes: Vec<bool> = PEER_CANDIDATES
+                .iter()
+                .map(|p| (sc.decide)(p.parse().unwrap(), client))
+                .collect();
+            if outcomes.iter().all(|o| *o == outcomes[0]) {
+                answer(outcomes[0])
+            } else {
+                Answer::FailedClosed
+            }
+        };
+        if *rbac != expected_rbac || *plugin != expected_plugin {
+            unexpected.push(format!(
+                "{what}: rbac {rbac:?} (model {expected_rbac:?}), plugin {plugin:?} (model {expected_plugin:?})"
+            ));
+        }
+        if rbac == plugin {
+            agree += 1;
+            match rbac {
+                Answer::Allow => allowed += 1,
+                Answer::Deny => denied += 1,
+                Answer::FailedClosed => panic!("RBAC cannot fail closed: {what}"),
+            }
+            continue;
+        }
+        if *plugin == Answer::FailedClosed && !known {
+            let why = if shape.is_none() {
+                "sidecar, source.address from x-forwarded-for"
+            } else {
+                "gateway, peer 127.0.0.1 replaced by Envoy's address"
+            };
+            *failed_closed.entry(why.to_string()).or_default() += 1;
+            continue;
+        }
+        differences.push(format!("{what}: rbac {rbac:?}, plugin {plugin:?}"));
+    }
+    for u in unexpected.iter().take(40) {
+        println!("unexpected: {u}");
+    }
+    assert!(
+        unexpected.is_empty(),
+        "{} answers differ from the model",
+        unexpected.len()
+    );
+
+    println!("\nwhat Envoy 1.40 showed the filters (access log, CEL attributes):");
+    for (k, v) in &observed {
+        println!("  {k}: {v}");
+    }
+    println!("  Envoy's node address (appended for a 127.0.0.1 peer): {node_address}");
+    println!(
+        "\n{} requests to each side ({} scenarios × {} shapes × {} peers × {} x-forwarded-for variants)",
+        answers.len(),
+        scenarios.len(),
+        SHAPES.len(),
+        peers.len(),
+        xff_variants().len()
+    );
+    println!("agree: {agree} ({allowed} allowed, {denied} denied)");
+    println!("plugin failed closed where RBAC decided (cannot know the peer):");
+    for (k, v) in &failed_closed {
+        println!("  {k}: {v}");
+    }
+    println!("differences: {}", differences.len());
+    for d in &differences {
+        println!("  {d}");
+    }
+    println!("({:.1}s)", started.elapsed().as_secs_f64());
+    drop(proc);
+
+    assert!(differences.is_empty(), "{} differences", differences.len());
+    assert!(
+        allowed > 100 && denied > 100,
+        "{allowed} allowed, {denied} denied"
+    );
+    // At a gateway the plugin knows the peer except for 127.0.0.1.
+    let gateway_fail = failed_closed
+        .get("gateway, peer 127.0.0.1 replaced by Envoy's address")
+        .copied()
+        .unwrap_or(0);
+    let gateway_answers = answers
+        .iter()
+        .filter(|a| a.shape.is_some_and(|n| n > 0) && a.peer != LOOPBACK)
+        .count();
+    assert!(gateway_answers > 0);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.shape.is_some() && a.peer != LOOPBACK && a.plugin == Answer::FailedClosed)
+            .count(),
+        0,
+        "at a gateway, a peer other than 127.0.0.1 is always known"
+    );
+    println!("gateway requests from 127.0.0.1 that failed closed: {gateway_fail}");
+}
