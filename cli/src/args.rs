@@ -108,6 +108,23 @@ pub struct MeshArgs {
     /// How request paths are normalised before matching [default: BASE].
     #[arg(long, value_enum, value_name = "MODE")]
     pub path_normalization: Option<Normalization>,
+    /// What a hostNetwork pod's connections are to NetworkPolicy [default: node].
+    #[arg(long, value_enum, value_name = "AS")]
+    pub host_network_pods: Option<HostNetworkAs>,
+    /// Decide connections from a pod's own node by its NetworkPolicies too (Kubernetes always
+    /// lets them in).
+    #[arg(long)]
+    pub isolate_from_own_node: bool,
+}
+
+/// What a hostNetwork pod's connections are ([`palisade_engine::HostNetworkPods`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostNetworkAs {
+    /// Node traffic: selectors ignore the pod, ipBlocks see the node's address (the common
+    /// implementation, as the Kubernetes documentation says).
+    Node,
+    /// The pod, when the request names it.
+    Pod,
 }
 
 impl MeshArgs {
@@ -124,6 +141,15 @@ impl MeshArgs {
             .clone_from(&self.trust_domain_aliases);
         if let Some(n) = self.path_normalization {
             o.path_normalization = n.into();
+        }
+        if let Some(h) = self.host_network_pods {
+            o.node_traffic.host_network_pods = match h {
+                HostNetworkAs::Node => palisade_engine::HostNetworkPods::Node,
+                HostNetworkAs::Pod => palisade_engine::HostNetworkPods::Pod,
+            };
+        }
+        if self.isolate_from_own_node {
+            o.node_traffic.allow_own_node = false;
         }
         o
     }

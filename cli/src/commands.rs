@@ -28,6 +28,8 @@ struct CheckResult {
     network_policies: usize,
     #[serde(flatten)]
     summary: EngineSummary,
+    /// What the inventory holds that a person should look at (addresses held twice).
+    warnings: Vec<palisade_engine::InventoryWarning>,
 }
 
 /// `palisade check`.
@@ -40,6 +42,7 @@ pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, F
         options: engine.options.clone(),
         network_policies: set.network.len(),
         summary: summarise(&engine),
+        warnings: set.inventory.warnings(),
     };
     print_result(output, &result, || {
         let mut out = String::new();
@@ -52,6 +55,9 @@ pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, F
         );
         let _ = writeln!(out, "NetworkPolicies: {}", result.network_policies);
         result.summary.human_workloads(&mut out);
+        for w in &result.warnings {
+            let _ = writeln!(out, "warning: {}", w.message);
+        }
         out
     });
     Ok(OK)

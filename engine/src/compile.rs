@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::authz::{Action, AuthorizationPolicy, ConditionKey, Operation, Rule, Scope, Source};
 use crate::decision::{Decision, RuleRef, ShadowResult, Step, Verdict};
 use crate::diag::Errors;
-use crate::inventory::Inventory;
+use crate::inventory::{AddressOwner, Inventory};
 use crate::netpol::{self, CompiledNetwork};
 use crate::normalize::{normalize, strip_query};
 use crate::pattern::{Glob, GlobPart, StrMatch, Template, parse_cidr};
@@ -1432,13 +1432,30 @@ impl Engine {
                 .ok_or_else(|| format!("workload `{namespace}/{name}` is not in the inventory")),
             Some(w) => Ok(Resolved::Inline(w)),
             None => match ip {
-                Some(ip) => self
-                    .inventory
-                    .workloads
-                    .iter()
-                    .position(|x| x.ips.contains(&ip))
-                    .map(Resolved::Known)
-                    .ok_or_else(|| format!("no workload in the inventory has address `{ip}`")),
+                Some(ip) => match self.inventory.owner_of(ip) {
+                    AddressOwner::Workload(i) => Ok(Resolved::Known(i)),
+                    AddressOwner::Node(node) => Err(format!(
+                        "the address `{ip}` is node `{node}`'s (a node or a hostNetwork pod), not a pod's: name the workload"
+                    )),
+                    AddressOwner::Ambiguous(a, b) => {
+                        let name = |i: usize| {
+                            self.inventory
+                                .workloads
+                                .get(i)
+                                .map_or_else(String::new, |w| {
+                                    format!("`{}/{}`", w.namespace, w.name)
+                                })
+                        };
+                        Err(format!(
+                            "the address `{ip}` is held by both {} and {}: which one it is cannot be known; mark the stale one finished (`phase`) or remove it from the inventory",
+                            name(a),
+                            name(b)
+                        ))
+                    }
+                    AddressOwner::External => {
+                        Err(format!("no workload in the inventory has address `{ip}`"))
+                    }
+                },
                 None => Err("the request names no destination workload or address".into()),
             },
         }
@@ -1475,7 +1492,12 @@ impl Engine {
         if decision.step == Step::Error || self.network.is_empty() {
             return decision;
         }
-        match netpol::evaluate(&self.network, &self.inventory, req) {
+        match netpol::evaluate(
+            &self.network,
+            &self.inventory,
+            req,
+            self.options.node_traffic,
+        ) {
             Ok(outcome) => {
                 if outcome.verdict == Verdict::Deny && decision.verdict == Verdict::Allow {
                     decision.verdict = Verdict::Deny;

@@ -45,6 +45,9 @@ pub enum Step {
     NetworkIngressDenied,
     /// The source is isolated for egress and no NetworkPolicy rule allowed it.
     NetworkEgressDenied,
+    /// The destination is isolated for ingress, and the connection comes from the node the
+    /// destination runs on, which Kubernetes always lets in.
+    NetworkFromOwnNode,
     /// The request could not be evaluated (for example an unknown workload); denied (fail closed).
     Error,
 }
@@ -150,13 +153,19 @@ impl Decision {
             Step::NetworkEgressDenied => {
                 "denied: the source is isolated for egress and no NetworkPolicy egress rule allows the connection".to_string()
             }
+            Step::NetworkFromOwnNode => {
+                "allowed: the connection comes from the destination pod's own node, which NetworkPolicy always lets in".to_string()
+            }
             Step::Error => format!(
                 "denied (fail closed): {}",
                 self.errors.join("; ")
             ),
         });
         if let Some(n) = &self.network
-            && !matches!(self.step, Step::NetworkAllowed | Step::NetworkNotIsolated)
+            && !matches!(
+                self.step,
+                Step::NetworkAllowed | Step::NetworkNotIsolated | Step::NetworkFromOwnNode
+            )
         {
             out.push_str(&format!("; network policy: {}", n.verdict));
         }

@@ -58,7 +58,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::authz::{AuthorizationPolicy, Origin};
 use crate::inventory::Inventory;
+pub use crate::inventory::{AddressOwner, InventoryWarning, Phase};
 use crate::netpol::NetworkPolicy;
+pub use crate::netpol::{HostNetworkPods, NodeTraffic};
 use crate::yaml::At;
 
 /// An input file: a name for messages and its text.
@@ -93,6 +95,8 @@ pub struct Options {
     pub trust_domain_aliases: Vec<String>,
     /// How request paths are normalised before matching (Istio's `pathNormalization`).
     pub path_normalization: PathNormalization,
+    /// How NetworkPolicy treats node traffic (`hostNetwork` pods, a pod's own node).
+    pub node_traffic: NodeTraffic,
 }
 
 impl Default for Options {
@@ -102,6 +106,7 @@ impl Default for Options {
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: Vec::new(),
             path_normalization: PathNormalization::Base,
+            node_traffic: NodeTraffic::default(),
         }
     }
 }

@@ -13,9 +13,19 @@
 //!    ingress allows it.
 //!
 //! Endpoints come from the request: a workload named in the inventory, a workload described
-//! inline (namespace and labels), or else the inventory workload owning the address. An
-//! address no workload owns is outside the cluster: never isolated, matched only by
-//! `ipBlock` peers. Named ports are resolved on the destination pod, in both directions.
+//! inline (namespace and labels), or else the inventory workload owning the address
+//! ([`Inventory::owner_of`]). An address no live workload owns is outside the cluster: never
+//! isolated, matched only by `ipBlock` peers. An address two live workloads claim is an
+//! error (fail closed), never a guess. Named ports are resolved on the destination pod, in
+//! both directions.
+//!
+//! Node traffic (the Kubernetes documentation, "NetworkPolicy and hostNetwork pods" and
+//! "Isolation"): a connection from or to a node's address, or a `hostNetwork` pod, is the
+//! node's. `ipBlock` peers apply to it; pod and namespace selectors do not match it, and
+//! policies do not isolate a `hostNetwork` pod ([`HostNetworkPods::Node`], "the most common
+//! implementation"; [`HostNetworkPods::Pod`] treats a `hostNetwork` pod named in the request
+//! as its pod instead). A pod isolated for ingress still accepts connections from its own
+//! node ([`NodeTraffic::allow_own_node`], on by default, as the documentation states).
 //!
 //! ```
 //! use palisade_engine::{compile, load, Options, Request, SourceFile, Step};
@@ -66,9 +76,42 @@ use serde::{Deserialize, Serialize};
 use crate::authz::Origin;
 use crate::decision::{NetworkOutcome, RuleRef, Step, Verdict};
 use crate::diag::{Diagnostic, Errors};
-use crate::inventory::{Inventory, NamedPort, parse_transport};
+use crate::inventory::{AddressOwner, Inventory, NamedPort, parse_transport};
 use crate::request::{Endpoint, Request, Transport};
 use crate::yaml::{At, DResult, Fields};
+
+/// How NetworkPolicy treats node traffic, where Kubernetes leaves the choice to the network
+/// plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeTraffic {
+    /// What a `hostNetwork` pod's connections are.
+    pub host_network_pods: HostNetworkPods,
+    /// A pod isolated for ingress still accepts connections from its own node (the
+    /// documentation's rule; kubelet probes depend on it).
+    pub allow_own_node: bool,
+}
+
+impl Default for NodeTraffic {
+    fn default() -> Self {
+        NodeTraffic {
+            host_network_pods: HostNetworkPods::Node,
+            allow_own_node: true,
+        }
+    }
+}
+
+/// What a `hostNetwork` pod's connections are to NetworkPolicy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HostNetworkPods {
+    /// Node traffic: selectors ignore the pod, policies do not isolate it, `ipBlock`s see the
+    /// node's address (the documentation's "most common implementation").
+    Node,
+    /// The pod, when the request names it (its labels match selectors, its policies isolate
+    /// it); a bare node address is still node traffic, as no plugin can tell whose it is.
+    Pod,
+}
 
 /// A NetworkPolicy.
 #[derive(Debug, Clone, PartialEq)]
@@ -714,6 +757,9 @@ struct Side<'a> {
     pod: Option<Pod<'a>>,
     /// The addresses `ipBlock` peers test (any of them may match).
     ips: Ips<'a>,
+    /// The node, when this side is node traffic (a node's address or a `hostNetwork` pod);
+    /// empty when the node's name is not known.
+    node: Option<&'a str>,
 }
 
 /// A side's addresses, borrowed: the request's one, or an inventory workload's.
@@ -738,6 +784,8 @@ struct Pod<'a> {
     ports: &'a [NamedPort],
     /// The policies that select it (precomputed for inventory workloads).
     selected: Cow<'a, Selected>,
+    /// The node it runs on (empty when not known).
+    node: &'a str,
 }
 
 /// Finds an endpoint: the named inventory workload, the inline workload, the inventory
@@ -747,12 +795,26 @@ fn resolve<'a>(
     inventory: &'a Inventory,
     ep: &'a Endpoint,
     side: &str,
+    nodes: NodeTraffic,
 ) -> Result<Side<'a>, String> {
-    let known = |i: usize| -> Result<Side<'a>, String> {
+    // `named`: the request names the workload (so a `hostNetwork` pod can be told apart from
+    // its node in `HostNetworkPods::Pod`).
+    let known = |i: usize, named: bool| -> Result<Side<'a>, String> {
         let w = inventory
             .workloads
             .get(i)
             .ok_or_else(|| "inventory workload missing".to_string())?;
+        let ips = match ep.ip {
+            Some(ip) => Ips::One(ip),
+            None => Ips::All(&w.ips),
+        };
+        if w.host_network && !(named && nodes.host_network_pods == HostNetworkPods::Pod) {
+            return Ok(Side {
+                pod: None,
+                ips,
+                node: Some(&w.node_name),
+            });
+        }
         let selected = net.selected.get(i).map(Cow::Borrowed).ok_or_else(|| {
             "the compiled NetworkPolicies do not match the inventory (recompile the bundle)"
                 .to_string()
@@ -763,11 +825,10 @@ fn resolve<'a>(
                 labels: &w.labels,
                 ports: &w.ports,
                 selected,
+                node: &w.node_name,
             }),
-            ips: match ep.ip {
-                Some(ip) => Ips::One(ip),
-                None => Ips::All(&w.ips),
-            },
+            ips,
+            node: None,
         })
     };
     match &ep.workload {
@@ -783,7 +844,7 @@ fn resolve<'a>(
                             w.namespace
                         )
                     })?;
-                known(i)
+                known(i, true)
             }
             None => Ok(Side {
                 pod: Some(Pod {
@@ -791,16 +852,25 @@ fn resolve<'a>(
                     labels: &w.labels,
                     ports: &[],
                     selected: Cow::Owned(net.select(&w.namespace, &w.labels)),
+                    node: "",
                 }),
                 ips: ep.ip.map_or(Ips::All(&[]), Ips::One),
+                node: None,
             }),
         },
         None => match ep.ip {
-            Some(ip) => match inventory.workloads.iter().position(|x| x.ips.contains(&ip)) {
-                Some(i) => known(i),
-                None => Ok(Side {
+            Some(ip) => match inventory.owner_of(ip) {
+                AddressOwner::Workload(i) => known(i, false),
+                AddressOwner::Node(node) => Ok(Side {
                     pod: None,
                     ips: Ips::One(ip),
+                    node: Some(node),
+                }),
+                AddressOwner::Ambiguous(a, b) => Err(ambiguous(inventory, side, ip, a, b)),
+                AddressOwner::External => Ok(Side {
+                    pod: None,
+                    ips: Ips::One(ip),
+                    node: None,
                 }),
             },
             None => match spiffe_identity(ep.principal.as_deref()) {
@@ -812,7 +882,7 @@ fn resolve<'a>(
                         .enumerate()
                         .filter(|(_, w)| w.namespace == ns && w.service_account == sa);
                     match (matches.next(), matches.next()) {
-                        (Some((i, _)), None) => known(i),
+                        (Some((i, _)), None) => known(i, false),
                         (Some(_), Some(_)) => Err(format!(
                             "the {side} identity `{ns}/{sa}` is shared by several inventory workloads; give its workload or address"
                         )),
@@ -827,6 +897,21 @@ fn resolve<'a>(
             },
         },
     }
+}
+
+/// The error for an address two live workloads claim.
+fn ambiguous(inventory: &Inventory, side: &str, ip: IpAddr, a: usize, b: usize) -> String {
+    let name = |i: usize| {
+        inventory
+            .workloads
+            .get(i)
+            .map_or_else(String::new, |w| format!("`{}/{}`", w.namespace, w.name))
+    };
+    format!(
+        "the {side} address `{ip}` is held by both {} and {}: which one sent it cannot be known; mark the stale one finished (`phase`) or remove it from the inventory",
+        name(a),
+        name(b)
+    )
 }
 
 /// `spiffe://<td>/ns/<ns>/sa/<sa>` → `(ns, sa)`.
@@ -948,9 +1033,10 @@ pub fn evaluate(
     net: &CompiledNetwork,
     inventory: &Inventory,
     req: &Request,
+    nodes: NodeTraffic,
 ) -> Result<NetworkOutcome, String> {
-    let src = resolve(net, inventory, &req.source, "source")?;
-    let dst = resolve(net, inventory, &req.destination, "destination")?;
+    let src = resolve(net, inventory, &req.source, "source", nodes)?;
+    let dst = resolve(net, inventory, &req.destination, "destination", nodes)?;
     let port = req.destination.port;
     let dst_ports = dst.pod.as_ref().map_or(&[][..], |p| p.ports);
     // `None`: not isolated that way; `Some(None)`: isolated and no rule allows.
@@ -965,7 +1051,12 @@ pub fn evaluate(
             allowing_rule(net, inventory, &p.selected.egress, Direction::Egress, &conn)
         })
     });
-    let ingress = dst.pod.as_ref().and_then(|p| {
+    // The pod's own node may always connect to it (kubelet's probes among others).
+    let from_own_node = nodes.allow_own_node
+        && dst.pod.as_ref().is_some_and(|p| {
+            !p.selected.ingress.is_empty() && !p.node.is_empty() && src.node == Some(p.node)
+        });
+    let ingress = dst.pod.as_ref().filter(|_| !from_own_node).and_then(|p| {
         (!p.selected.ingress.is_empty()).then(|| {
             let conn = Conn {
                 peer: &src,
@@ -987,6 +1078,7 @@ pub fn evaluate(
     let (verdict, step) = match (&egress, &ingress) {
         (Some(None), _) => (Verdict::Deny, Step::NetworkEgressDenied),
         (_, Some(None)) => (Verdict::Deny, Step::NetworkIngressDenied),
+        (None, None) if from_own_node => (Verdict::Allow, Step::NetworkFromOwnNode),
         (None, None) => (Verdict::Allow, Step::NetworkNotIsolated),
         _ => (Verdict::Allow, Step::NetworkAllowed),
     };

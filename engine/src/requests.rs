@@ -203,8 +203,10 @@ pub struct Evaluated {
     pub decision: Decision,
     /// The one-paragraph explanation.
     pub explanation: String,
-    /// Envoy's response code details.
-    pub envoy_details: String,
+    /// Envoy's response code details on a denial (`rbac_access_denied_matched_policy[…]`);
+    /// absent when the request is allowed, as Envoy shows none then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envoy_details: Option<String>,
     /// The verdict expected, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<Verdict>,
@@ -284,7 +286,7 @@ pub fn decide_all(engine: &Engine, requests: Vec<Labelled>) -> (Vec<Evaluated>, 
                 index: i + 1,
                 name: l.name,
                 explanation: decision.explain(),
-                envoy_details: decision.envoy_details(),
+                envoy_details: (!decision.allowed()).then(|| decision.envoy_details()),
                 decision,
                 expect: l.expect,
                 expect_rule: l.expect_rule,

@@ -25,7 +25,9 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use common::{cache_dir, component, hook_bin, is_root, policy_bundle, policy_yaml, scratch};
+use common::{
+    cache_dir, component, hook_bin, is_root, policy_bundle, policy_yaml, scratch, skipped,
+};
 
 const NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
 const IMAGE: &str = "io.kubernetes.cri.image-name";
@@ -85,52 +87,55 @@ struct Env {
     docker_sock: PathBuf,
 }
 
-/// The fixture, or `None` (with the reason printed) when not root.
+/// The fixture, or `None` when not root: the calling test is then recorded as skipped, with
+/// the reason (see `common::skipped`), and returns.
 fn env() -> Option<&'static Env> {
     static ENV: OnceLock<Option<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        if !is_root() {
-            eprintln!(
-                "SKIPPED: real container runtimes need root (running as uid {})",
-                rustix::process::geteuid().as_raw()
-            );
-            return None;
-        }
-        ensure_installed("runc", &["runc", "busybox-static"]);
-        ensure_busybox_static();
-        let dir = scratch().join(format!("runtimes-{}", std::process::id()));
-        let rootfs = dir.join("rootfs");
-        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "var/run"] {
-            fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for tool in ["sh", "echo", "id", "hostname", "cat", "ls"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
-        }
-        fs::write(rootfs.join("var/run/docker.sock"), "").unwrap();
-        let docker_sock = dir.join("host/var/run/docker.sock");
-        fs::create_dir_all(docker_sock.parent().unwrap()).unwrap();
-        fs::write(&docker_sock, "").unwrap();
-        let spec = dir.join("spec");
-        fs::create_dir_all(&spec).unwrap();
-        let out = Command::new("runc")
-            .args(["spec", "--bundle"])
-            .arg(&spec)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "runc spec: {out:?}");
-        let template =
-            serde_json::from_slice(&fs::read(spec.join("config.json")).unwrap()).unwrap();
-        // Warm the component and its cache before any runtime waits on the hook.
-        cache_dir();
-        Some(Env {
-            dir,
-            rootfs,
-            template,
-            docker_sock,
-        })
-    })
-    .as_ref()
+    let env = ENV.get_or_init(|| is_root().then(set_up_env)).as_ref();
+    if env.is_none() {
+        skipped(&format!(
+            "real container runtimes need root (running as uid {})",
+            rustix::process::geteuid().as_raw()
+        ));
+    }
+    env
+}
+
+/// Installs the runtimes when missing and builds the busybox root filesystem and the spec
+/// template every test starts from.
+fn set_up_env() -> Env {
+    ensure_installed("runc", &["runc", "busybox-static"]);
+    ensure_busybox_static();
+    let dir = scratch().join(format!("runtimes-{}", std::process::id()));
+    let rootfs = dir.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "var/run"] {
+        fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for tool in ["sh", "echo", "id", "hostname", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+    }
+    fs::write(rootfs.join("var/run/docker.sock"), "").unwrap();
+    let docker_sock = dir.join("host/var/run/docker.sock");
+    fs::create_dir_all(docker_sock.parent().unwrap()).unwrap();
+    fs::write(&docker_sock, "").unwrap();
+    let spec = dir.join("spec");
+    fs::create_dir_all(&spec).unwrap();
+    let out = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "runc spec: {out:?}");
+    let template = serde_json::from_slice(&fs::read(spec.join("config.json")).unwrap()).unwrap();
+    // Warm the component and its cache before any runtime waits on the hook.
+    cache_dir();
+    Env {
+        dir,
+        rootfs,
+        template,
+        docker_sock,
+    }
 }
 
 fn ensure_installed(binary: &str, packages: &[&str]) {

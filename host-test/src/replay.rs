@@ -238,17 +238,18 @@ impl Replayer {
                 "the request names no destination workload or address".into(),
             ));
         };
-        self.native
-            .inventory
-            .workloads
-            .iter()
-            .find(|w| w.ips.contains(&ip))
-            .map(|w| Dest::Inventory(&w.namespace, &w.name))
-            .ok_or_else(|| {
-                Unroutable(format!(
-                    "no destination workload: no inventory workload has address `{ip}`"
-                ))
-            })
+        let inventory = &self.native.inventory;
+        match inventory.owner_of(ip) {
+            // Only a live pod-network workload has a sidecar to decide in.
+            palisade_engine::AddressOwner::Workload(i) => inventory.workloads.get(i),
+            _ => None,
+        }
+        .map(|w| Dest::Inventory(&w.namespace, &w.name))
+        .ok_or_else(|| {
+            Unroutable(format!(
+                "no destination workload: no inventory workload has address `{ip}`"
+            ))
+        })
     }
 
     /// The plugin configuration JSON for a destination sidecar.

@@ -75,7 +75,7 @@ function evaluate() {
     row('rule', r.rule ? r.rule.id : '(none)');
     row('step', r.step);
     row('why', r.explanation);
-    row('Envoy details', r.envoyDetails);
+    if (r.envoyDetails) row('Envoy details', r.envoyDetails);
     for (const s of r.shadow) row('dry-run', `${s.action} policies would ${s.verdict} (${s.matched ? s.matched.id : 'no rule matched'})`);
     if (r.audit) row('audit', r.audit.id);
     if (r.network) row('network', `${r.network.verdict} (${r.network.step})`);

@@ -467,28 +467,71 @@ fn test() -> Result<(), String> {
     cargo_test()
 }
 
-/// Runs `cargo test --workspace`, then the plugin's own tests in its bundle-only build (no
-/// `yaml` feature), echoing their output, and closes with the totals of every test binary as
-/// one plain `N passed, N failed` line.
+/// Where tests that skip at run time record themselves (`PALISADE_SKIP_LOG`): libtest has no
+/// run-time skip, so such a test returns early (counted as passed) and appends one
+/// `<test>\t<reason>` line here; the totals move it from passed to skipped.
+const SKIP_LOG_ENV: &str = "PALISADE_SKIP_LOG";
+
+/// What the test binaries reported, summed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    /// `#[ignore]`d tests (libtest's `ignored`).
+    ignored: u64,
+}
+
+impl Totals {
+    /// Adds one `test result:` line (`ok. 12 passed; 0 failed; 1 ignored; …`).
+    fn add(&mut self, result: &str) {
+        self.passed += count(result, " passed");
+        self.failed += count(result, " failed");
+        self.ignored += count(result, " ignored");
+    }
+
+    /// The closing line: tests that recorded a run-time skip count as skipped, not passed.
+    fn closing_line(&self, runtime_skips: u64) -> String {
+        format!(
+            "tests: {} passed, {} failed, {} skipped",
+            self.passed.saturating_sub(runtime_skips),
+            self.failed,
+            self.ignored + runtime_skips
+        )
+    }
+}
+
+/// Runs `cargo test --workspace --no-fail-fast` (every test binary, whatever fails first),
+/// then the plugin's own tests in its bundle-only build (no `yaml` feature), echoing their
+/// output, and closes with the totals of every test binary as one plain
+/// `N passed, N failed, N skipped` line, after the list of skipped tests and their reasons.
 fn cargo_test() -> Result<(), String> {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     const RUNS: &[&[&str]] = &[
-        &["test", "--workspace"],
+        &["test", "--workspace", "--no-fail-fast"],
         &[
             "test",
+            "--no-fail-fast",
             "-p",
             "palisade-proxy-wasm",
             "--no-default-features",
             "--lib",
         ],
     ];
-    let (mut passed, mut failed) = (0u64, 0u64);
+    let skip_log = target_dir().join("test-skips.log");
+    if let Some(dir) = skip_log.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(&skip_log, "")
+        .map_err(|e| format!("cannot reset {}: {e}", skip_log.display()))?;
+    let mut totals = Totals::default();
     let mut failures = Vec::new();
     for args in RUNS {
         eprintln!("==> cargo {}", args.join(" "));
         let mut child = cargo()
             .args(*args)
+            .env(SKIP_LOG_ENV, &skip_log)
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot run cargo test: {e}"))?;
@@ -496,8 +539,7 @@ fn cargo_test() -> Result<(), String> {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 println!("{line}");
                 if let Some(rest) = line.strip_prefix("test result: ") {
-                    passed += count(rest, " passed");
-                    failed += count(rest, " failed");
+                    totals.add(rest);
                 }
             }
         }
@@ -508,7 +550,25 @@ fn cargo_test() -> Result<(), String> {
             failures.push(format!("cargo {} failed ({status})", args.join(" ")));
         }
     }
-    println!("tests: {passed} passed, {failed} failed");
+    let skips = std::fs::read_to_string(&skip_log).unwrap_or_default();
+    let skips: Vec<&str> = skips.lines().filter(|l| !l.trim().is_empty()).collect();
+    if totals.ignored > 0 {
+        println!(
+            "{} ignored tests (#[ignore]) counted as skipped",
+            totals.ignored
+        );
+    }
+    for line in &skips {
+        let (test, reason) = line.split_once('\t').unwrap_or((line, ""));
+        println!("SKIPPED {test}: {reason}");
+    }
+    for f in &failures {
+        println!("FAILED {f}");
+    }
+    println!(
+        "{}",
+        totals.closing_line(u64::try_from(skips.len()).unwrap_or(u64::MAX))
+    );
     if failures.is_empty() {
         Ok(())
     } else {
@@ -563,7 +623,7 @@ fn bench() -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{count, locked_version};
+    use super::{Totals, count, locked_version};
 
     #[test]
     fn the_locked_version_is_read_from_the_package_entry() {
@@ -584,5 +644,22 @@ mod tests {
         let l = "ok. 12 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s";
         assert_eq!((count(l, " passed"), count(l, " failed")), (12, 3));
         assert_eq!(count("FAILED. 1 passed; 2 failed; 0 ignored", " failed"), 2);
+    }
+
+    #[test]
+    fn run_time_skips_move_from_passed_to_skipped_and_ignored_tests_count_as_skipped() {
+        let mut t = Totals::default();
+        t.add("ok. 10 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 1s");
+        t.add("FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 13,
+                failed: 1,
+                ignored: 2
+            }
+        );
+        assert_eq!(t.closing_line(4), "tests: 9 passed, 1 failed, 6 skipped");
+        assert_eq!(t.closing_line(0), "tests: 13 passed, 1 failed, 2 skipped");
     }
 }

@@ -1,4 +1,6 @@
-//! Reading `shared/conformance/istio-authz/cases.json`.
+//! Reading `envoy/harness/testdata/istio-authz/cases.json`: Istio's golden translator files,
+//! kept in the repository as test data with their source commit and licence notice
+//! (`testdata/istio-authz/README.md`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,16 +45,12 @@ fn yes() -> bool {
     true
 }
 
-/// The corpus folder as seen from a checkout: `<repo>/../shared/conformance/istio-authz`, or
-/// `$PALISADE_ISTIO_AUTHZ` (a checkout that is a worktree elsewhere).
+/// The corpus folder in a checkout: `<repo>/envoy/harness/testdata/istio-authz`.
 pub fn corpus_dir(repo_root: &Path) -> PathBuf {
-    if let Some(dir) = std::env::var_os("PALISADE_ISTIO_AUTHZ") {
-        return PathBuf::from(dir);
-    }
     repo_root
-        .join("..")
-        .join("shared")
-        .join("conformance")
+        .join("envoy")
+        .join("harness")
+        .join("testdata")
         .join("istio-authz")
 }
 

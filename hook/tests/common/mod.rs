@@ -103,3 +103,23 @@ pub fn policy_bundle() -> PathBuf {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// Records that the running test skips, and why: on stderr, and as one `<test>\t<reason>` line
+/// in `$PALISADE_SKIP_LOG` when set (`cargo xtask test` sets it and counts the test as skipped,
+/// not passed, naming it in its closing summary). The test then returns.
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("<unnamed test>");
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Some(log) = std::env::var_os("PALISADE_SKIP_LOG") {
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| writeln!(f, "{test}\t{reason}"));
+        if let Err(e) = written {
+            eprintln!("cannot record the skip in {}: {e}", log.to_string_lossy());
+        }
+    }
+}

@@ -435,7 +435,12 @@ impl Plugin {
         if decision.step == Step::Error || self.engine.network.is_empty() {
             return decision;
         }
-        match netpol::evaluate(&self.engine.network, &self.engine.inventory, request) {
+        match netpol::evaluate(
+            &self.engine.network,
+            &self.engine.inventory,
+            request,
+            self.engine.options.node_traffic,
+        ) {
             Ok(outcome) => {
                 if outcome.verdict == Verdict::Deny && decision.verdict == Verdict::Allow {
                     decision.verdict = Verdict::Deny;
