@@ -139,7 +139,7 @@ fn the_corpus_decides_as_expected_natively_and_in_the_component() {
     guest.load(&policy).unwrap();
     let mut failed = Vec::new();
     for c in cases() {
-        let native = admit_native(&policy, &c.state, &c.config, &[]).unwrap();
+        let native = admit_native(&policy, &c.state, &c.config, &[], None).unwrap();
         let got: Vec<String> = native
             .violations
             .iter()
@@ -151,7 +151,7 @@ fn the_corpus_decides_as_expected_natively_and_in_the_component() {
                 c.id, c.name, c.controls, got, native.explanation
             ));
         }
-        let wasm = guest.admit(&c.state, &c.config, &[]).unwrap();
+        let wasm = guest.admit(&c.state, &c.config, &[], None).unwrap();
         assert_eq!(wasm, native, "component vs native, {}", c.id);
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));

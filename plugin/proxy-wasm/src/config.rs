@@ -79,6 +79,10 @@ pub struct PluginConfig {
     /// `NONE`, `BASE` (default), `MERGE_SLASHES`, `DECODE_AND_MERGE_SLASHES`.
     #[serde(default)]
     pub path_normalization: Option<PathNormalization>,
+    /// How NetworkPolicy treats node traffic: `{hostNetworkPods: node|pod, allowOwnNode}`
+    /// (default `node`, `true`; see `docs/inventory.md`).
+    #[serde(default)]
+    pub node_traffic: Option<palisade_engine::NodeTraffic>,
     /// At an Istio gateway: the mesh's `gatewayTopology.numTrustedProxies`, unchanged (the
     /// listener's `xff_num_trusted_hops`, with `use_remote_address: true`). Absent on sidecars.
     /// Only `ipBlocks` / `source.ip` need it, and only for a request whose client address
@@ -222,10 +226,11 @@ impl Plugin {
                     || config.trust_domain_aliases.is_some()
                     || config.root_namespace.is_some()
                     || config.path_normalization.is_some()
+                    || config.node_traffic.is_some()
                 {
                     return Err(ConfigError::Invalid(
-                        "`trustDomain`, `trustDomainAliases`, `rootNamespace` and \
-                         `pathNormalization` are fixed when a bundle is compiled; pass them to \
+                        "`trustDomain`, `trustDomainAliases`, `rootNamespace`, `pathNormalization` and \
+                         `nodeTraffic` are fixed when a bundle is compiled; pass them to \
                          `palisade compile` instead"
                             .into(),
                     ));
@@ -518,6 +523,9 @@ fn options(config: &PluginConfig) -> Result<Options, ConfigError> {
     }
     if let Some(p) = config.path_normalization {
         o.path_normalization = p;
+    }
+    if let Some(n) = config.node_traffic {
+        o.node_traffic = n;
     }
     Ok(o)
 }
