@@ -47,6 +47,9 @@ pub enum Step {
     NetworkEgressDenied,
     /// The request could not be evaluated (for example an unknown workload); denied (fail closed).
     Error,
+    /// `jwt_authn`, as Istio configures it from the RequestAuthentications of the workload,
+    /// refuses the token with HTTP 401 before any authorization (the reason is in `errors`).
+    JwtRejected,
 }
 
 /// A rule that matched, named as Envoy names it.
@@ -118,6 +121,15 @@ impl Decision {
     /// Envoy's response code details for this decision:
     /// `rbac_access_denied_matched_policy[<id>]` (`[none]` when no rule matched).
     pub fn envoy_details(&self) -> String {
+        if self.step == Step::JwtRejected {
+            // Envoy's `jwt_authn_access_denied{<status, spaces as underscores>}`.
+            let why = self
+                .errors
+                .first()
+                .map_or("", String::as_str)
+                .replace(' ', "_");
+            return format!("jwt_authn_access_denied{{{why}}}");
+        }
         let id = self.rule.as_ref().map_or("none", |r| r.id.as_str());
         format!("rbac_access_denied_matched_policy[{id}]")
     }
@@ -150,6 +162,10 @@ impl Decision {
             Step::NetworkEgressDenied => {
                 "denied: the source is isolated for egress and no NetworkPolicy egress rule allows the connection".to_string()
             }
+            Step::JwtRejected => format!(
+                "denied (HTTP 401): jwt_authn refuses the token: {}",
+                self.errors.join("; ")
+            ),
             Step::Error => format!(
                 "denied (fail closed): {}",
                 self.errors.join("; ")
