@@ -10,8 +10,8 @@
 //! **top-level** claim whose value is a string by the list of its space-separated words (empty
 //! words skipped); lists, numbers, objects and nested claims are left alone, and a string with
 //! no word at all (`""`, `"   "`) stays the string it was. The requirement Istio writes is
-//! "no token, or a token one provider accepts": a token whose issuer no rule names, or whose
-//! audiences a rule with `audiences` does not allow, is refused with 401 before RBAC.
+//! "no token, or a token one provider accepts": a token whose issuer no rule names is refused
+//! with 401 before RBAC, one whose audiences the rule with its issuer does not allow with 403.
 //!
 //! Without any RequestAuthentication for the workload Istio writes no `jwt_authn` filter and
 //! no payload reaches RBAC. Palisade follows that as soon as its input holds a
@@ -633,7 +633,7 @@ pub enum Authenticated<'r> {
     Anonymous,
     /// The payload as RBAC sees it (normalised).
     Payload(Cow<'r, Value>),
-    /// `jwt_authn` refuses the request with HTTP 401; the reason as Envoy words it.
+    /// `jwt_authn` refuses the request (see [`rejection_status`]); the reason as Envoy words it.
     Rejected(&'static str),
 }
 
@@ -641,6 +641,16 @@ pub enum Authenticated<'r> {
 pub const UNKNOWN_ISSUER: &str = "Jwt issuer is not configured";
 /// Envoy's wording for a token whose audiences the provider does not allow.
 pub const AUDIENCE_NOT_ALLOWED: &str = "Audiences in Jwt are not allowed";
+
+/// The status `jwt_authn` answers a refusal with: 403 for audiences it does not allow, 401
+/// for everything else (Envoy's `Filter::onComplete`).
+pub fn rejection_status(reason: &str) -> u32 {
+    if reason == AUDIENCE_NOT_ALLOWED {
+        403
+    } else {
+        401
+    }
+}
 
 /// What `jwt_authn` does with a verified payload.
 ///
@@ -650,7 +660,8 @@ pub const AUDIENCE_NOT_ALLOWED: &str = "Audiences in Jwt are not allowed";
 /// - `configured` and no provider for the workload: Istio writes no `jwt_authn`, so nothing
 ///   reaches the rules.
 /// - Otherwise the first provider (in [`providers_for`]'s order) whose issuer and audiences
-///   accept the payload normalises it; when none does, the request is refused (401).
+///   accept the payload normalises it; when none does, the request is refused (401, or 403
+///   for audiences: [`rejection_status`]).
 pub fn authenticate<'r>(
     configured: bool,
     providers: &[JwtProvider],

@@ -1556,7 +1556,7 @@ enum Resolved<'a> {
     Inline(&'a WorkloadRef),
 }
 
-/// `jwt_authn` refused the token (HTTP 401): RBAC never runs.
+/// `jwt_authn` refused the token (HTTP 401 or 403): RBAC never runs.
 fn jwt_rejected(why: &str) -> Decision {
     Decision {
         verdict: Verdict::Deny,

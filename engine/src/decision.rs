@@ -48,7 +48,8 @@ pub enum Step {
     /// The request could not be evaluated (for example an unknown workload); denied (fail closed).
     Error,
     /// `jwt_authn`, as Istio configures it from the RequestAuthentications of the workload,
-    /// refuses the token with HTTP 401 before any authorization (the reason is in `errors`).
+    /// refuses the token before any authorization: HTTP 401, or 403 for audiences it does not
+    /// allow (the reason is in `errors`).
     JwtRejected,
 }
 
@@ -162,10 +163,13 @@ impl Decision {
             Step::NetworkEgressDenied => {
                 "denied: the source is isolated for egress and no NetworkPolicy egress rule allows the connection".to_string()
             }
-            Step::JwtRejected => format!(
-                "denied (HTTP 401): jwt_authn refuses the token: {}",
-                self.errors.join("; ")
-            ),
+            Step::JwtRejected => {
+                let why = self.errors.join("; ");
+                format!(
+                    "denied (HTTP {}): jwt_authn refuses the token: {why}",
+                    crate::authn::rejection_status(&why)
+                )
+            }
             Step::Error => format!(
                 "denied (fail closed): {}",
                 self.errors.join("; ")

@@ -569,9 +569,14 @@ fn jwt_authn_refuses_tokens_no_provider_of_the_workload_accepts() {
                     format!("jwt_authn_access_denied{{{}}}", why.replace(' ', "_")),
                     "{case}"
                 );
+                let status = if why.starts_with("Audiences") {
+                    403
+                } else {
+                    401
+                };
                 assert_eq!(
                     d.explain(),
-                    format!("denied (HTTP 401): jwt_authn refuses the token: {why}"),
+                    format!("denied (HTTP {status}): jwt_authn refuses the token: {why}"),
                     "{case}"
                 );
             }

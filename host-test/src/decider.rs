@@ -311,7 +311,10 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         d.errors = vec![errors.to_string()];
         return Some(d);
     }
-    if let Some(why) = text.strip_prefix("denied (HTTP 401): jwt_authn refuses the token: ") {
+    if let Some((_, why)) = text
+        .strip_prefix("denied (HTTP ")
+        .and_then(|t| t.split_once("): jwt_authn refuses the token: "))
+    {
         d.step = Step::JwtRejected;
         d.errors = vec![why.to_string()];
         return Some(d);
