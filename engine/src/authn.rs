@@ -537,6 +537,8 @@ pub struct JwtProvider {
     pub audiences: Vec<String>,
     /// `normalize_payload_in_metadata.space_delimited_claims`, sorted.
     pub split_claims: Vec<String>,
+    /// The rule's inline `jwks` (raw tokens are verified against it; see [`verify_token`]).
+    pub jwks: Option<String>,
     /// `ns/name` of the RequestAuthentication it comes from, for explanations.
     pub policy: String,
 }
@@ -578,6 +580,7 @@ pub fn compile(set: &[RequestAuthentication]) -> Vec<CRequestAuthentication> {
                         issuer: r.issuer.clone(),
                         audiences: r.audiences.clone(),
                         split_claims: r.split_claims(),
+                        jwks: r.jwks.clone(),
                         policy: policy.clone(),
                     })
                     .collect(),
@@ -635,6 +638,8 @@ pub enum Authenticated<'r> {
     Payload(Cow<'r, Value>),
     /// `jwt_authn` refuses the request (see [`rejection_status`]); the reason as Envoy words it.
     Rejected(&'static str),
+    /// A raw token that cannot be checked here: the request fails closed.
+    Unverifiable(String),
 }
 
 /// Envoy's wording for a token whose issuer no provider accepts (`JwtUnknownIssuer`).
@@ -699,6 +704,31 @@ pub fn authenticate<'r>(
     })
 }
 
+/// What `jwt_authn` does with a raw bearer token (a request's `jwtToken`): nothing when no
+/// `jwt_authn` runs (no provider for the workload, or no RequestAuthentication in the input);
+/// otherwise [`verify_token`] with the host's verifier, and without one the token cannot be
+/// trusted.
+pub fn authenticate_token<'r>(
+    configured: bool,
+    providers: &[JwtProvider],
+    token: &str,
+    verifier: Option<&dyn TokenVerifier>,
+) -> Authenticated<'r> {
+    if !configured || providers.is_empty() {
+        return Authenticated::Anonymous;
+    }
+    let Some(verifier) = verifier else {
+        return Authenticated::Unverifiable(
+            "a raw `jwtToken` needs a host that verifies signatures (`palisade eval`); give `jwt`, the verified payload, instead".into(),
+        );
+    };
+    match verify_token(token, providers, verifier) {
+        Ok(p) => Authenticated::Payload(Cow::Owned(p)),
+        Err(TokenError::Rejected(why)) => Authenticated::Rejected(why),
+        Err(TokenError::Unverifiable(why)) => Authenticated::Unverifiable(why),
+    }
+}
+
 /// `jwt_verify_lib`'s audience check: any configured audience equals any of the token's
 /// (`aud` a string or a list), both compared without an `http://` / `https://` prefix and
 /// without a trailing `/`. No configured audience allows every token.
@@ -754,4 +784,145 @@ pub fn normalize<'v, S: AsRef<str>>(payload: &'v Value, claims: &[S]) -> Cow<'v,
         }
     }
     Cow::Owned(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw tokens: what `jwt_authn` checks before it trusts a payload.
+
+/// Checks a token's signature: `alg` from its header, one key of the JSON Web Key Set, the
+/// signing input (`header.payload`) and the decoded signature. The engine has no cryptography
+/// and no clock: a host that verifies raw tokens (`palisade eval`) supplies both.
+pub trait TokenVerifier {
+    /// Whether `signature` is `alg`'s signature of `signing_input` under `jwk`.
+    fn verify(&self, alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) -> bool;
+    /// Seconds since the Unix epoch, for `exp` and `nbf`.
+    fn now(&self) -> u64;
+}
+
+/// Why a raw token is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// `jwt_authn` refuses it; Envoy's wording (see [`rejection_status`]).
+    Rejected(&'static str),
+    /// It cannot be checked here (the rule's keys are behind `jwksUri`): fail closed.
+    Unverifiable(String),
+}
+
+/// `jwt_verify_lib`'s wording for the refusals below.
+const BAD_FORMAT: &str =
+    "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections";
+const BAD_HEADER: &str = "Jwt header is an invalid JSON";
+const BAD_PAYLOAD: &str = "Jwt payload is an invalid JSON";
+const BAD_BASE64: &str = "Jwt is an invalid Base64url encoded";
+const EXPIRED: &str = "Jwt is expired";
+const NOT_YET_VALID: &str = "Jwt not yet valid";
+const VERIFICATION_FAILS: &str = "Jwt verification fails";
+
+/// The clock skew `jwt_authn` allows by default, in seconds.
+const CLOCK_SKEW: u64 = 60;
+
+/// Unpadded (or padded) base64url; `None` when malformed.
+fn base64url(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    (bits < 6).then_some(out)
+}
+
+/// What `jwt_authn` does with a raw bearer token for a workload with these providers: parse
+/// it, find a provider for its issuer, check `exp`/`nbf` (60 s skew), the audiences and the
+/// signature against the provider's inline `jwks`. The first provider (in
+/// [`providers_for`]'s order) that accepts it gives the payload, normalised with its claims.
+pub fn verify_token(
+    token: &str,
+    providers: &[JwtProvider],
+    verifier: &dyn TokenVerifier,
+) -> Result<Value, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Rejected(BAD_FORMAT));
+    };
+    let decode = |part: &str| base64url(part).ok_or(TokenError::Rejected(BAD_BASE64));
+    let header: Value =
+        serde_json::from_slice(&decode(h)?).map_err(|_| TokenError::Rejected(BAD_HEADER))?;
+    let payload: Value =
+        serde_json::from_slice(&decode(p)?).map_err(|_| TokenError::Rejected(BAD_PAYLOAD))?;
+    let signature = decode(s)?;
+    if !payload.is_object() {
+        return Err(TokenError::Rejected(BAD_PAYLOAD));
+    }
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    let kid = header.get("kid").and_then(Value::as_str);
+    let signing_input = token.get(..h.len() + 1 + p.len()).unwrap_or("").as_bytes();
+    let iss = payload.get("iss").and_then(Value::as_str);
+    let now = verifier.now();
+    let mut refusal = UNKNOWN_ISSUER;
+    for provider in providers {
+        if provider.issuer.as_deref().is_some_and(|i| Some(i) != iss) {
+            continue;
+        }
+        let number = |k: &str| payload.get(k).and_then(Value::as_f64);
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "seconds since 1970 fit a double"
+        )]
+        let (now_f, skew) = (now as f64, CLOCK_SKEW as f64);
+        if number("exp").is_some_and(|exp| exp + skew < now_f) {
+            refusal = EXPIRED;
+            continue;
+        }
+        if number("nbf").is_some_and(|nbf| nbf > now_f + skew) {
+            refusal = NOT_YET_VALID;
+            continue;
+        }
+        if !audiences_allowed(&provider.audiences, payload.get("aud")) {
+            refusal = AUDIENCE_NOT_ALLOWED;
+            continue;
+        }
+        let Some(jwks) = &provider.jwks else {
+            return Err(TokenError::Unverifiable(format!(
+                "the jwtRule for issuer `{}` in {} has no inline `jwks`; Palisade does not fetch `jwksUri`",
+                provider.issuer.as_deref().unwrap_or("*"),
+                provider.policy
+            )));
+        };
+        let set: Value = serde_json::from_str(jwks).unwrap_or(Value::Null);
+        let keys: Vec<&Value> = match set.get("keys") {
+            Some(Value::Array(keys)) => keys.iter().collect(),
+            Some(_) => Vec::new(),
+            None => vec![&set],
+        };
+        let ok = keys.iter().any(|k| {
+            kid.is_none_or(|kid| {
+                k.get("kid")
+                    .and_then(Value::as_str)
+                    .is_none_or(|x| x == kid)
+            }) && verifier.verify(alg, k, signing_input, &signature)
+        });
+        if ok {
+            return Ok(normalize(&payload, &provider.split_claims).into_owned());
+        }
+        refusal = VERIFICATION_FAILS;
+    }
+    Err(TokenError::Rejected(refusal))
 }

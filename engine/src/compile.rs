@@ -1393,19 +1393,33 @@ impl Engine {
 
     /// Decides with a view (the plugin's path: its workload's view is built once).
     pub fn decide_in_view(&self, view: &WorkloadView, req: &Request) -> Decision {
+        self.decide_in_view_with(view, req, None)
+    }
+
+    /// [`Engine::decide_in_view`], with a verifier for a request's raw `jwtToken`.
+    pub fn decide_in_view_with(
+        &self,
+        view: &WorkloadView,
+        req: &Request,
+        verifier: Option<&dyn authn::TokenVerifier>,
+    ) -> Decision {
         let proto = req.protocol;
+        let configured = !self.authentication.is_empty();
         // `jwt_authn` is an HTTP filter: on TCP no token is read and none is refused.
-        let jwt = match proto {
-            Protocol::Tcp => None,
-            Protocol::Http => match authn::authenticate(
-                !self.authentication.is_empty(),
-                &view.jwt_providers,
-                req.jwt.as_ref(),
-            ) {
-                Authenticated::Anonymous => None,
-                Authenticated::Payload(p) => Some(p),
-                Authenticated::Rejected(why) => return jwt_rejected(why),
-            },
+        let auth = match (proto, &req.jwt, &req.jwt_token) {
+            (Protocol::Tcp, _, _) => Authenticated::Anonymous,
+            (Protocol::Http, None, Some(token)) => {
+                authn::authenticate_token(configured, &view.jwt_providers, token, verifier)
+            }
+            (Protocol::Http, jwt, _) => {
+                authn::authenticate(configured, &view.jwt_providers, jwt.as_ref())
+            }
+        };
+        let jwt = match auth {
+            Authenticated::Anonymous => None,
+            Authenticated::Payload(p) => Some(p),
+            Authenticated::Rejected(why) => return jwt_rejected(why),
+            Authenticated::Unverifiable(why) => return error_decision(why),
         };
         let facts = Facts::with_jwt(req, &self.options, jwt);
         let g = match proto {
@@ -1493,10 +1507,20 @@ impl Engine {
     /// Decides a request: AuthorizationPolicy at the destination workload, then
     /// NetworkPolicy (source egress and destination ingress); both must allow.
     pub fn decide(&self, req: &Request) -> Decision {
+        self.decide_with(req, None)
+    }
+
+    /// [`Engine::decide`], with a verifier for a request's raw `jwtToken` (see
+    /// [`authn::verify_token`]).
+    pub fn decide_with(
+        &self,
+        req: &Request,
+        verifier: Option<&dyn authn::TokenVerifier>,
+    ) -> Decision {
         let dst = self.resolve(req.destination.workload.as_ref(), req.destination.ip);
         let mut decision = match dst {
             Ok(Resolved::Known(i)) => match self.views.get(i) {
-                Some(v) => self.decide_in_view(v, req),
+                Some(v) => self.decide_in_view_with(v, req, verifier),
                 None => error_decision("inventory view missing".into()),
             },
             Ok(Resolved::Inline(w)) => {
@@ -1505,7 +1529,7 @@ impl Engine {
                     .get_or_build(&w.namespace, &w.labels, |ns, labels| {
                         self.build_view(ns, labels)
                     });
-                self.decide_in_view(&view, req)
+                self.decide_in_view_with(&view, req, verifier)
             }
             Err(e) if !self.policies.is_empty() => error_decision(e),
             Err(_) => Decision {

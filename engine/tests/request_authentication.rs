@@ -779,6 +779,7 @@ fn the_first_provider_in_istios_order_that_accepts_the_token_normalises_it() {
         issuer: issuer.map(str::to_string),
         audiences: aud.iter().map(|a| (*a).to_string()).collect(),
         split_claims: claims.iter().map(|c| (*c).to_string()).collect(),
+        jwks: None,
         policy: "shop/ra".into(),
     };
     let payload = json!({"iss": "i", "aud": "b", "x": "1 2", "y": "3 4"});
