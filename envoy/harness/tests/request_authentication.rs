@@ -1,23 +1,26 @@
 //! RequestAuthentication and the claims `jwt_authn` normalises, in the real Envoy.
 //!
-//! One policy set — a RequestAuthentication for `shop/api` with two issuers (issuer A splits
-//! `roles` and `realm.roles` besides the defaults, issuer B requires audience `shop`) and a
-//! root-namespace AuthorizationPolicy for every `app: api` whose rules test claims — runs in
-//! one Envoy four ways:
+//! One policy set — RequestAuthentications for three workloads of `shop` and a mesh-wide
+//! AuthorizationPolicy whose rules test claims — runs in one Envoy for four workloads, each
+//! twice: the `jwt_authn` filter Istio generates from the RequestAuthentications that apply
+//! (`policy_applier.go`: providers `origins-<i>` sorted by issuer, payload in metadata key
+//! `payload`, `normalize_payload_in_metadata.space_delimited_claims` = the rule's claims plus
+//! `permission` and `scope`, the "provider or no token" requirements) followed once by the RBAC
+//! filter Istio generates for the AuthorizationPolicy (metadata matchers as in the golden
+//! files) and once by the Palisade plugin. The workloads:
 //!
-//! - `shop/api` with RBAC: the `jwt_authn` filter Istio generates from the RequestAuthentication
-//!   (`policy_applier.go`: providers `origins-<i>` sorted by issuer, payload in metadata key
-//!   `payload`, `normalize_payload_in_metadata.space_delimited_claims` = the rule's claims plus
-//!   `permission` and `scope`, the "provider or no token" requirements), then the RBAC filter
-//!   Istio generates for the AuthorizationPolicy (metadata matchers as in the golden files);
-//! - `shop/api` with the Palisade plugin after the same `jwt_authn`;
-//! - `billing/api` with RBAC and with the plugin: no RequestAuthentication applies there, so
-//!   Istio writes no `jwt_authn` and no payload reaches either.
+//! - `shop/api`: issuers A (splits `roles` and `realm.roles` besides the defaults) and B
+//!   (requires audience `shop`), Istio's multi-provider requirement;
+//! - `shop/solo`: one issuer (B), Istio's single-provider requirement;
+//! - `billing/api`: no RequestAuthentication applies there, so Istio writes no `jwt_authn` and
+//!   no payload reaches RBAC or the plugin;
+//! - `shop/twin`: two rules for issuer A splitting different claims (the first provider's
+//!   normalisation is the one that reaches RBAC).
 //!
 //! Every probe carries an HS256 token (or none) whose raw payload is also the engine request's
 //! `jwt`. The engine must answer as RBAC does (200, 403, or 401 when `jwt_authn` refuses the
-//! token), the plugin must answer as RBAC does, and RBAC's answers on `shop/api` and
-//! `billing/api` are also written down by hand (the independent anchor).
+//! token; 403 for audiences), the plugin must answer as RBAC does, and RBAC's answers are also
+//! written down by hand (the independent anchor).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -74,6 +77,19 @@ spec:
     jwks: '{keys}'
 ---
 apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: twin, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: twin}}}}
+  jwtRules:
+  - issuer: {A}
+    jwks: '{keys}'
+    spaceDelimitedClaims: [roles]
+  - issuer: {A}
+    jwks: '{keys}'
+    spaceDelimitedClaims: [realm.roles]
+---
+apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {{name: claims, namespace: istio-system}}
 spec:
@@ -98,7 +114,7 @@ spec:
 /// (`two`) providers sorted by issuer (A is `origins-0`, B `origins-1`) and, for more than one
 /// provider, `requires_any: [origins-0, origins-1, requires_all: [any(origins-i,
 /// allow_missing)...]]`; for `shop/solo` the one provider B and `any(origins-0, allow_missing)`.
-fn istio_jwt_authn(two: bool) -> Value {
+fn istio_jwt_authn(jwt: Jwt) -> Value {
     let provider = |issuer: &str, audiences: &[&str], extra: &[&str]| {
         let mut claims: Vec<&str> = extra.to_vec();
         claims.extend(["permission", "scope"]);
@@ -118,23 +134,31 @@ fn istio_jwt_authn(two: bool) -> Value {
     };
     let either = |name: &str| json!({"requires_any": {"requirements": [{"provider_name": name}, {"allow_missing": {}}]}});
     // One provider: `{origins-0 or allow_missing}`; several: the OR above.
-    let (providers, requires) = if two {
-        (
+    let several = json!({"requires_any": {"requirements": [
+        {"provider_name": "origins-0"},
+        {"provider_name": "origins-1"},
+        {"requires_all": {"requirements": [either("origins-0"), either("origins-1")]}},
+    ]}});
+    let (providers, requires) = match jwt {
+        Jwt::TwoProviders => (
             json!({
                 "origins-0": provider(A, &[], &["roles", "realm.roles"]),
                 "origins-1": provider(B, &["shop"], &[]),
             }),
-            json!({"requires_any": {"requirements": [
-                {"provider_name": "origins-0"},
-                {"provider_name": "origins-1"},
-                {"requires_all": {"requirements": [either("origins-0"), either("origins-1")]}},
-            ]}}),
-        )
-    } else {
-        (
+            several,
+        ),
+        Jwt::OneProvider => (
             json!({"origins-0": provider(B, &["shop"], &[])}),
             either("origins-0"),
-        )
+        ),
+        Jwt::SameIssuerTwice => (
+            json!({
+                "origins-0": provider(A, &[], &["roles"]),
+                "origins-1": provider(A, &[], &["realm.roles"]),
+            }),
+            several,
+        ),
+        Jwt::None => return Value::Null,
     };
     json!({
         "name": "envoy.filters.http.jwt_authn",
@@ -226,26 +250,33 @@ fn set_jwt_authn(config: &mut Value, listener: &str, filter: Option<Value>) {
 }
 
 /// The three workloads: namespace, `app` label, and which `jwt_authn` Istio gives it.
-const CONTEXTS: [(&str, &str, Jwt); 3] = [
+const CONTEXTS: [(&str, &str, Jwt); 4] = [
     ("shop", "api", Jwt::TwoProviders),
     ("shop", "solo", Jwt::OneProvider),
     ("billing", "api", Jwt::None),
+    ("shop", "twin", Jwt::SameIssuerTwice),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Jwt {
+    /// `shop/api`: issuers A (splits `roles`, `realm.roles`) and B (audience `shop`).
     TwoProviders,
+    /// `shop/solo`: issuer B only.
     OneProvider,
+    /// `billing/api`: no RequestAuthentication, no `jwt_authn`.
     None,
+    /// `shop/twin`: two rules for issuer A, the first splitting `roles`, the second
+    /// `realm.roles`: the first provider's normalisation is what reaches RBAC.
+    SameIssuerTwice,
 }
 
 /// One probe: a path and the token's payload (`None`: no token), with the answers RBAC gives
-/// on `shop/api`, `shop/solo` and `billing/api`, written by hand.
+/// on `shop/api`, `shop/solo`, `billing/api` and `shop/twin`, written by hand.
 struct Probe {
     name: &'static str,
     path: &'static str,
     payload: Option<Value>,
-    expect: [u16; 3],
+    expect: [u16; 4],
 }
 
 fn probes() -> Vec<Probe> {
@@ -270,108 +301,108 @@ fn probes() -> Vec<Probe> {
         expect,
     };
     vec![
-        p("no token", "/scope", None, [403, 403, 403]),
+        p("no token", "/scope", None, [403, 403, 403, 403]),
         p(
             "a space-delimited scope is split",
             "/scope",
             a(json!({"scope": "read write"})),
-            [200, 401, 403],
+            [200, 401, 403, 200],
         ),
         p(
             "a scope without the word",
             "/scope",
             a(json!({"scope": "read"})),
-            [403, 401, 403],
+            [403, 401, 403, 403],
         ),
         p(
             "a scope that is a list",
             "/scope",
             a(json!({"scope": ["read", "write"]})),
-            [200, 401, 403],
+            [200, 401, 403, 200],
         ),
         p(
             "a list element with a space is not split",
             "/scope",
             a(json!({"scope": ["read write"]})),
-            [403, 401, 403],
+            [403, 401, 403, 403],
         ),
         p(
             "several spaces leave no empty word",
             "/scope",
             a(json!({"scope": "  read   write  "})),
-            [200, 401, 403],
+            [200, 401, 403, 200],
         ),
         p(
             "a scope of spaces only",
             "/scope",
             a(json!({"scope": "   "})),
-            [403, 401, 403],
+            [403, 401, 403, 403],
         ),
         p(
             "a tab is not a separator",
             "/scope",
             a(json!({"scope": "read\twrite"})),
-            [403, 401, 403],
+            [403, 401, 403, 403],
         ),
         p(
             "issuer B's scope is split too",
             "/scope",
             b(json!({"scope": "write admin"})),
-            [200, 200, 403],
+            [200, 200, 403, 401],
         ),
         p(
             "permission is split",
             "/permission",
             b(json!({"permission": "orders:read orders:refund"})),
-            [200, 200, 403],
+            [200, 200, 403, 401],
         ),
         p(
             "issuer A's own claim is split",
             "/roles",
             a(json!({"roles": "admin ops"})),
-            [200, 401, 403],
+            [200, 401, 403, 200],
         ),
         p(
             "issuer A's claim is not split for issuer B",
             "/roles",
             b(json!({"roles": "admin ops"})),
-            [403, 403, 403],
+            [403, 403, 403, 401],
         ),
         p(
             "issuer B's roles as a list",
             "/roles",
             b(json!({"roles": ["admin", "ops"]})),
-            [200, 200, 403],
+            [200, 200, 403, 401],
         ),
         p(
             "issuer B's one-word roles match whole",
             "/roles",
             b(json!({"roles": "ops"})),
-            [200, 200, 403],
+            [200, 200, 403, 401],
         ),
         p(
             "a top-level claim named with a dot is split",
             "/realm-dot",
             a(json!({"realm.roles": "viewer auditor"})),
-            [200, 401, 403],
+            [200, 401, 403, 403],
         ),
         p(
             "a dotted claim is not split for issuer B",
             "/realm-dot",
             b(json!({"realm.roles": "viewer auditor"})),
-            [403, 403, 403],
+            [403, 403, 403, 401],
         ),
         p(
             "a nested claim is not split",
             "/realm-nested",
             a(json!({"realm": {"roles": "viewer auditor"}})),
-            [403, 401, 403],
+            [403, 401, 403, 403],
         ),
         p(
             "a nested one-word claim matches",
             "/realm-nested",
             a(json!({"realm": {"roles": "auditor"}})),
-            [200, 401, 403],
+            [200, 401, 403, 200],
         ),
         p(
             "an unknown issuer",
@@ -379,37 +410,37 @@ fn probes() -> Vec<Probe> {
             Some(
                 json!({"iss": "https://c.example", "sub": "user", "scope": "write", "exp": EXPIRY}),
             ),
-            [401, 401, 403],
+            [401, 401, 403, 401],
         ),
         p(
             "an audience issuer B does not accept (jwt_authn answers 403)",
             "/scope",
             b(json!({"aud": "other", "scope": "write"})),
-            [403, 403, 403],
+            [403, 403, 403, 401],
         ),
         p(
             "an audience issuer B does not accept, where no token is wanted",
             "/open",
             b(json!({"aud": "other"})),
-            [403, 403, 200],
+            [403, 403, 200, 401],
         ),
         p(
             "a matching scope on another path",
             "/roles",
             a(json!({"scope": "write"})),
-            [403, 401, 403],
+            [403, 401, 403, 403],
         ),
         p(
             "no token where none is wanted",
             "/open",
             None,
-            [200, 200, 200],
+            [200, 200, 200, 200],
         ),
         p(
             "a token where none is wanted",
             "/open",
             b(json!({})),
-            [403, 403, 200],
+            [403, 403, 200, 401],
         ),
     ]
 }
@@ -464,11 +495,7 @@ fn envoys_jwt_authn_and_rbac_agree_with_the_engine_and_the_plugin_on_normalised_
     let echo = EchoServer::start().unwrap();
     let mut config = bootstrap(&listeners, &pki, echo.port);
     for (ns, app, jwt) in CONTEXTS {
-        let filter = match jwt {
-            Jwt::TwoProviders => Some(istio_jwt_authn(true)),
-            Jwt::OneProvider => Some(istio_jwt_authn(false)),
-            Jwt::None => None,
-        };
+        let filter = (jwt != Jwt::None).then(|| istio_jwt_authn(jwt));
         for side in ["rbac", "plugin"] {
             set_jwt_authn(&mut config, &format!("{ns}_{app}_{side}"), filter.clone());
         }
@@ -541,7 +568,7 @@ fn envoys_jwt_authn_and_rbac_agree_with_the_engine_and_the_plugin_on_normalised_
         differences.len(),
         differences.join("\n")
     );
-    assert_eq!((probes.len(), compared), (24, 24 * 3 * 3));
+    assert_eq!((probes.len(), compared), (24, 24 * 4 * 3));
     // Every answer occurs: allowed, denied by RBAC, refused by jwt_authn.
     for code in [200, 401, 403] {
         assert!(
