@@ -63,7 +63,7 @@ pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, F
     Ok(OK)
 }
 
-pub use palisade_engine::requests::{Evaluated, Totals, decide_all};
+pub use palisade_engine::requests::{Evaluated, Totals, decide_all, decide_all_with};
 
 #[derive(Debug, Serialize)]
 struct EvalResult {
@@ -81,7 +81,8 @@ pub fn eval(
     let sources = input::read_sources(policy)?;
     let (_, engine) = input::build(&sources, &mesh.options())?;
     let (_, requests) = input::read_requests(request)?;
-    let (results, totals) = decide_all(&engine, requests);
+    let verifier = crate::token::RingVerifier;
+    let (results, totals) = decide_all_with(&engine, requests, Some(&verifier));
     let status = if totals.denied > 0 { DENIED } else { OK };
     let result = EvalResult { results, totals };
     print_result(output, &result, || {

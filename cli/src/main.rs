@@ -12,6 +12,7 @@ mod input;
 mod replay;
 mod report;
 mod summary;
+mod token;
 
 use std::process::ExitCode;
 

@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::authn::{self, Authenticated};
 use crate::authz::{Action, AuthorizationPolicy, ConditionKey, Operation, Rule, Scope, Source};
 use crate::decision::{Decision, RuleRef, ShadowResult, Step, Verdict};
 use crate::diag::Errors;
@@ -304,6 +305,9 @@ pub struct WorkloadView {
     pub tcp: Groups,
     /// Names (`ns/name`) of the policies that apply, for summaries.
     pub policies: Vec<String>,
+    /// The workload's `jwt_authn` providers, from the RequestAuthentications that apply, in
+    /// Istio's order (see [`authn::providers_for`]).
+    pub jwt_providers: Vec<authn::JwtProvider>,
 }
 
 /// The compiled, indexed policy set: decide requests, or encode it as a bundle.
@@ -323,6 +327,9 @@ pub struct Engine {
     pub network: CompiledNetwork,
     /// ContainerPolicies (decided by [`Engine::decide_container`]).
     pub container: Vec<crate::container::ContainerPolicy>,
+    /// RequestAuthentications: which workloads run `jwt_authn` and with which providers.
+    /// Empty when the input holds none (see [`authn::authenticate`]).
+    pub authentication: Vec<authn::CRequestAuthentication>,
     /// Views built for destinations described inline (namespace and labels, not an inventory
     /// workload), kept so that [`Engine::decide`] builds each one once. Not part of the
     /// compiled policy: not encoded in bundles, not compared, empty in a clone.
@@ -428,6 +435,7 @@ pub fn compile(set: &PolicySet, options: &Options) -> Result<Engine, Errors> {
     }
     engine.network = netpol::compile(&set.network, &set.inventory)?;
     engine.container.clone_from(&set.container);
+    engine.authentication = authn::compile(&set.authentication);
     let views: Vec<WorkloadView> = engine
         .inventory
         .workloads
@@ -937,7 +945,15 @@ impl Engine {
 
     /// Builds the indexed view of everything that applies to one workload.
     pub fn build_view(&self, namespace: &str, labels: &[(String, String)]) -> WorkloadView {
-        let mut view = WorkloadView::default();
+        let mut view = WorkloadView {
+            jwt_providers: authn::providers_for(
+                &self.authentication,
+                &self.options.root_namespace,
+                namespace,
+                labels,
+            ),
+            ..WorkloadView::default()
+        };
         let mut members: [Vec<u32>; 5] = Default::default();
         for p in &self.policies {
             if !self.applies(p, namespace, labels) {
@@ -1145,6 +1161,8 @@ type Candidates = smallvec::SmallVec<[u32; 16]>;
 #[derive(Debug)]
 pub struct Facts<'r> {
     req: &'r Request,
+    /// The JWT payload as the rules see it (after `jwt_authn`, see [`authn::authenticate`]).
+    jwt: Option<std::borrow::Cow<'r, serde_json::Value>>,
     principal: Option<&'r str>,
     path: std::borrow::Cow<'r, str>,
     /// `:path` as a header condition sees it (normalised path and query), built on first use.
@@ -1153,8 +1171,22 @@ pub struct Facts<'r> {
 }
 
 impl<'r> Facts<'r> {
-    /// Prepares a request: normalises the path and lower-cases the host.
+    /// Prepares a request: normalises the path and lower-cases the host. The JWT payload is
+    /// taken as it is.
     pub fn new(req: &'r Request, options: &Options) -> Self {
+        Self::with_jwt(
+            req,
+            options,
+            req.jwt.as_ref().map(std::borrow::Cow::Borrowed),
+        )
+    }
+
+    /// Like [`Facts::new`], with the JWT payload the rules see.
+    pub fn with_jwt(
+        req: &'r Request,
+        options: &Options,
+        jwt: Option<std::borrow::Cow<'r, serde_json::Value>>,
+    ) -> Self {
         let principal = if req.is_mtls() {
             req.source.principal.as_deref()
         } else {
@@ -1176,6 +1208,7 @@ impl<'r> Facts<'r> {
         };
         Facts {
             req,
+            jwt,
             principal,
             path,
             path_header: std::cell::OnceCell::new(),
@@ -1225,8 +1258,8 @@ impl<'r> Facts<'r> {
     }
 
     fn claim(&self, path: &[String]) -> Strs<'_> {
-        let mut v = match &self.req.jwt {
-            Some(j) => j,
+        let mut v = match &self.jwt {
+            Some(j) => j.as_ref(),
             None => return Strs::new(),
         };
         for key in path {
@@ -1260,7 +1293,7 @@ impl<'r> Facts<'r> {
             Attr::SourceNamespace => self.principal.is_some_and(|v| any_str(&[v])),
             Attr::RequestPrincipal => {
                 // `iss` and `sub` must be strings (a verifier rejects anything else).
-                let string_claim = |k: &str| self.req.jwt.as_ref()?.get(k)?.as_str();
+                let string_claim = |k: &str| self.jwt.as_ref()?.get(k)?.as_str();
                 match (&p.values, string_claim("iss"), string_claim("sub")) {
                     (Values::IssSub(pairs), Some(i), Some(s)) => {
                         pairs.iter().any(|(mi, ms)| mi.matches(i) && ms.matches(s))
@@ -1360,8 +1393,35 @@ impl Engine {
 
     /// Decides with a view (the plugin's path: its workload's view is built once).
     pub fn decide_in_view(&self, view: &WorkloadView, req: &Request) -> Decision {
-        let facts = Facts::new(req, &self.options);
+        self.decide_in_view_with(view, req, None)
+    }
+
+    /// [`Engine::decide_in_view`], with a verifier for a request's raw `jwtToken`.
+    pub fn decide_in_view_with(
+        &self,
+        view: &WorkloadView,
+        req: &Request,
+        verifier: Option<&dyn authn::TokenVerifier>,
+    ) -> Decision {
         let proto = req.protocol;
+        let configured = !self.authentication.is_empty();
+        // `jwt_authn` is an HTTP filter: on TCP no token is read and none is refused.
+        let auth = match (proto, &req.jwt, &req.jwt_token) {
+            (Protocol::Tcp, _, _) => Authenticated::Anonymous,
+            (Protocol::Http, None, Some(token)) => {
+                authn::authenticate_token(configured, &view.jwt_providers, token, verifier)
+            }
+            (Protocol::Http, jwt, _) => {
+                authn::authenticate(configured, &view.jwt_providers, jwt.as_ref())
+            }
+        };
+        let jwt = match auth {
+            Authenticated::Anonymous => None,
+            Authenticated::Payload(p) => Some(p),
+            Authenticated::Rejected(why) => return jwt_rejected(why),
+            Authenticated::Unverifiable(why) => return error_decision(why),
+        };
+        let facts = Facts::with_jwt(req, &self.options, jwt);
         let g = match proto {
             Protocol::Http => &view.http,
             Protocol::Tcp => &view.tcp,
@@ -1464,10 +1524,20 @@ impl Engine {
     /// Decides a request: AuthorizationPolicy at the destination workload, then
     /// NetworkPolicy (source egress and destination ingress); both must allow.
     pub fn decide(&self, req: &Request) -> Decision {
+        self.decide_with(req, None)
+    }
+
+    /// [`Engine::decide`], with a verifier for a request's raw `jwtToken` (see
+    /// [`authn::verify_token`]).
+    pub fn decide_with(
+        &self,
+        req: &Request,
+        verifier: Option<&dyn authn::TokenVerifier>,
+    ) -> Decision {
         let dst = self.resolve(req.destination.workload.as_ref(), req.destination.ip);
         let mut decision = match dst {
             Ok(Resolved::Known(i)) => match self.views.get(i) {
-                Some(v) => self.decide_in_view(v, req),
+                Some(v) => self.decide_in_view_with(v, req, verifier),
                 None => error_decision("inventory view missing".into()),
             },
             Ok(Resolved::Inline(w)) => {
@@ -1476,7 +1546,7 @@ impl Engine {
                     .get_or_build(&w.namespace, &w.labels, |ns, labels| {
                         self.build_view(ns, labels)
                     });
-                self.decide_in_view(&view, req)
+                self.decide_in_view_with(&view, req, verifier)
             }
             Err(e) if !self.policies.is_empty() => error_decision(e),
             Err(_) => Decision {
@@ -1489,7 +1559,8 @@ impl Engine {
                 errors: Vec::new(),
             },
         };
-        if decision.step == Step::Error || self.network.is_empty() {
+        // A refused token never reaches a decision NetworkPolicy could add to.
+        if matches!(decision.step, Step::Error | Step::JwtRejected) || self.network.is_empty() {
             return decision;
         }
         match netpol::evaluate(
@@ -1529,6 +1600,19 @@ impl Engine {
 enum Resolved<'a> {
     Known(usize),
     Inline(&'a WorkloadRef),
+}
+
+/// `jwt_authn` refused the token (HTTP 401 or 403): RBAC never runs.
+fn jwt_rejected(why: &str) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        step: Step::JwtRejected,
+        rule: None,
+        shadow: Vec::new(),
+        audit: None,
+        network: None,
+        errors: vec![why.to_string()],
+    }
 }
 
 fn error_decision(e: String) -> Decision {
@@ -1614,6 +1698,10 @@ impl Engine {
             needs.principal = true;
         }
         self.each_pred(view, protocol, |p| needs.add(&p.attr));
+        // With `jwt_authn` on the workload a payload can be refused whatever the rules test.
+        if protocol == Protocol::Http && !view.jwt_providers.is_empty() {
+            needs.jwt = true;
+        }
         needs
     }
 

@@ -50,6 +50,10 @@ pub enum Step {
     NetworkFromOwnNode,
     /// The request could not be evaluated (for example an unknown workload); denied (fail closed).
     Error,
+    /// `jwt_authn`, as Istio configures it from the RequestAuthentications of the workload,
+    /// refuses the token before any authorization: HTTP 401, or 403 for audiences it does not
+    /// allow (the reason is in `errors`).
+    JwtRejected,
 }
 
 /// A rule that matched, named as Envoy names it.
@@ -121,6 +125,15 @@ impl Decision {
     /// Envoy's response code details for this decision:
     /// `rbac_access_denied_matched_policy[<id>]` (`[none]` when no rule matched).
     pub fn envoy_details(&self) -> String {
+        if self.step == Step::JwtRejected {
+            // Envoy's `jwt_authn_access_denied{<status, spaces as underscores>}`.
+            let why = self
+                .errors
+                .first()
+                .map_or("", String::as_str)
+                .replace(' ', "_");
+            return format!("jwt_authn_access_denied{{{why}}}");
+        }
         let id = self.rule.as_ref().map_or("none", |r| r.id.as_str());
         format!("rbac_access_denied_matched_policy[{id}]")
     }
@@ -155,6 +168,13 @@ impl Decision {
             }
             Step::NetworkFromOwnNode => {
                 "allowed: the connection comes from the destination pod's own node, which NetworkPolicy always lets in".to_string()
+            }
+            Step::JwtRejected => {
+                let why = self.errors.join("; ");
+                format!(
+                    "denied (HTTP {}): jwt_authn refuses the token: {why}",
+                    crate::authn::rejection_status(&why)
+                )
             }
             Step::Error => format!(
                 "denied (fail closed): {}",

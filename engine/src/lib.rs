@@ -31,6 +31,7 @@
 //! assert_eq!(decision.rule.unwrap().id, "ns[shop]-policy[only-frontend]-rule[0]");
 //! ```
 
+pub mod authn;
 pub mod authz;
 pub mod bundle;
 pub mod compile;
@@ -116,6 +117,8 @@ impl Default for Options {
 pub struct PolicySet {
     /// AuthorizationPolicies, in input order.
     pub authorization: Vec<AuthorizationPolicy>,
+    /// RequestAuthentications, in input order.
+    pub authentication: Vec<authn::RequestAuthentication>,
     /// NetworkPolicies, in input order.
     pub network: Vec<NetworkPolicy>,
     /// ContainerPolicies, in input order.
@@ -218,6 +221,11 @@ fn load_document(
             .map_err(describe)?;
             set.authorization.push(p);
         }
+        ("security.istio.io/v1" | "security.istio.io/v1beta1", "RequestAuthentication") => {
+            let p = authn::parse(top, meta.name.clone(), meta.namespace.clone(), origin)
+                .map_err(describe)?;
+            set.authentication.push(p);
+        }
         ("networking.k8s.io/v1", "NetworkPolicy") => {
             let p = netpol::parse(top, meta.name.clone(), meta.namespace.clone(), origin)
                 .map_err(describe)?;
@@ -245,6 +253,14 @@ fn load_document(
                 ))
                 .with_help("use `security.istio.io/v1` or `security.istio.io/v1beta1`"));
         }
+        (_, "RequestAuthentication") => {
+            return Err(kind_f
+                .at()
+                .error(format!(
+                    "unsupported apiVersion `{api}` for RequestAuthentication"
+                ))
+                .with_help("use `security.istio.io/v1` or `security.istio.io/v1beta1`"));
+        }
         (_, "NetworkPolicy") => {
             return Err(kind_f
                 .at()
@@ -255,7 +271,7 @@ fn load_document(
             return Err(kind_f
                 .at()
                 .error(format!("unsupported document kind `{kind}` (apiVersion `{api}`)"))
-                .with_help("Palisade reads AuthorizationPolicy (security.istio.io/v1), NetworkPolicy (networking.k8s.io/v1), ContainerPolicy and Inventory (palisade.dev/v1alpha1)"));
+                .with_help("Palisade reads AuthorizationPolicy and RequestAuthentication (security.istio.io/v1), NetworkPolicy (networking.k8s.io/v1), ContainerPolicy and Inventory (palisade.dev/v1alpha1)"));
         }
     }
     Ok(())

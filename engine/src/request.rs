@@ -126,6 +126,11 @@ pub struct Request {
     /// would store it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<serde_json::Value>,
+    /// A raw bearer token, as sent in `Authorization: Bearer`, when `jwt` is absent: a host
+    /// with a [`crate::authn::TokenVerifier`] (`palisade eval`) checks it against the
+    /// destination's jwtRules as `jwt_authn` would; without one it cannot be trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_token: Option<String>,
 }
 
 impl Request {

@@ -259,12 +259,21 @@ pub struct Totals {
 
 /// Decides every request, in order, checking each one's expectations.
 pub fn decide_all(engine: &Engine, requests: Vec<Labelled>) -> (Vec<Evaluated>, Totals) {
+    decide_all_with(engine, requests, None)
+}
+
+/// [`decide_all`], with a verifier for raw `jwtToken`s.
+pub fn decide_all_with(
+    engine: &Engine,
+    requests: Vec<Labelled>,
+    verifier: Option<&dyn crate::authn::TokenVerifier>,
+) -> (Vec<Evaluated>, Totals) {
     let mut totals = Totals::default();
     let results = requests
         .into_iter()
         .enumerate()
         .map(|(i, l)| {
-            let decision = engine.decide(&l.request);
+            let decision = engine.decide_with(&l.request, verifier);
             totals.requests += 1;
             if decision.allowed() {
                 totals.allowed += 1;

@@ -319,6 +319,14 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         d.errors = vec![errors.to_string()];
         return Some(d);
     }
+    if let Some((_, why)) = text
+        .strip_prefix("denied (HTTP ")
+        .and_then(|t| t.split_once("): jwt_authn refuses the token: "))
+    {
+        d.step = Step::JwtRejected;
+        d.errors = vec![why.to_string()];
+        return Some(d);
+    }
     let mut parts = text.split("; ");
     let head = parts.next()?;
     let network = |verdict, step, ingress, egress| NetworkOutcome {

@@ -110,6 +110,8 @@ pub struct Summary {
     pub dry_run: usize,
     /// Rules over all AuthorizationPolicies.
     pub rules: usize,
+    /// RequestAuthentications.
+    pub request_authentications: usize,
     /// NetworkPolicies.
     pub network_policies: usize,
     /// ContainerPolicies.
@@ -123,6 +125,7 @@ pub struct Summary {
 fn summarise(set: &PolicySet) -> Summary {
     let mut s = Summary {
         authorization_policies: set.authorization.len(),
+        request_authentications: set.authentication.len(),
         network_policies: set.network.len(),
         container_policies: set.container.len(),
         namespaces: set.inventory.namespaces.len(),

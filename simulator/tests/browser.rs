@@ -224,13 +224,14 @@ fn the_page_decides_every_shop_sample_as_the_native_simulator_does() {
     let html = dom(port, "check");
     let summary = palisade_simulator::check(policies).summary.unwrap();
     let expected = format!(
-        "valid: {} AuthorizationPolicies (ALLOW {}, DENY {}, AUDIT {}; {} dry-run; {} rules), {} NetworkPolicies",
+        "valid: {} AuthorizationPolicies (ALLOW {}, DENY {}, AUDIT {}; {} dry-run; {} rules), {} RequestAuthentications, {} NetworkPolicies",
         summary.authorization_policies,
         summary.allow,
         summary.deny,
         summary.audit,
         summary.dry_run,
         summary.rules,
+        summary.request_authentications,
         summary.network_policies
     );
     assert!(

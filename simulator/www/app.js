@@ -98,7 +98,7 @@ function check() {
   }
   const s = answer.summary;
   $('result').replaceChildren(el('p', {
-    textContent: `valid: ${s.authorizationPolicies} AuthorizationPolicies (ALLOW ${s.allow}, DENY ${s.deny}, AUDIT ${s.audit}; ${s.dryRun} dry-run; ${s.rules} rules), ${s.networkPolicies} NetworkPolicies, ${s.containerPolicies} ContainerPolicies, ${s.workloads} workloads in ${s.namespaces} namespaces`,
+    textContent: `valid: ${s.authorizationPolicies} AuthorizationPolicies (ALLOW ${s.allow}, DENY ${s.deny}, AUDIT ${s.audit}; ${s.dryRun} dry-run; ${s.rules} rules), ${s.requestAuthentications} RequestAuthentications, ${s.networkPolicies} NetworkPolicies, ${s.containerPolicies} ContainerPolicies, ${s.workloads} workloads in ${s.namespaces} namespaces`,
   }));
 }
 

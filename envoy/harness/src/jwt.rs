@@ -7,7 +7,8 @@
 //! generator picks is accepted), and it writes the verified payload into the dynamic metadata
 //! of `envoy.filters.http.jwt_authn` under the key `payload`, which is where Istio's generated
 //! RBAC metadata matchers look (`[payload, iss]`, `[payload, aud]`, `[payload, nested1,
-//! nested2]`, ...). Its rule requires the provider *or* no token at all
+//! nested2]`, ...), with `scope` and `permission` split into lists as Istio always has them
+//! (`normalize_payload_in_metadata`). Its rule requires the provider *or* no token at all
 //! (`requires_any: [provider, allow_missing]`), so requests without a token still reach RBAC,
 //! while a token Envoy cannot verify is answered with 401 instead of silently passing as "no
 //! token" (the harness counts such answers as errors: the engine would have been given a
@@ -88,6 +89,11 @@ pub fn jwt_authn_filter() -> Value {
                 PROVIDER: {
                     "local_jwks": { "inline_string": jwks().to_string() },
                     "payload_in_metadata": "payload",
+                    // As Istio configures every provider (`buildSpaceDelimitedClaims`): the
+                    // engine reads a payload without RequestAuthentication the same way.
+                    "normalize_payload_in_metadata": {
+                        "space_delimited_claims": ["permission", "scope"],
+                    },
                     "forward": false,
                 },
             },

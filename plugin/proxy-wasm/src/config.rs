@@ -437,7 +437,9 @@ impl Plugin {
     /// NetworkPolicy when there are any (both must allow), as [`Engine::decide`] does.
     pub fn decide(&self, request: &Request) -> Decision {
         let mut decision = self.engine.decide_in_view(&self.view, request);
-        if decision.step == Step::Error || self.engine.network.is_empty() {
+        if matches!(decision.step, Step::Error | Step::JwtRejected)
+            || self.engine.network.is_empty()
+        {
             return decision;
         }
         match netpol::evaluate(

@@ -240,10 +240,18 @@ pub fn outcome_with<'a>(
             ),
         )
     };
+    // A token `jwt_authn` would refuse gets its answer: 401 (403 for audiences) with the
+    // reason as the body.
+    let (status, body) = match (decision.step, decision.errors.first()) {
+        (Step::JwtRejected, Some(why)) => {
+            (palisade_engine::authn::rejection_status(why), why.as_str())
+        }
+        _ => (plugin.deny_status, plugin.deny_body.as_str()),
+    };
     Outcome {
         block,
-        status: plugin.deny_status,
-        body: &plugin.deny_body,
+        status,
+        body,
         details: if block {
             decision.envoy_details()
         } else {
