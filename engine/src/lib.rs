@@ -37,6 +37,7 @@ pub mod compile;
 pub mod container;
 pub mod decision;
 pub mod diag;
+pub mod extauthz;
 pub mod inventory;
 pub mod netpol;
 pub mod normalize;
@@ -47,10 +48,12 @@ pub mod yaml;
 
 pub use bundle::{BundleError, decode_bundle, encode_bundle};
 pub use compile::{Engine, compile};
-pub use decision::{Decision, RuleRef, ShadowResult, Step, Verdict};
+pub use decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};
 pub use diag::{Diagnostic, Errors, Location};
 pub use normalize::PathNormalization;
-pub use request::{Endpoint, HttpAttributes, Protocol, Request, Transport, WorkloadRef};
+pub use request::{
+    Endpoint, ExtAuthzAnswer, HttpAttributes, Protocol, Request, Transport, WorkloadRef,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +94,8 @@ pub struct Options {
     pub trust_domain_aliases: Vec<String>,
     /// How request paths are normalised before matching (Istio's `pathNormalization`).
     pub path_normalization: PathNormalization,
+    /// The external authorizers CUSTOM policies name (meshConfig `extensionProviders`).
+    pub extension_providers: Vec<extauthz::ExtensionProvider>,
 }
 
 impl Default for Options {
@@ -100,6 +105,7 @@ impl Default for Options {
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: Vec::new(),
             path_normalization: PathNormalization::Base,
+            extension_providers: Vec::new(),
         }
     }
 }

@@ -96,6 +96,7 @@ pub fn http_request() -> Request {
             "iss": "https://issuer.example", "sub": "admin", "aud": ["aud-1"],
             "azp": "presenter", "groups": ["admins"], "nested1": {"nested2": "nested"}
         })),
+        ext_authz: Default::default(),
     }
 }
 
@@ -397,6 +398,7 @@ impl FuzzRequest {
                     .collect(),
             }),
             jwt: self.jwt.as_ref().map(FuzzJson::value),
+            ext_authz: Default::default(),
         }
     }
 }

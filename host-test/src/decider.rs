@@ -306,6 +306,7 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         audit: None,
         network: None,
         errors: Vec::new(),
+        custom: Vec::new(),
     };
     if let Some(errors) = text.strip_prefix("denied (fail closed): ") {
         d.errors = vec![errors.to_string()];
@@ -393,6 +394,8 @@ fn parse_explanation(text: &str) -> Option<Decision> {
                 (Verdict::Deny, s @ (Step::NetworkIngressDenied | Step::NetworkEgressDenied)) => s,
                 (Verdict::Deny, _) => Step::NetworkIngressDenied,
                 (Verdict::Allow, _) => Step::NetworkAllowed,
+                // A NetworkPolicy outcome is never pending.
+                (Verdict::CustomPending, _) => return None,
             };
             d.network = Some(network(v, step, None, None));
         } else if let Some(rest) = part.strip_prefix("dry-run ") {

@@ -28,6 +28,7 @@ impl Oracle for EngineOracle {
             trust_domain: bundle.trust_domain.clone(),
             trust_domain_aliases: bundle.aliases.clone(),
             path_normalization: PathNormalization::Base,
+            extension_providers: Vec::new(),
         };
         let engine = palisade_engine::compile(&set, &options)
             .map_err(|e| Error(format!("engine cannot compile {name}: {e}")))?;

@@ -77,6 +77,10 @@ pub struct PluginConfig {
     /// `NONE`, `BASE` (default), `MERGE_SLASHES`, `DECODE_AND_MERGE_SLASHES`.
     #[serde(default)]
     pub path_normalization: Option<PathNormalization>,
+    /// The external authorizers CUSTOM policies name, as meshConfig `extensionProviders`
+    /// (`[{name, envoyExtAuthzHttp: {...}}]` or `envoyExtAuthzGrpc`).
+    #[serde(default)]
+    pub extension_providers: Option<Vec<palisade_engine::extauthz::ExtensionProvider>>,
     /// Trusted `x-forwarded-for` hops for `remote.ip`: 0 (default) uses the direct peer; N
     /// uses the N-th address from the right of `x-forwarded-for`.
     #[serde(default)]
@@ -210,11 +214,12 @@ impl Plugin {
                     || config.trust_domain_aliases.is_some()
                     || config.root_namespace.is_some()
                     || config.path_normalization.is_some()
+                    || config.extension_providers.is_some()
                 {
                     return Err(ConfigError::Invalid(
-                        "`trustDomain`, `trustDomainAliases`, `rootNamespace` and \
-                         `pathNormalization` are fixed when a bundle is compiled; pass them to \
-                         `palisade compile` instead"
+                        "`trustDomain`, `trustDomainAliases`, `rootNamespace`, \
+                         `pathNormalization` and `extensionProviders` are fixed when a bundle is \
+                         compiled; pass them to `palisade compile` instead"
                             .into(),
                     ));
                 }
@@ -333,7 +338,7 @@ impl Plugin {
         }
         match netpol::evaluate(&self.engine.network, &self.engine.inventory, request) {
             Ok(outcome) => {
-                if outcome.verdict == Verdict::Deny && decision.verdict == Verdict::Allow {
+                if outcome.verdict == Verdict::Deny && decision.verdict != Verdict::Deny {
                     decision.verdict = Verdict::Deny;
                     decision.step = outcome.step;
                     decision.rule = None;
@@ -360,6 +365,7 @@ pub fn error_decision(message: String) -> Decision {
         audit: None,
         network: None,
         errors: vec![message],
+        custom: Vec::new(),
     }
 }
 
@@ -380,6 +386,9 @@ fn options(config: &PluginConfig) -> Result<Options, ConfigError> {
     }
     if let Some(p) = config.path_normalization {
         o.path_normalization = p;
+    }
+    if let Some(e) = &config.extension_providers {
+        o.extension_providers.clone_from(e);
     }
     Ok(o)
 }
