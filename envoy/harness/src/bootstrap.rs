@@ -93,12 +93,30 @@ pub struct ListenerSpec {
 /// The bootstrap JSON: admin on 127.0.0.1 port 0 (see `--admin-address-path`), the
 /// listeners, and the cluster `echo` (127.0.0.1:`echo_port`) that TCP listeners proxy to.
 pub fn bootstrap(listeners: &[ListenerSpec], pki: &Pki, echo_port: u16) -> Value {
+    bootstrap_with_clusters(listeners, pki, echo_port, &[])
+}
+
+/// [`bootstrap`] with more clusters (the CUSTOM test's authorizers).
+pub fn bootstrap_with_clusters(
+    listeners: &[ListenerSpec],
+    pki: &Pki,
+    echo_port: u16,
+    clusters: &[Value],
+) -> Value {
     let listeners: Vec<Value> = listeners.iter().map(|l| listener(l, pki)).collect();
+    let mut all = vec![echo_cluster(echo_port)];
+    all.extend(clusters.iter().cloned());
     json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
         "static_resources": {
             "listeners": listeners,
-            "clusters": [{
+            "clusters": all,
+        },
+    })
+}
+
+fn echo_cluster(echo_port: u16) -> Value {
+    json!({
                 "name": "echo",
                 "type": "STATIC",
                 "connect_timeout": "2s",
@@ -108,8 +126,6 @@ pub fn bootstrap(listeners: &[ListenerSpec], pki: &Pki, echo_port: u16) -> Value
                         "socket_address": { "address": "127.0.0.1", "port_value": echo_port },
                     } } }] }],
                 },
-            }],
-        },
     })
 }
 

@@ -44,7 +44,8 @@ pub const DETAILS_ERROR: &str = "ext_authz_error";
 /// which it sets to 0).
 const ALWAYS_FORWARDED: [&str; 4] = [":method", ":path", ":authority", "authorization"];
 
-/// An HTTP check request: the headers to send (pseudo-headers first) to the provider's cluster.
+/// An HTTP check request: the headers to send (pseudo-headers first, a repeated header once
+/// with its values joined by `,`, as Envoy sends it) to the provider's cluster.
 pub fn http_check_headers(p: &HttpProvider, request: &[(String, String)]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::with_capacity(request.len().min(8) + 1);
     for (name, value) in request {
@@ -62,7 +63,15 @@ pub fn http_check_headers(p: &HttpProvider, request: &[(String, String)]) -> Vec
         } else {
             value.clone()
         };
-        out.push((name, value));
+        // Envoy's CheckRequest holds a header once, its repeated values joined with `,`, and
+        // the HTTP client copies that: the provider sees one header.
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                v.push(',');
+                v.push_str(&value);
+            }
+            None => out.push((name, value)),
+        }
     }
     // Pseudo-headers lead (the host rejects a map where they follow regular headers).
     out.sort_by_key(|(n, _)| !n.starts_with(':'));

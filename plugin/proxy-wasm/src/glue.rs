@@ -14,7 +14,9 @@ use palisade_engine::extauthz::ExtensionProvider;
 use palisade_engine::{Decision, Protocol, Request, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{
+    Action, BufferType, ContextType, LogLevel, MapType, MetricType, StreamType,
+};
 
 use crate::attributes::{
     AttributeError, RawAttributes, build_request, decode_bool, decode_labels, decode_string,
@@ -72,6 +74,7 @@ mod abi {
             return_map_data: *mut *mut u8,
             return_map_size: *mut usize,
         ) -> u32;
+        fn proxy_continue_stream(stream_type: u32) -> u32;
         fn proxy_replace_header_map_value(
             map_type: u32,
             key_data: *const u8,
@@ -107,6 +110,14 @@ mod abi {
                 -1,
             )
         }
+    }
+
+    /// Resumes a paused stream (`proxy_continue_stream`); returns the host's status (0 = OK).
+    /// The SDK's `resume_*` panic on any other status, and Envoy answers `Unimplemented` for a
+    /// network filter's upstream direction.
+    pub fn continue_stream(stream_type: u32) -> u32 {
+        // SAFETY: no pointers; the host reads the integer.
+        unsafe { proxy_continue_stream(stream_type) }
     }
 
     /// Sets a header of a map (replacing any value); returns the host's status (0 = OK).
@@ -629,7 +640,14 @@ impl Http {
         let (decision, reply) =
             apply_answer(&self.shared, &plugin, &mut request, &provider, answer);
         if self.settle(&plugin, request, decision, reply) == Action::Continue {
-            let _ = hostcalls::resume_http_request();
+            let status = abi::continue_stream(StreamType::HttpRequest as u32);
+            if status != 0 {
+                log(
+                    Level::Warn,
+                    &format!("palisade: cannot resume the request (status {status}); resetting it"),
+                );
+                let _ = hostcalls::reset_http_request();
+            }
         }
     }
 }
@@ -640,7 +658,7 @@ impl Context for Http {
     }
 
     fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
-        self.answered(token, |_| custom::grpc_answer(status, size));
+        self.answered(token, |c| custom::grpc_answer(c, status, size));
     }
 }
 
@@ -755,8 +773,14 @@ impl Tcp {
             let _ = hostcalls::close_downstream();
             let _ = hostcalls::close_upstream();
         } else if resume {
-            let _ = hostcalls::resume_downstream();
-            let _ = hostcalls::resume_upstream();
+            // Only the downstream direction: Envoy cannot resume a network filter's upstream
+            // direction (`Unimplemented`), see docs/custom-authorization.md.
+            if abi::continue_stream(StreamType::Downstream as u32) != 0 {
+                self.decided = Some(false);
+                let _ = hostcalls::close_downstream();
+                let _ = hostcalls::close_upstream();
+                return false;
+            }
         }
         allowed
     }
@@ -770,7 +794,7 @@ impl Context for Tcp {
         let Some(check) = self.check.take_if(|c| c.token == token) else {
             return;
         };
-        let answer = custom::grpc_answer(status, size);
+        let answer = custom::grpc_answer(&check, status, size);
         let custom::Check {
             mut request,
             provider,

@@ -52,6 +52,7 @@ fn the_http_check_carries_method_prefixed_path_authority_and_the_included_header
         (":scheme", "http"),
         ("x-ext-authz", "allow"),
         ("X-Prefix-Id", "7"),
+        ("x-ext-authz", "deny"),
         ("authorization", "Bearer t"),
         ("cookie", "secret"),
         ("content-length", "12"),
@@ -63,11 +64,12 @@ fn the_http_check_carries_method_prefixed_path_authority_and_the_included_header
             (":method", "POST"),
             (":path", "/check/api/items?x=1"),
             (":authority", "cart"),
-            ("x-ext-authz", "allow"),
+            ("x-ext-authz", "allow,deny"),
             ("x-prefix-id", "7"),
             ("authorization", "Bearer t"),
             ("content-length", "0"),
-        ])
+        ]),
+        "adversarial: a repeated header is sent once, its values joined (the provider cannot pick one)"
     );
     let mut bare = http();
     bare.path_prefix = String::new();
