@@ -30,6 +30,10 @@ use crate::certs::Pki;
 use crate::error::{Context, Result};
 use crate::jwt::jwt_authn_filter;
 
+/// The response header in which the HTTP route shows the request's
+/// `x-ext-authz-check-result` (the header Istio's sample authorizer sets on allow).
+pub const UPSTREAM_RESULT_HEADER: &str = "x-palisade-upstream-ext-authz";
+
 /// The bytes the TCP upstream ([`EchoServer`]) answers with.
 pub const TCP_RESPONSE: &str = "palisade-harness-ok";
 
@@ -217,6 +221,14 @@ fn hcm(name: &str, http_filters: &[Value]) -> Value {
                     "routes": [{
                         "match": { "prefix": "/" },
                         "direct_response": { "status": 200, "body": { "inline_string": "ok" } },
+                        // What reached the route of the header a CUSTOM provider sets on allow
+                        // (absent when the request has none): shows it in the response.
+                        "response_headers_to_add": [{
+                            "header": {
+                                "key": UPSTREAM_RESULT_HEADER,
+                                "value": "%REQ(x-ext-authz-check-result)%",
+                            },
+                        }],
                     }],
                 }],
             },

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use palisade_envoy_harness::bootstrap::{
-    EchoServer, ListenerKind, ListenerSpec, bootstrap_with_clusters,
+    EchoServer, ListenerKind, ListenerSpec, UPSTREAM_RESULT_HEADER, bootstrap_with_clusters,
 };
 use palisade_envoy_harness::certs::{ClientIdentity, Pki};
 use palisade_envoy_harness::client::{HttpRequest, Transport, probe_tcp, send_http_full};
@@ -524,6 +524,8 @@ struct Seen {
     status: u16,
     body: String,
     result: Option<String>,
+    /// The provider's header as the route saw it in the request (set on allow).
+    upstream: Option<String>,
     checks: usize,
 }
 
@@ -600,6 +602,7 @@ fn the_plugin_decides_custom_as_envoys_ext_authz_and_rbac_filters() {
 
     let mut differences = Vec::new();
     let mut compared = 0;
+    let mut upstream_allowed = 0;
     let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
     for (s, (reference, plugin_side)) in scenarios.iter().zip(&ports) {
         if s.tcp {
@@ -654,10 +657,12 @@ fn the_plugin_decides_custom_as_envoys_ext_authz_and_rbac_filters() {
                     status: r.status,
                     body: r.body.clone(),
                     result: r.header(RESULT_HEADER).map(String::from),
+                    upstream: r.header(UPSTREAM_RESULT_HEADER).map(String::from),
                     checks: checks() - before,
                 });
             }
             compared += 1;
+            upstream_allowed += usize::from(seen[0].upstream.as_deref() == Some("allowed"));
             *outcomes
                 .entry(format!("http {}", seen[0].status))
                 .or_default() += 1;
@@ -686,6 +691,10 @@ fn the_plugin_decides_custom_as_envoys_ext_authz_and_rbac_filters() {
         );
     }
     assert!(outcomes.contains_key("tcp open") && outcomes.contains_key("tcp closed"));
+    assert!(
+        upstream_allowed > 0,
+        "no allowed request carried the provider's header upstream"
+    );
     // The plugin's counters. Calls: 9 probes match the CUSTOM rule in each of the 8 HTTP
     // scenarios (every `/custom` probe, `POST /custom/items`, `/custom/admin`,
     // `/public/../custom`), and 3 connections in each of the 2 TCP ones: 78. Errors: every call
