@@ -54,7 +54,8 @@ pub enum Command {
         mesh: MeshArgs,
     },
     /// Decide requests against policies. Exit 0 when every request is allowed, 1 when any is
-    /// denied, 2 on invalid input.
+    /// denied, 2 on invalid input, 4 when none is denied but some are pending on an external
+    /// authorizer (a CUSTOM rule matched and the request has no `extAuthz` answer).
     Eval {
         /// Policy and inventory files or directories.
         #[arg(long, short = 'p', required = true, num_args = 1.., value_name = "PATH")]
@@ -108,6 +109,11 @@ pub struct MeshArgs {
     /// How request paths are normalised before matching [default: BASE].
     #[arg(long, value_enum, value_name = "MODE")]
     pub path_normalization: Option<Normalization>,
+    /// A meshConfig YAML file: its `extensionProviders` (`envoyExtAuthzHttp`,
+    /// `envoyExtAuthzGrpc`) declare the external authorizers CUSTOM policies name; other
+    /// meshConfig fields are ignored.
+    #[arg(long, value_name = "FILE")]
+    pub mesh_config: Option<PathBuf>,
     /// What a hostNetwork pod's connections are to NetworkPolicy [default: node].
     #[arg(long, value_enum, value_name = "AS")]
     pub host_network_pods: Option<HostNetworkAs>,
@@ -128,8 +134,9 @@ pub enum HostNetworkAs {
 }
 
 impl MeshArgs {
-    /// The engine options: the defaults, overridden by the flags given.
-    pub fn options(&self) -> Options {
+    /// The engine options: the defaults, overridden by the flags given; the extension
+    /// providers read from `--mesh-config`.
+    pub fn options(&self) -> Result<Options, crate::report::Failure> {
         let mut o = Options::default();
         if let Some(ns) = &self.root_namespace {
             o.root_namespace.clone_from(ns);
@@ -142,6 +149,14 @@ impl MeshArgs {
         if let Some(n) = self.path_normalization {
             o.path_normalization = n.into();
         }
+        if let Some(path) = &self.mesh_config {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                crate::report::Failure::message(format!("cannot read `{}`: {e}", path.display()))
+            })?;
+            let file = palisade_engine::SourceFile::new(path.display().to_string(), text);
+            o.extension_providers = palisade_engine::extauthz::read_mesh_config(&file)
+                .map_err(|e| crate::report::Failure::invalid(e, std::slice::from_ref(&file)))?;
+        }
         if let Some(h) = self.host_network_pods {
             o.node_traffic.host_network_pods = match h {
                 HostNetworkAs::Node => palisade_engine::HostNetworkPods::Node,
@@ -151,7 +166,7 @@ impl MeshArgs {
         if self.isolate_from_own_node {
             o.node_traffic.allow_own_node = false;
         }
-        o
+        Ok(o)
     }
 }
 

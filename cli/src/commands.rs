@@ -17,6 +17,9 @@ use crate::summary::{AuthzCounts, EngineSummary, summarise};
 pub const OK: u8 = 0;
 /// Exit status: some request denied (or a demo expectation not met).
 pub const DENIED: u8 = 1;
+/// Exit status: no request denied, but some pending on an external authorizer (a CUSTOM rule
+/// matched and the request carried no `extAuthz` answer from its provider).
+pub const CUSTOM_PENDING: u8 = 4;
 
 /// `check`'s result.
 #[derive(Debug, Serialize)]
@@ -35,7 +38,7 @@ struct CheckResult {
 /// `palisade check`.
 pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, Failure> {
     let sources = input::read_sources(paths)?;
-    let (set, engine) = input::build(&sources, &mesh.options())?;
+    let (set, engine) = input::build(&sources, &mesh.options()?)?;
     let result = CheckResult {
         valid: true,
         files: sources.iter().map(|s| s.name.clone()).collect(),
@@ -79,11 +82,17 @@ pub fn eval(
     output: Format,
 ) -> Result<u8, Failure> {
     let sources = input::read_sources(policy)?;
-    let (_, engine) = input::build(&sources, &mesh.options())?;
+    let (_, engine) = input::build(&sources, &mesh.options()?)?;
     let (_, requests) = input::read_requests(request)?;
     let verifier = crate::token::RingVerifier;
     let (results, totals) = decide_all_with(&engine, requests, Some(&verifier));
-    let status = if totals.denied > 0 { DENIED } else { OK };
+    let status = if totals.denied > 0 {
+        DENIED
+    } else if totals.pending > 0 {
+        CUSTOM_PENDING
+    } else {
+        OK
+    };
     let result = EvalResult { results, totals };
     print_result(output, &result, || {
         let mut out = String::new();
@@ -100,8 +109,15 @@ pub fn eval(
             let t = &result.totals;
             let _ = writeln!(
                 out,
-                "{} requests: {} allowed, {} denied",
-                t.requests, t.allowed, t.denied
+                "{} requests: {} allowed, {} denied{}",
+                t.requests,
+                t.allowed,
+                t.denied,
+                if t.pending > 0 {
+                    format!(", {} pending on an external authorizer", t.pending)
+                } else {
+                    String::new()
+                }
             );
         }
         out
@@ -161,7 +177,7 @@ pub fn compile(
     output: Format,
 ) -> Result<u8, Failure> {
     let sources = input::read_sources(paths)?;
-    let (_, engine) = input::build(&sources, &mesh.options())?;
+    let (_, engine) = input::build(&sources, &mesh.options()?)?;
     let bytes = encode_bundle(&engine).map_err(|e| Failure::message(e.to_string()))?;
     std::fs::write(bundle, &bytes).map_err(|e| {
         Failure::message(format!("cannot write bundle `{}`: {e}", bundle.display()))

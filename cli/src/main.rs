@@ -2,7 +2,9 @@
 //! face of Palisade's engine.
 //!
 //! Exit status: 0 success (every request allowed), 1 a request denied, 2 invalid input (every
-//! problem is printed on standard error, with `--error-format json` as the engine's `Errors`).
+//! problem is printed on standard error, with `--error-format json` as the engine's `Errors`),
+//! 3 replay disagreement, 4 no request denied but some pending on an external authorizer
+//! (`custom-pending`).
 #![forbid(unsafe_code)]
 
 mod args;

@@ -260,6 +260,13 @@ pub struct Count {
     pub allowed: usize,
     /// Denied.
     pub denied: usize,
+    /// Pending on a CUSTOM provider's answer (the record carries none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pending: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Count {
@@ -267,6 +274,7 @@ impl Count {
         match v {
             Verdict::Allow => self.allowed = self.allowed.saturating_add(1),
             Verdict::Deny => self.denied = self.denied.saturating_add(1),
+            Verdict::CustomPending => self.pending = self.pending.saturating_add(1),
         }
     }
 }
@@ -417,7 +425,7 @@ pub fn replay(args: &ReplayArgs, output: Format) -> Result<u8, Failure> {
     let mut paths = args.policy.clone();
     paths.extend(args.inventory.iter().cloned());
     let sources = input::read_sources(&paths)?;
-    let options = args.mesh.options();
+    let options = args.mesh.options()?;
     // Validate with full diagnostics first; the replayer compiles the same sources again.
     input::build(&sources, &options)?;
     let workload = args.workload.as_deref().map(parse_workload).transpose()?;
@@ -867,6 +875,7 @@ mod tests {
             audit: None,
             network: None,
             errors: Vec::new(),
+            custom: Vec::new(),
         };
         let observed = Observed {
             verdict: Verdict::Deny,

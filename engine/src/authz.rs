@@ -2,7 +2,8 @@
 //! YAML with Istio's own validation.
 //!
 //! Semantics (from the API's documentation, numbered as Istio numbers them):
-//! 1. CUSTOM policies ask an external authorizer — refused here, we have none.
+//! 1. If any CUSTOM policy matches, ask its provider (an external authorizer); deny if it says
+//!    deny (see [`crate::extauthz`] and `docs/custom-authorization.md`).
 //! 2. If any DENY policy matches the request, deny.
 //! 3. If there are no ALLOW policies for the workload, allow.
 //! 4. If any ALLOW policy matches the request, allow.
@@ -24,6 +25,8 @@ pub enum Action {
     Deny,
     /// Mark the request for audit; never changes the verdict.
     Audit,
+    /// Ask the policy's provider (an external authorizer) first; deny if it says deny.
+    Custom,
 }
 
 impl Action {
@@ -33,6 +36,7 @@ impl Action {
             Action::Allow => "ALLOW",
             Action::Deny => "DENY",
             Action::Audit => "AUDIT",
+            Action::Custom => "CUSTOM",
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct AuthorizationPolicy {
     pub namespace: String,
     /// The action.
     pub action: Action,
+    /// `provider.name`: the extension provider a CUSTOM policy asks (`Some` only for CUSTOM).
+    pub provider: Option<String>,
     /// Which workloads it applies to.
     pub scope: Scope,
     /// The rules, ORed; `None` when the field is absent (the policy matches nothing).
@@ -316,6 +322,7 @@ pub fn parse(
             name,
             namespace,
             action: Action::Allow,
+            provider: None,
             scope: Scope::Namespace,
             rules: None,
             dry_run,
@@ -345,11 +352,7 @@ pub fn parse(
             "ALLOW" => Action::Allow,
             "DENY" => Action::Deny,
             "AUDIT" => Action::Audit,
-            "CUSTOM" => {
-                return Err(a.at().error(format!(
-                    "policy `{namespace}/{name}` uses action `CUSTOM`, which needs an external authorizer; Palisade has none"
-                )).with_help("use ALLOW or DENY rules, or keep this policy out of Palisade's input"));
-            }
+            "CUSTOM" => Action::Custom,
             other => {
                 return Err(a
                     .at()
@@ -358,11 +361,31 @@ pub fn parse(
             }
         },
     };
-    if let Some(p) = &provider {
-        return Err(p.at().error(
-            "`provider` is only valid with action `CUSTOM`, which Palisade does not support",
-        ));
-    }
+    // Istio's validation: `provider` only with CUSTOM, and CUSTOM needs a named provider.
+    let provider = match (&provider, action) {
+        (Some(p), Action::Custom) => {
+            let at = p.at();
+            let mut pf = at.fields()?;
+            let name = pf.take("name").map(|n| n.at().string()).transpose()?;
+            pf.finish(&["name"])?;
+            match name {
+                Some(n) if !n.is_empty() => Some(n),
+                _ => return Err(at.error("`provider.name` must not be empty")),
+            }
+        }
+        (Some(p), _) => {
+            return Err(p
+                .at()
+                .error("`provider` is only allowed with action `CUSTOM`"));
+        }
+        (None, Action::Custom) => {
+            let at = action_f.as_ref().map_or(spec_at, |a| a.at());
+            return Err(at.error("action `CUSTOM` needs a `provider`").with_help(
+                "name one of the mesh's extension providers: `provider: {name: my-ext-authz}`",
+            ));
+        }
+        (None, _) => None,
+    };
 
     let has_targets = target_ref.is_some() || target_refs.is_some();
     let scope = match (&selector, has_targets) {
@@ -418,15 +441,63 @@ pub fn parse(
             "add a rule; `rules: [{}]` denies every request to the selected workloads",
         ));
     }
+    if action == Action::Custom
+        && let Some(rules) = &rules
+    {
+        check_custom_rules(rules)?;
+    }
     Ok(AuthorizationPolicy {
         name,
         namespace,
         action,
+        provider,
         scope,
         rules,
         dry_run,
         origin,
     })
+}
+
+/// Istio's validation refuses the authentication fields in CUSTOM rules: `principals`,
+/// `namespaces`, `requestPrincipals` and their negations, and the conditions
+/// `source.principal`, `source.namespace` and `request.auth.*`.
+fn check_custom_rules(rules: &[Rule]) -> DResult<()> {
+    let refuse = |v: &Str, field: &str| {
+        Err(v.error(format!(
+            "{field} is currently not supported with CUSTOM action"
+        )))
+    };
+    for rule in rules {
+        for s in &rule.from {
+            for (values, field) in [
+                (&s.principals, "From.Principals"),
+                (&s.not_principals, "From.NotPrincipals"),
+                (&s.request_principals, "From.RequestPrincipals"),
+                (&s.not_request_principals, "From.NotRequestPrincipals"),
+                (&s.namespaces, "From.Namespaces"),
+                (&s.not_namespaces, "From.NotNamespaces"),
+            ] {
+                if let Some(v) = values.first() {
+                    return refuse(v, field);
+                }
+            }
+        }
+        for c in &rule.when {
+            let auth = matches!(
+                c.key,
+                ConditionKey::SourcePrincipal
+                    | ConditionKey::SourceNamespace
+                    | ConditionKey::RequestAuthPrincipal
+                    | ConditionKey::RequestAuthAudiences
+                    | ConditionKey::RequestAuthPresenter
+                    | ConditionKey::RequestAuthClaims(_)
+            );
+            if auth {
+                return refuse(&c.key_text, &format!("When.Key `{}`", c.key_text.value));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_rule(at: At<'_>, namespace: &str) -> DResult<Rule> {

@@ -20,13 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::authn::{self, Authenticated};
 use crate::authz::{Action, AuthorizationPolicy, ConditionKey, Operation, Rule, Scope, Source};
-use crate::decision::{Decision, RuleRef, ShadowResult, Step, Verdict};
+use crate::decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};
 use crate::diag::Errors;
 use crate::inventory::{AddressOwner, Inventory};
 use crate::netpol::{self, CompiledNetwork};
 use crate::normalize::{normalize, strip_query};
 use crate::pattern::{Glob, GlobPart, StrMatch, Template, parse_cidr};
-use crate::request::{Protocol, Request, WorkloadRef};
+use crate::request::{ExtAuthzAnswer, Protocol, Request, WorkloadRef};
 use crate::{Options, PolicySet};
 
 /// The request attribute a predicate tests.
@@ -134,6 +134,8 @@ pub struct CPolicy {
     pub namespace: String,
     /// Action.
     pub action: Action,
+    /// The provider a CUSTOM policy asks.
+    pub provider: Option<String>,
     /// Selector labels (`None` for namespace-wide, `Some([])` never).
     pub selector: Option<Vec<(String, String)>>,
     /// Only for gateways/waypoints (`targetRefs`): never applies to a workload.
@@ -294,6 +296,25 @@ pub struct Groups {
     pub has_shadow_allow: bool,
     /// Whether any dry-run DENY policy applies.
     pub has_shadow_deny: bool,
+    /// CUSTOM rules, one group per provider, sorted by provider name (Istio's filter order).
+    pub custom: Vec<CustomGroup>,
+}
+
+/// The CUSTOM rules of one provider for one workload and protocol: in Envoy, an RBAC filter
+/// (the enforced rules as DENY shadow rules, the dry-run ones as enforced DENY rules) followed
+/// by the provider's `ext_authz` filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomGroup {
+    /// The provider's name.
+    pub provider: String,
+    /// Whether the mesh declares the provider. When it does not, Istio generates the enforced
+    /// rules as DENY rules (`…-deny-due-to-bad-CUSTOM-action`) and no `ext_authz` filter.
+    pub declared: bool,
+    /// Rules of enforced policies: a match asks the provider.
+    pub enforced: RuleSet,
+    /// Rules of dry-run policies. Istio master puts them in the RBAC filter's enforced `rules`
+    /// with action DENY, so a match is denied there, before the provider is asked.
+    pub dry_run: RuleSet,
 }
 
 /// Everything that applies to one workload, indexed for both protocols.
@@ -425,6 +446,12 @@ impl std::fmt::Debug for ViewCache {
 
 /// Compiles a validated policy set.
 pub fn compile(set: &PolicySet, options: &Options) -> Result<Engine, Errors> {
+    crate::extauthz::validate_all(&options.extension_providers).map_err(|e| {
+        Errors::one(
+            crate::diag::Diagnostic::new(format!("invalid extension providers: {e}"))
+                .with_help("fix the mesh's `extensionProviders`"),
+        )
+    })?;
     let mut engine = Engine {
         options: options.clone(),
         inventory: set.inventory.clone(),
@@ -448,8 +475,29 @@ pub fn compile(set: &PolicySet, options: &Options) -> Result<Engine, Errors> {
 
 fn add_policy(engine: &mut Engine, p: &AuthorizationPolicy) {
     let mut ids = Vec::new();
+    // CUSTOM rules are named as Istio names them for the ext_authz filter's metadata match;
+    // those of an undeclared provider become DENY rules with Istio's suffix.
+    let prefix = match (&p.provider, p.action) {
+        (Some(provider), Action::Custom) => format!("istio-ext-authz-{provider}-"),
+        _ => String::new(),
+    };
+    let bad = p.action == Action::Custom
+        && !p.dry_run
+        && !engine
+            .options
+            .extension_providers
+            .iter()
+            .any(|e| Some(&e.name) == p.provider.as_ref());
+    let suffix = if bad {
+        "-deny-due-to-bad-CUSTOM-action"
+    } else {
+        ""
+    };
     for (i, rule) in p.rules.iter().flatten().enumerate() {
-        let id = format!("ns[{}]-policy[{}]-rule[{i}]", p.namespace, p.name);
+        let id = format!(
+            "{prefix}ns[{}]-policy[{}]-rule[{i}]{suffix}",
+            p.namespace, p.name
+        );
         let rref = RuleRef {
             kind: "AuthorizationPolicy".into(),
             namespace: p.namespace.clone(),
@@ -475,6 +523,7 @@ fn add_policy(engine: &mut Engine, p: &AuthorizationPolicy) {
         name: p.name.clone(),
         namespace: p.namespace.clone(),
         action: p.action,
+        provider: p.provider.clone(),
         selector,
         target_refs,
         dry_run: p.dry_run,
@@ -496,7 +545,7 @@ fn tcp_body(http: &Body, action: Action) -> Option<Body> {
     match action {
         Action::Allow if has_http => None,
         Action::Allow => Some(http.clone()),
-        Action::Deny | Action::Audit => {
+        Action::Deny | Action::Audit | Action::Custom => {
             let strip = |c: &Vec<Pred>| -> Vec<Pred> {
                 c.iter().filter(|p| !p.attr.http_only()).cloned().collect()
             };
@@ -955,6 +1004,9 @@ impl Engine {
             ..WorkloadView::default()
         };
         let mut members: [Vec<u32>; 5] = Default::default();
+        // Per provider (sorted, as Istio orders the filter pairs): enforced and dry-run rules.
+        let mut custom: std::collections::BTreeMap<String, (Vec<u32>, Vec<u32>)> =
+            std::collections::BTreeMap::new();
         for p in &self.policies {
             if !self.applies(p, namespace, labels) {
                 continue;
@@ -966,6 +1018,13 @@ impl Engine {
                 (Action::Audit, _) => 2,
                 (Action::Allow, true) => 3,
                 (Action::Deny, true) => 4,
+                (Action::Custom, dry_run) => {
+                    let provider = p.provider.clone().unwrap_or_default();
+                    let entry = custom.entry(provider).or_default();
+                    let ids = if dry_run { &mut entry.1 } else { &mut entry.0 };
+                    ids.extend_from_slice(&p.rules);
+                    continue;
+                }
             };
             for g in [&mut view.http, &mut view.tcp] {
                 match slot {
@@ -992,6 +1051,29 @@ impl Engine {
             ];
             for (set, ids) in sets.into_iter().zip(members.iter()) {
                 *set = self.build_set(ids, proto);
+            }
+            for (provider, (enforced, dry_run)) in &custom {
+                let declared = self
+                    .options
+                    .extension_providers
+                    .iter()
+                    .find(|e| &e.name == provider);
+                // Envoy's network filters have no HTTP ext_authz: Istio skips an HTTP
+                // provider's CUSTOM rules on TCP (an undeclared provider's still deny).
+                if proto == Protocol::Tcp && declared.is_some_and(|e| !e.is_grpc()) {
+                    continue;
+                }
+                groups.custom.push(CustomGroup {
+                    provider: provider.clone(),
+                    declared: declared.is_some(),
+                    enforced: self.build_set(enforced, proto),
+                    // An undeclared provider's dry-run rules generate nothing.
+                    dry_run: if declared.is_some() {
+                        self.build_set(dry_run, proto)
+                    } else {
+                        RuleSet::default()
+                    },
+                });
             }
         }
         view
@@ -1452,7 +1534,10 @@ impl Engine {
             });
         }
         let audit = self.rule_ref(self.first_match(&g.audit, proto, &facts));
-        let (verdict, step, rule) = if let Some(id) = self.first_match(&g.deny, proto, &facts) {
+        let (custom, outcome) = self.decide_custom(g, proto, &facts, req);
+        let (verdict, step, rule) = if let Some(outcome) = outcome {
+            outcome
+        } else if let Some(id) = self.first_match(&g.deny, proto, &facts) {
             (Verdict::Deny, Step::DenyMatched, self.rule_ref(Some(id)))
         } else if !g.has_allow {
             (Verdict::Allow, Step::NoAllowPolicies, None)
@@ -1469,7 +1554,64 @@ impl Engine {
             audit,
             network: None,
             errors: Vec::new(),
+            custom,
         }
+    }
+
+    /// Istio step 1, CUSTOM, provider by provider in Envoy's filter order. An undeclared
+    /// provider's matching rule denies; a declared one's matching dry-run rule denies (Istio
+    /// master makes them enforced DENY rules of the provider's RBAC filter); a matching
+    /// enforced rule asks the provider: its answer in the request allows (go on to the next
+    /// provider, then DENY and ALLOW) or denies, and no answer leaves the request pending.
+    /// Returns the providers asked and, when CUSTOM decided, the verdict.
+    fn decide_custom(
+        &self,
+        g: &Groups,
+        proto: Protocol,
+        facts: &Facts<'_>,
+        req: &Request,
+    ) -> (Vec<CustomCheck>, Option<Settled>) {
+        let mut asked = Vec::new();
+        for cg in &g.custom {
+            if !cg.declared {
+                if let Some(id) = self.first_match(&cg.enforced, proto, facts) {
+                    let outcome = (
+                        Verdict::Deny,
+                        Step::CustomProviderMissing,
+                        self.rule_ref(Some(id)),
+                    );
+                    return (asked, Some(outcome));
+                }
+                continue;
+            }
+            if let Some(id) = self.first_match(&cg.dry_run, proto, facts) {
+                let outcome = (Verdict::Deny, Step::DenyMatched, self.rule_ref(Some(id)));
+                return (asked, Some(outcome));
+            }
+            let Some(id) = self.first_match(&cg.enforced, proto, facts) else {
+                continue;
+            };
+            let Some(rule) = self.rule_ref(Some(id)) else {
+                continue;
+            };
+            let answer = req.ext_authz.get(&cg.provider).copied();
+            asked.push(CustomCheck {
+                provider: cg.provider.clone(),
+                rule: Arc::clone(&rule),
+                answer,
+            });
+            match answer {
+                Some(ExtAuthzAnswer::Allow) => {}
+                Some(ExtAuthzAnswer::Deny) => {
+                    return (asked, Some((Verdict::Deny, Step::CustomDenied, Some(rule))));
+                }
+                None => {
+                    let outcome = (Verdict::CustomPending, Step::CustomPending, Some(rule));
+                    return (asked, Some(outcome));
+                }
+            }
+        }
+        (asked, None)
     }
 
     /// The inventory index of the destination workload, or its namespace and labels.
@@ -1557,6 +1699,7 @@ impl Engine {
                 audit: None,
                 network: None,
                 errors: Vec::new(),
+                custom: Vec::new(),
             },
         };
         // A refused token never reaches a decision NetworkPolicy could add to.
@@ -1570,7 +1713,9 @@ impl Engine {
             self.options.node_traffic,
         ) {
             Ok(outcome) => {
-                if outcome.verdict == Verdict::Deny && decision.verdict == Verdict::Allow {
+                // A NetworkPolicy denial stands even when a CUSTOM provider is pending: the
+                // connection never reaches the proxy.
+                if outcome.verdict == Verdict::Deny && decision.verdict != Verdict::Deny {
                     decision.verdict = Verdict::Deny;
                     decision.step = outcome.step;
                     decision.rule = None;
@@ -1597,6 +1742,9 @@ impl Engine {
     }
 }
 
+/// A verdict, the step that gave it and the deciding rule.
+type Settled = (Verdict, Step, Option<Arc<RuleRef>>);
+
 enum Resolved<'a> {
     Known(usize),
     Inline(&'a WorkloadRef),
@@ -1612,6 +1760,7 @@ fn jwt_rejected(why: &str) -> Decision {
         audit: None,
         network: None,
         errors: vec![why.to_string()],
+        custom: Vec::new(),
     }
 }
 
@@ -1624,6 +1773,7 @@ fn error_decision(e: String) -> Decision {
         audit: None,
         network: None,
         errors: vec![e],
+        custom: Vec::new(),
     }
 }
 
@@ -1748,7 +1898,8 @@ impl Engine {
             Protocol::Tcp => &view.tcp,
         };
         let sets = [&g.deny, &g.allow, &g.audit, &g.shadow_allow, &g.shadow_deny];
-        for id in sets.iter().flat_map(|s| s.rules.iter()) {
+        let custom = g.custom.iter().flat_map(|c| [&c.enforced, &c.dry_run]);
+        for id in sets.into_iter().chain(custom).flat_map(|s| s.rules.iter()) {
             let Some(b) = self.body(*id, protocol) else {
                 continue;
             };

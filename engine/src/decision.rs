@@ -6,14 +6,18 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// Allow or deny.
+/// Allow or deny — or, when a CUSTOM policy's provider has not answered yet, pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// The request may proceed.
     Allow,
     /// The request is refused.
     Deny,
+    /// A CUSTOM rule matched and its provider must be asked: the request carried no answer
+    /// from it ([`Decision::custom`] names the provider). Not an allow: a host that cannot ask
+    /// denies.
+    CustomPending,
 }
 
 impl fmt::Display for Verdict {
@@ -21,6 +25,7 @@ impl fmt::Display for Verdict {
         f.write_str(match self {
             Verdict::Allow => "allow",
             Verdict::Deny => "deny",
+            Verdict::CustomPending => "custom-pending",
         })
     }
 }
@@ -54,6 +59,25 @@ pub enum Step {
     /// refuses the token before any authorization: HTTP 401, or 403 for audiences it does not
     /// allow (the reason is in `errors`).
     JwtRejected,
+    /// A CUSTOM rule matched and its provider has not answered (Istio step 1): pending.
+    CustomPending,
+    /// A CUSTOM rule matched and its provider denied (Istio step 1).
+    CustomDenied,
+    /// A CUSTOM rule matched whose provider is not declared: Istio turns such rules into
+    /// DENY rules (`…-deny-due-to-bad-CUSTOM-action`).
+    CustomProviderMissing,
+}
+
+/// One external authorizer a CUSTOM rule asked, in the order Envoy asks them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomCheck {
+    /// The provider's name.
+    pub provider: String,
+    /// The first CUSTOM rule of this provider that matched (Envoy's shadow effective policy
+    /// id, `istio-ext-authz-<provider>-ns[<ns>]-policy[<name>]-rule[<i>]`).
+    pub rule: Arc<RuleRef>,
+    /// What the provider answered (from the request's `extAuthz`), or `None`: not yet asked.
+    pub answer: Option<crate::request::ExtAuthzAnswer>,
 }
 
 /// A rule that matched, named as Envoy names it.
@@ -100,6 +124,10 @@ pub struct Decision {
     pub network: Option<NetworkOutcome>,
     /// Evaluation errors; any error denies.
     pub errors: Vec<String>,
+    /// The external authorizers CUSTOM rules asked, in order (empty when none matched). The
+    /// last one decided when the step is [`Step::CustomPending`] or [`Step::CustomDenied`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom: Vec<CustomCheck>,
 }
 
 /// What NetworkPolicy said about the connection.
@@ -123,7 +151,8 @@ impl Decision {
     }
 
     /// Envoy's response code details for this decision:
-    /// `rbac_access_denied_matched_policy[<id>]` (`[none]` when no rule matched).
+    /// `rbac_access_denied_matched_policy[<id>]` (`[none]` when no rule matched), or
+    /// `ext_authz_denied` when a CUSTOM provider denied.
     pub fn envoy_details(&self) -> String {
         if self.step == Step::JwtRejected {
             // Envoy's `jwt_authn_access_denied{<status, spaces as underscores>}`.
@@ -133,6 +162,9 @@ impl Decision {
                 .map_or("", String::as_str)
                 .replace(' ', "_");
             return format!("jwt_authn_access_denied{{{why}}}");
+        }
+        if self.step == Step::CustomDenied {
+            return "ext_authz_denied".to_string();
         }
         let id = self.rule.as_ref().map_or("none", |r| r.id.as_str());
         format!("rbac_access_denied_matched_policy[{id}]")
@@ -180,7 +212,29 @@ impl Decision {
                 "denied (fail closed): {}",
                 self.errors.join("; ")
             ),
+            Step::CustomPending => format!(
+                "pending: CUSTOM rule {} matched; ask provider `{}`",
+                rule(self.rule.as_deref()),
+                self.custom.last().map_or("?", |c| c.provider.as_str())
+            ),
+            Step::CustomDenied => format!(
+                "denied: CUSTOM rule {} matched and provider `{}` denied",
+                rule(self.rule.as_deref()),
+                self.custom.last().map_or("?", |c| c.provider.as_str())
+            ),
+            Step::CustomProviderMissing => format!(
+                "denied: rule {} matched and its CUSTOM provider is not declared in the mesh's extension providers",
+                rule(self.rule.as_deref())
+            ),
         });
+        for c in &self.custom {
+            if c.answer == Some(crate::request::ExtAuthzAnswer::Allow) {
+                out.push_str(&format!(
+                    "; provider `{}` allowed ({})",
+                    c.provider, c.rule.id
+                ));
+            }
+        }
         if let Some(n) = &self.network
             && !matches!(
                 self.step,

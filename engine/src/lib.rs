@@ -40,6 +40,7 @@ pub mod container_host;
 pub mod container_read;
 pub mod decision;
 pub mod diag;
+pub mod extauthz;
 pub mod inventory;
 pub mod netpol;
 pub mod normalize;
@@ -50,10 +51,12 @@ pub mod yaml;
 
 pub use bundle::{BundleError, decode_bundle, encode_bundle};
 pub use compile::{Engine, compile};
-pub use decision::{Decision, RuleRef, ShadowResult, Step, Verdict};
+pub use decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};
 pub use diag::{Diagnostic, Errors, Location};
 pub use normalize::PathNormalization;
-pub use request::{Endpoint, HttpAttributes, Protocol, Request, Transport, WorkloadRef};
+pub use request::{
+    Endpoint, ExtAuthzAnswer, HttpAttributes, Protocol, Request, Transport, WorkloadRef,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +101,8 @@ pub struct Options {
     pub path_normalization: PathNormalization,
     /// How NetworkPolicy treats node traffic (`hostNetwork` pods, a pod's own node).
     pub node_traffic: NodeTraffic,
+    /// The external authorizers CUSTOM policies name (meshConfig `extensionProviders`).
+    pub extension_providers: Vec<extauthz::ExtensionProvider>,
 }
 
 impl Default for Options {
@@ -108,6 +113,7 @@ impl Default for Options {
             trust_domain_aliases: Vec::new(),
             path_normalization: PathNormalization::Base,
             node_traffic: NodeTraffic::default(),
+            extension_providers: Vec::new(),
         }
     }
 }

@@ -131,6 +131,21 @@ pub struct Request {
     /// destination's jwtRules as `jwt_authn` would; without one it cannot be trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_token: Option<String>,
+    /// The answers of external authorizers, by provider name (`{"my-ext-authz": "allow"}`):
+    /// what a CUSTOM policy's provider said. A provider a matching CUSTOM rule asks and that
+    /// has no answer here leaves the decision `custom-pending`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ext_authz: BTreeMap<String, ExtAuthzAnswer>,
+}
+
+/// What an external authorizer answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtAuthzAnswer {
+    /// The authorizer allowed the request (HTTP 200, gRPC `OK`).
+    Allow,
+    /// The authorizer denied it (or failed, without `failOpen`).
+    Deny,
 }
 
 impl Request {

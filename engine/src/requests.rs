@@ -253,6 +253,9 @@ pub struct Totals {
     pub allowed: usize,
     /// Denied.
     pub denied: usize,
+    /// Pending: a CUSTOM rule matched and its provider's answer was not given (neither
+    /// allowed nor denied).
+    pub pending: usize,
     /// With an expectation that was not met.
     pub unexpected: usize,
 }
@@ -275,10 +278,10 @@ pub fn decide_all_with(
         .map(|(i, l)| {
             let decision = engine.decide_with(&l.request, verifier);
             totals.requests += 1;
-            if decision.allowed() {
-                totals.allowed += 1;
-            } else {
-                totals.denied += 1;
+            match decision.verdict {
+                Verdict::Allow => totals.allowed += 1,
+                Verdict::Deny => totals.denied += 1,
+                Verdict::CustomPending => totals.pending += 1,
             }
             let rule = decision.rule.as_ref().map(|r| r.id.as_str());
             let as_expected = match (l.expect, &l.expect_rule) {

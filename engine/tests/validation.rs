@@ -118,11 +118,18 @@ fn invalid_policies_are_refused_with_message_path_and_line() {
             10,
         ),
         (
-            "CUSTOM is refused naming the policy",
-            spec("  action: CUSTOM\n  provider: {name: ext}\n  rules: [{}]\n"),
-            "policy `shop/p` uses action `CUSTOM`",
+            "CUSTOM without a provider is refused at the action",
+            spec("  action: CUSTOM\n  rules: [{}]\n"),
+            "action `CUSTOM` needs a `provider`",
             "spec.action",
             7,
+        ),
+        (
+            "a provider on a DENY policy is refused at the provider",
+            spec("  action: DENY\n  provider: {name: ext}\n  rules: [{}]\n"),
+            "`provider` is only allowed with action `CUSTOM`",
+            "spec.provider",
+            8,
         ),
         (
             "unknown action",

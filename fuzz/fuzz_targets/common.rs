@@ -97,6 +97,7 @@ pub fn http_request() -> Request {
             "azp": "presenter", "groups": ["admins"], "nested1": {"nested2": "nested"}
         })),
         jwt_token: None,
+        ext_authz: Default::default(),
     }
 }
 
@@ -399,6 +400,7 @@ impl FuzzRequest {
             }),
             jwt: self.jwt.as_ref().map(FuzzJson::value),
             jwt_token: None,
+            ext_authz: Default::default(),
         }
     }
 }

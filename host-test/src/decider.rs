@@ -24,8 +24,8 @@ use std::sync::Arc;
 use palisade_corpus::Decider;
 use palisade_engine::decision::NetworkOutcome;
 use palisade_engine::{
-    Decision, Engine, Options, Protocol, Request, RuleRef, ShadowResult, SourceFile, Step,
-    Transport, Verdict, WorkloadRef,
+    CustomCheck, Decision, Engine, ExtAuthzAnswer, Options, Protocol, Request, RuleRef,
+    ShadowResult, SourceFile, Step, Transport, Verdict, WorkloadRef,
 };
 
 use crate::envoy::{hidden_peer, trusted_proxies};
@@ -227,8 +227,12 @@ pub fn decision_from(
             decision.verdict
         ));
     }
+    // A provider that failed closed replies `ext_authz_error` where one that denied replies
+    // `ext_authz_denied`; the engine sees both as the provider's deny.
+    let failed_closed = decision.step == Step::CustomDenied && details == Some("ext_authz_error");
     if let Some(d) = details
         && d != decision.envoy_details()
+        && !failed_closed
     {
         return Err(format!(
             "response details `{d}` disagree with the log line `{line}`"
@@ -270,6 +274,18 @@ pub fn rule_ref(id: &str) -> Option<RuleRef> {
         return None;
     }
     let index = |s: &str| s.strip_suffix(']').and_then(|n| n.parse::<usize>().ok());
+    // CUSTOM rules: `istio-ext-authz-<provider>-ns[..]-policy[..]-rule[..]`, with Istio's
+    // suffix when the provider is not declared.
+    if let Some(rest) = id.strip_prefix("istio-ext-authz-") {
+        let at = rest.find("-ns[")?;
+        let inner = rest.get(at + 1..)?;
+        let inner = inner
+            .strip_suffix("-deny-due-to-bad-CUSTOM-action")
+            .unwrap_or(inner);
+        let mut r = rule_ref(inner)?;
+        r.id = id.into();
+        return Some(r);
+    }
     if let Some(rest) = id.strip_prefix("ns[") {
         let (ns, rest) = rest.split_once("]-policy[")?;
         let (policy, rule) = rest.rsplit_once("]-rule[")?;
@@ -314,6 +330,7 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         audit: None,
         network: None,
         errors: Vec::new(),
+        custom: Vec::new(),
     };
     if let Some(errors) = text.strip_prefix("denied (fail closed): ") {
         d.errors = vec![errors.to_string()];
@@ -329,6 +346,7 @@ fn parse_explanation(text: &str) -> Option<Decision> {
     }
     let mut parts = text.split("; ");
     let head = parts.next()?;
+    let mut last_custom: Option<(String, Option<ExtAuthzAnswer>)> = None;
     let network = |verdict, step, ingress, egress| NetworkOutcome {
         verdict,
         step,
@@ -399,16 +417,55 @@ fn parse_explanation(text: &str) -> Option<Decision> {
             rule_ref(ingress),
             rule_ref(egress),
         ));
+    } else if let Some(id) = head
+        .strip_prefix("pending: CUSTOM rule ")
+        .and_then(|s| s.strip_suffix(" matched"))
+    {
+        d.verdict = Verdict::CustomPending;
+        d.step = Step::CustomPending;
+        d.rule = rule_ref(id).map(Arc::new);
+    } else if let Some((id, provider)) = head
+        .strip_prefix("denied: CUSTOM rule ")
+        .and_then(|s| s.strip_suffix("` denied"))
+        .and_then(|s| s.split_once(" matched and provider `"))
+    {
+        d.step = Step::CustomDenied;
+        d.rule = rule_ref(id).map(Arc::new);
+        last_custom = Some((provider.to_string(), Some(ExtAuthzAnswer::Deny)));
+    } else if let Some(id) = head.strip_prefix("denied: rule ").and_then(|s| {
+        s.strip_suffix(
+            " matched and its CUSTOM provider is not declared in the mesh's extension providers",
+        )
+    }) {
+        d.step = Step::CustomProviderMissing;
+        d.rule = rule_ref(id).map(Arc::new);
     } else {
         return None;
     }
     for part in parts {
-        if let Some(v) = part.strip_prefix("network policy: ") {
+        if let Some(p) = part
+            .strip_prefix("ask provider `")
+            .and_then(|s| s.strip_suffix('`'))
+        {
+            last_custom = Some((p.to_string(), None));
+        } else if let Some((p, id)) = part
+            .strip_prefix("provider `")
+            .and_then(|s| s.strip_suffix(')'))
+            .and_then(|s| s.split_once("` allowed ("))
+        {
+            d.custom.push(CustomCheck {
+                provider: p.into(),
+                rule: Arc::new(rule_ref(id)?),
+                answer: Some(ExtAuthzAnswer::Allow),
+            });
+        } else if let Some(v) = part.strip_prefix("network policy: ") {
             let v = verdict(v)?;
             let step = match (v, d.step) {
                 (Verdict::Deny, s @ (Step::NetworkIngressDenied | Step::NetworkEgressDenied)) => s,
                 (Verdict::Deny, _) => Step::NetworkIngressDenied,
                 (Verdict::Allow, _) => Step::NetworkAllowed,
+                // A NetworkPolicy outcome is never pending.
+                (Verdict::CustomPending, _) => return None,
             };
             d.network = Some(network(v, step, None, None));
         } else if let Some(rest) = part.strip_prefix("dry-run ") {
@@ -425,6 +482,14 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         } else {
             return None;
         }
+    }
+    // The provider that decided (pending or denied) was asked last.
+    if let Some((provider, answer)) = last_custom {
+        d.custom.push(CustomCheck {
+            provider,
+            rule: d.rule.clone()?,
+            answer,
+        });
     }
     Some(d)
 }

@@ -774,10 +774,38 @@ impl PluginInstance {
     /// shows of it: the verdict, the local reply and the metric increments. Log lines the
     /// guest wrote are dropped.
     pub fn http_summary(&mut self, request: &palisade_engine::Request) -> StreamSummary {
+        self.http_summary_answering(request, BTreeMap::new())
+    }
+
+    /// [`PluginInstance::http`], HTTP callouts to these upstreams answered as given (before the
+    /// settings' fixtures): replay serves a request's recorded CUSTOM provider answers so.
+    pub fn http_answering(
+        &mut self,
+        request: &palisade_engine::Request,
+        answers: BTreeMap<String, HttpFixture>,
+    ) -> HttpOutcome {
+        self.http_with(|s| {
+            encode_request(request, s);
+            s.answers = answers;
+        })
+    }
+
+    /// [`PluginInstance::http_summary`] with callout answers, as [`PluginInstance::http_answering`].
+    pub fn http_summary_answering(
+        &mut self,
+        request: &palisade_engine::Request,
+        answers: BTreeMap<String, HttpFixture>,
+    ) -> StreamSummary {
         let log_start = self.store.data().logs.len();
         let mut action = None;
         let trap = self
-            .run_http(|s| encode_request(request, s), &mut action)
+            .run_http(
+                |s| {
+                    encode_request(request, s);
+                    s.answers = answers;
+                },
+                &mut action,
+            )
             .err();
         let went_on = self.went_on(action);
         let state = self.store.data_mut();
@@ -867,7 +895,12 @@ impl PluginInstance {
                     .find(|c| c.token == token)
                     .map(|c| c.upstream.clone())
                     .unwrap_or_default();
-                state.settings.http_fixtures.get(&upstream).cloned()
+                state
+                    .stream
+                    .answers
+                    .get(&upstream)
+                    .or_else(|| state.settings.http_fixtures.get(&upstream))
+                    .cloned()
             }
             .unwrap_or_default();
             let (h, b, t) = (
@@ -1121,6 +1154,9 @@ pub(crate) struct StreamState {
     pub(crate) closed: Vec<i32>,
     pub(crate) continued: Vec<i32>,
     pub(crate) calls: Vec<HttpCall>,
+    /// This stream's HTTP callout answers by upstream (before the settings' fixtures): a
+    /// replayed request's recorded CUSTOM provider answers.
+    pub(crate) answers: BTreeMap<String, HttpFixture>,
     /// The metric increments made during this stream: metric index and offset.
     pub(crate) increments: Vec<(usize, i64)>,
     /// How many request headers were set so far while filling.
@@ -1169,6 +1205,7 @@ impl StreamState {
         self.closed.clear();
         self.continued.clear();
         self.calls.clear();
+        self.answers.clear();
         self.increments.clear();
     }
 

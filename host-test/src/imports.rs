@@ -553,7 +553,9 @@ fn proxy_http_call(
     if !has(":method") || !has(":path") || !has(":authority") {
         return status(Status::BadArgument);
     }
-    if !c.data().settings.http_fixtures.contains_key(&upstream) {
+    let known = c.data().stream.answers.contains_key(&upstream)
+        || c.data().settings.http_fixtures.contains_key(&upstream);
+    if !known {
         return status(Status::BadArgument);
     }
     let state = c.data_mut();

@@ -46,4 +46,4 @@ pub use host::{
     HttpOutcome, LocalReply, LogLine, Plugin, PluginInstance, ProxyWasmHost, StreamSummary,
     TcpOutcome, TrapKind,
 };
-pub use replay::{Observed, ReadBack, Replayer, Unroutable, same_decision};
+pub use replay::{Observed, ReadBack, Replayer, Unroutable, provider_answers, same_decision};

@@ -330,13 +330,14 @@ impl Replayer {
         &mut self,
         request: &Request,
     ) -> Result<Result<Decision, String>, Unroutable> {
+        let answers = provider_answers(&self.options, request);
         let vm = match self.vm(request)? {
             Ok(vm) => vm,
             Err(e) => return Ok(Err(e)),
         };
         Ok(match request.protocol {
             Protocol::Http => {
-                let o = vm.http(request);
+                let o = vm.http_answering(request, answers);
                 match o.trap {
                     Some(t) => Err(format!("the guest trapped: {t}")),
                     None => {
@@ -366,12 +367,13 @@ impl Replayer {
         &mut self,
         request: &Request,
     ) -> Result<Result<Observed, String>, Unroutable> {
+        let answers = provider_answers(&self.options, request);
         let vm = match self.vm(request)? {
             Ok(vm) => vm,
             Err(e) => return Ok(Err(e)),
         };
         let summary = match request.protocol {
-            Protocol::Http => vm.http_summary(request),
+            Protocol::Http => vm.http_summary_answering(request, answers),
             Protocol::Tcp => vm.tcp_summary(request),
         };
         Ok(match &summary.trap {
@@ -455,6 +457,37 @@ impl Dest<'_> {
             }
         }
     }
+}
+
+/// The HTTP callout answers a request's recorded CUSTOM answers (`extAuthz`) give the plugin:
+/// each answered HTTP provider's cluster (`outbound|<port>||<host>`) answers `200` for allow
+/// and `403` for deny, as an `ext_authz` HTTP server would. gRPC providers are not served (the
+/// test host has no gRPC upstreams): their calls fail, closed unless `failOpen`.
+pub fn provider_answers(
+    options: &Options,
+    request: &Request,
+) -> std::collections::BTreeMap<String, crate::HttpFixture> {
+    request
+        .ext_authz
+        .iter()
+        .filter_map(|(name, answer)| {
+            let p = options
+                .extension_providers
+                .iter()
+                .find(|p| &p.name == name && !p.is_grpc())?;
+            let status = match answer {
+                palisade_engine::ExtAuthzAnswer::Allow => "200",
+                palisade_engine::ExtAuthzAnswer::Deny => "403",
+            };
+            Some((
+                p.cluster(),
+                crate::HttpFixture {
+                    headers: vec![(":status".into(), status.into())],
+                    ..crate::HttpFixture::default()
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Whether two decisions are the same as far as the plugin can show one: verdict, step,

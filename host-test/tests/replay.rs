@@ -155,7 +155,7 @@ fn the_shop_traffic_reads_back_the_same_either_way_and_a_wrong_native_decision_i
         wrong = native.clone();
         wrong.verdict = match native.verdict {
             Verdict::Allow => Verdict::Deny,
-            Verdict::Deny => Verdict::Allow,
+            Verdict::Deny | Verdict::CustomPending => Verdict::Allow,
         };
         assert_ne!(
             observed,

@@ -14,8 +14,8 @@
 //! - `new Simulator(policies)`: compiles once; `.check()` and `.evaluate(requests)` as above.
 //!
 //! Each takes an optional last argument, the mesh options as JSON — the engine's `Options`:
-//! `{"rootNamespace", "trustDomain", "trustDomainAliases", "pathNormalization"}`, every field
-//! optional (defaults `istio-system`, `cluster.local`, none, `BASE`), as `palisade`'s
+//! `{"rootNamespace", "trustDomain", "trustDomainAliases", "pathNormalization",
+//! "extensionProviders"}`, every field optional (defaults `istio-system`, `cluster.local`, none, `BASE`), as `palisade`'s
 //! `--root-namespace`, `--trust-domain`, `--trust-domain-alias` and `--path-normalization`
 //! set them. Options that do not read are an error of the policies' stage, located in
 //! `options.json`.
@@ -106,6 +106,8 @@ pub struct Summary {
     pub deny: usize,
     /// `action: AUDIT`.
     pub audit: usize,
+    /// `action: CUSTOM`.
+    pub custom: usize,
     /// Dry-run (`istio.io/dry-run: "true"`).
     pub dry_run: usize,
     /// Rules over all AuthorizationPolicies.
@@ -137,6 +139,7 @@ fn summarise(set: &PolicySet) -> Summary {
             Action::Allow => s.allow += 1,
             Action::Deny => s.deny += 1,
             Action::Audit => s.audit += 1,
+            Action::Custom => s.custom += 1,
         }
         s.dry_run += usize::from(p.dry_run);
         s.rules += p.rules.as_ref().map_or(0, Vec::len);

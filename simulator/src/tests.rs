@@ -263,3 +263,42 @@ fn options_that_do_not_read_are_a_located_error() {
         (Value::Bool(false), Value::from("policies"))
     );
 }
+
+#[test]
+fn custom_policies_are_pending_until_the_request_carries_the_providers_answer() {
+    let policy = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  action: CUSTOM
+  provider: {name: authz}
+  rules:
+  - to: [{operation: {paths: [/custom]}}]
+";
+    let options = r#"{"extensionProviders": [{"name": "authz",
+        "envoyExtAuthzGrpc": {"service": "authz.local", "port": 9000}}]}"#;
+    let with = |answer: &str| {
+        let r = serde_json::json!({"destination": {"workload": {"namespace": "shop", "labels": {"app": "cart"}}},
+            "http": {"method": "GET", "path": "/custom"}, "extAuthz": {"authz": answer}});
+        evaluate_with(policy, &r.to_string(), options)
+            .unwrap()
+            .results[0]
+            .decision
+            .verdict
+    };
+    let pending = evaluate_with(policy, &to_cart("/custom"), options).unwrap();
+    let d = &pending.results[0].decision;
+    assert_eq!(
+        (d.verdict, d.custom[0].provider.as_str()),
+        (Verdict::CustomPending, "authz")
+    );
+    assert_eq!(with("allow"), Verdict::Allow);
+    assert_eq!(with("deny"), Verdict::Deny);
+    // Without the provider declared, Istio's deny rule applies.
+    let undeclared = evaluate_with(policy, &to_cart("/custom"), "").unwrap();
+    assert_eq!(undeclared.results[0].decision.verdict, Verdict::Deny);
+    // A bad provider in the options is an error of the policies' stage.
+    let bad = r#"{"extensionProviders": [{"name": "authz", "envoyExtAuthzGrpc": {"service": "a", "port": 0}}]}"#;
+    assert!(evaluate_with(policy, &to_cart("/custom"), bad).is_err());
+}

@@ -78,6 +78,7 @@ function evaluate() {
     if (r.envoyDetails) row('Envoy details', r.envoyDetails);
     for (const s of r.shadow) row('dry-run', `${s.action} policies would ${s.verdict} (${s.matched ? s.matched.id : 'no rule matched'})`);
     if (r.audit) row('audit', r.audit.id);
+    for (const c of r.custom || []) row('CUSTOM', `provider ${c.provider} (${c.rule.id}): ${c.answer || 'pending — not asked yet'}`);
     if (r.network) row('network', `${r.network.verdict} (${r.network.step})`);
     for (const e of r.errors) row('error', e);
     if (r.asExpected !== undefined) row('expected', `${r.expect || '-'} by ${r.expectRule || '-'}: ${r.asExpected ? 'met' : 'NOT MET'}`);

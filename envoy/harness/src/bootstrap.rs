@@ -32,6 +32,10 @@ use crate::certs::Pki;
 use crate::error::{Context, Result};
 use crate::jwt::jwt_authn_filter;
 
+/// The response header in which the HTTP route shows the request's
+/// `x-ext-authz-check-result` (the header Istio's sample authorizer sets on allow).
+pub const UPSTREAM_RESULT_HEADER: &str = "x-palisade-upstream-ext-authz";
+
 /// The bytes the TCP upstream ([`EchoServer`]) answers with.
 pub const TCP_RESPONSE: &str = "palisade-harness-ok";
 
@@ -101,12 +105,30 @@ pub struct ListenerSpec {
 /// The bootstrap JSON: admin on 127.0.0.1 port 0 (see `--admin-address-path`), the
 /// listeners, and the cluster `echo` (127.0.0.1:`echo_port`) that TCP listeners proxy to.
 pub fn bootstrap(listeners: &[ListenerSpec], pki: &Pki, echo_port: u16) -> Value {
+    bootstrap_with_clusters(listeners, pki, echo_port, &[])
+}
+
+/// [`bootstrap`] with more clusters (the CUSTOM test's authorizers).
+pub fn bootstrap_with_clusters(
+    listeners: &[ListenerSpec],
+    pki: &Pki,
+    echo_port: u16,
+    clusters: &[Value],
+) -> Value {
     let listeners: Vec<Value> = listeners.iter().map(|l| listener(l, pki)).collect();
+    let mut all = vec![echo_cluster(echo_port)];
+    all.extend(clusters.iter().cloned());
     json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
         "static_resources": {
             "listeners": listeners,
-            "clusters": [{
+            "clusters": all,
+        },
+    })
+}
+
+fn echo_cluster(echo_port: u16) -> Value {
+    json!({
                 "name": "echo",
                 "type": "STATIC",
                 "connect_timeout": "2s",
@@ -116,8 +138,6 @@ pub fn bootstrap(listeners: &[ListenerSpec], pki: &Pki, echo_port: u16) -> Value
                         "socket_address": { "address": "127.0.0.1", "port_value": echo_port },
                     } } }] }],
                 },
-            }],
-        },
     })
 }
 
@@ -214,6 +234,14 @@ fn hcm(name: &str, http_filters: &[Value], gateway: Option<u32>) -> Value {
                     "routes": [{
                         "match": { "prefix": "/" },
                         "direct_response": { "status": 200, "body": { "inline_string": "ok" } },
+                        // What reached the route of the header a CUSTOM provider sets on allow
+                        // (absent when the request has none): shows it in the response.
+                        "response_headers_to_add": [{
+                            "header": {
+                                "key": UPSTREAM_RESULT_HEADER,
+                                "value": "%REQ(x-ext-authz-check-result)%",
+                            },
+                        }],
                     }],
                 }],
             },

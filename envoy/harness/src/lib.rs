@@ -16,7 +16,8 @@
 //! `palisade-engine` to the comparison. [`plugin`] builds the Palisade proxy-wasm plugin and
 //! the filter entries that load it. [`access_log`] is the recorded-traffic access-log format
 //! (`envoy/access-log.json`). [`shop`] runs `examples/shop` in Envoy with the plugin (the shop
-//! end-to-end and host-fidelity tests).
+//! end-to-end and host-fidelity tests). [`extauthz`] is a stub external authorizer (Istio's
+//! `samples/extauthz` logic) for the CUSTOM parity test.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod compare;
 pub mod engine;
 pub mod envoy;
 pub mod error;
+pub mod extauthz;
 pub mod generate;
 pub mod jwt;
 pub mod plugin;

@@ -79,6 +79,10 @@ pub struct PluginConfig {
     /// `NONE`, `BASE` (default), `MERGE_SLASHES`, `DECODE_AND_MERGE_SLASHES`.
     #[serde(default)]
     pub path_normalization: Option<PathNormalization>,
+    /// The external authorizers CUSTOM policies name, as meshConfig `extensionProviders`
+    /// (`[{name, envoyExtAuthzHttp: {...}}]` or `envoyExtAuthzGrpc`).
+    #[serde(default)]
+    pub extension_providers: Option<Vec<palisade_engine::extauthz::ExtensionProvider>>,
     /// How NetworkPolicy treats node traffic: `{hostNetworkPods: node|pod, allowOwnNode}`
     /// (default `node`, `true`; see `docs/inventory.md`).
     #[serde(default)]
@@ -227,11 +231,12 @@ impl Plugin {
                     || config.root_namespace.is_some()
                     || config.path_normalization.is_some()
                     || config.node_traffic.is_some()
+                    || config.extension_providers.is_some()
                 {
                     return Err(ConfigError::Invalid(
-                        "`trustDomain`, `trustDomainAliases`, `rootNamespace`, `pathNormalization` and \
-                         `nodeTraffic` are fixed when a bundle is compiled; pass them to \
-                         `palisade compile` instead"
+                        "`trustDomain`, `trustDomainAliases`, `rootNamespace`, \
+                         `pathNormalization`, `nodeTraffic` and `extensionProviders` are fixed \
+                         when a bundle is compiled; pass them to `palisade compile` instead"
                             .into(),
                     ));
                 }
@@ -449,7 +454,7 @@ impl Plugin {
             self.engine.options.node_traffic,
         ) {
             Ok(outcome) => {
-                if outcome.verdict == Verdict::Deny && decision.verdict == Verdict::Allow {
+                if outcome.verdict == Verdict::Deny && decision.verdict != Verdict::Deny {
                     decision.verdict = Verdict::Deny;
                     decision.step = outcome.step;
                     decision.rule = None;
@@ -505,6 +510,7 @@ pub fn error_decision(message: String) -> Decision {
         audit: None,
         network: None,
         errors: vec![message],
+        custom: Vec::new(),
     }
 }
 
@@ -528,6 +534,9 @@ fn options(config: &PluginConfig) -> Result<Options, ConfigError> {
     }
     if let Some(n) = config.node_traffic {
         o.node_traffic = n;
+    }
+    if let Some(e) = &config.extension_providers {
+        o.extension_providers.clone_from(e);
     }
     Ok(o)
 }

@@ -23,6 +23,12 @@ pub mod metric {
     pub const ERRORS: &str = "palisade.errors";
     /// Requests an AUDIT policy matched.
     pub const AUDITED: &str = "palisade.audited";
+    /// Calls to CUSTOM policies' providers (external authorizers).
+    pub const EXT_AUTHZ_CALLS: &str = "palisade.ext_authz.calls";
+    /// Provider calls that failed (unreachable, 5xx, unreadable answer, timeouts included).
+    pub const EXT_AUTHZ_ERRORS: &str = "palisade.ext_authz.errors";
+    /// Provider calls that timed out.
+    pub const EXT_AUTHZ_TIMEOUTS: &str = "palisade.ext_authz.timeouts";
 
     /// `palisade.policy.<policy id>.<outcome>`; dots in the id become `_` so that the id stays
     /// one stat-name segment.
@@ -57,17 +63,26 @@ pub enum Total {
     Errors,
     /// [`metric::AUDITED`].
     Audited,
+    /// [`metric::EXT_AUTHZ_CALLS`].
+    ExtAuthzCalls,
+    /// [`metric::EXT_AUTHZ_ERRORS`].
+    ExtAuthzErrors,
+    /// [`metric::EXT_AUTHZ_TIMEOUTS`].
+    ExtAuthzTimeouts,
 }
 
 impl Total {
     /// Every total, in [`Total::index`] order.
-    pub const ALL: [Total; 6] = [
+    pub const ALL: [Total; 9] = [
         Total::Allowed,
         Total::Denied,
         Total::ShadowAllowed,
         Total::ShadowDenied,
         Total::Errors,
         Total::Audited,
+        Total::ExtAuthzCalls,
+        Total::ExtAuthzErrors,
+        Total::ExtAuthzTimeouts,
     ];
 
     /// Its metric name.
@@ -79,6 +94,9 @@ impl Total {
             Total::ShadowDenied => metric::SHADOW_DENIED,
             Total::Errors => metric::ERRORS,
             Total::Audited => metric::AUDITED,
+            Total::ExtAuthzCalls => metric::EXT_AUTHZ_CALLS,
+            Total::ExtAuthzErrors => metric::EXT_AUTHZ_ERRORS,
+            Total::ExtAuthzTimeouts => metric::EXT_AUTHZ_TIMEOUTS,
         }
     }
 
@@ -95,7 +113,11 @@ impl Total {
             Total::Denied => Some("denied"),
             Total::ShadowAllowed => Some("shadow_allowed"),
             Total::ShadowDenied => Some("shadow_denied"),
-            Total::Errors | Total::Audited => None,
+            Total::Errors
+            | Total::Audited
+            | Total::ExtAuthzCalls
+            | Total::ExtAuthzErrors
+            | Total::ExtAuthzTimeouts => None,
         }
     }
 }
@@ -177,7 +199,8 @@ pub fn outcome_with<'a>(
     } else {
         decision.rule.as_ref().map_or("none", |r| r.id.as_str())
     };
-    let denied = decision.verdict == Verdict::Deny;
+    // Anything but an allow blocks: a pending CUSTOM check the glue could not make included.
+    let denied = decision.verdict != Verdict::Allow;
     let mut counters = Vec::with_capacity(2);
     let total = match (plugin.mode, denied) {
         (Mode::Enforce, true) => Total::Denied,
@@ -195,7 +218,8 @@ pub fn outcome_with<'a>(
     for s in &decision.shadow {
         let total = match s.verdict {
             Verdict::Allow => Total::ShadowAllowed,
-            Verdict::Deny => Total::ShadowDenied,
+            // A shadow result is never pending; count it with the denials if it were.
+            Verdict::Deny | Verdict::CustomPending => Total::ShadowDenied,
         };
         counters.push(Counter::Total(total));
         if let Some(m) = &s.matched {
@@ -505,6 +529,9 @@ spec:
                 Some("denied"),
                 Some("shadow_allowed"),
                 Some("shadow_denied"),
+                None,
+                None,
+                None,
                 None,
                 None
             ]

@@ -4,23 +4,29 @@
 //! The SDK's trait helpers `unwrap` host errors; this glue calls `proxy_wasm::hostcalls`
 //! directly and turns every error into a fail-closed decision instead.
 
+mod custom;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use palisade_engine::Protocol;
 use palisade_engine::compile::Needs;
+use palisade_engine::extauthz::ExtensionProvider;
+use palisade_engine::{Decision, Protocol, Request, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{
+    Action, BufferType, ContextType, LogLevel, MapType, MetricType, StreamType,
+};
 
 use crate::attributes::{
     AttributeError, RawAttributes, build, build_request, decode_bool, decode_labels, decode_string,
     has_port, kept_headers, paths,
 };
-use crate::config::{NodeMetadata, Plugin, error_decision};
+use crate::config::{Mode, NodeMetadata, Plugin, error_decision};
 use crate::enforce::{
     Counter, Level, Outcome, POLICY_HEADER, Total, outcome_with, serialize_pairs,
 };
+use crate::extauthz::{Answer, Reply, resolve};
 use rustc_hash::FxHashMap;
 
 /// The entry point Envoy calls after instantiating the module.
@@ -68,6 +74,14 @@ mod abi {
             return_map_data: *mut *mut u8,
             return_map_size: *mut usize,
         ) -> u32;
+        fn proxy_continue_stream(stream_type: u32) -> u32;
+        fn proxy_replace_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
         fn proxy_send_local_response(
             status_code: u32,
             details_data: *const u8,
@@ -94,6 +108,29 @@ mod abi {
                 headers.as_ptr(),
                 headers.len(),
                 -1,
+            )
+        }
+    }
+
+    /// Resumes a paused stream (`proxy_continue_stream`); returns the host's status (0 = OK).
+    /// The SDK's `resume_*` panic on any other status, and Envoy answers `Unimplemented` for a
+    /// network filter's upstream direction.
+    pub fn continue_stream(stream_type: u32) -> u32 {
+        // SAFETY: no pointers; the host reads the integer.
+        unsafe { proxy_continue_stream(stream_type) }
+    }
+
+    /// Sets a header of a map (replacing any value); returns the host's status (0 = OK).
+    pub fn replace_header(map_type: u32, key: &str, value: &str) -> u32 {
+        // SAFETY: both pointer/length pairs describe live slices for the whole call; the host
+        // copies the bytes.
+        unsafe {
+            proxy_replace_header_map_value(
+                map_type,
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
             )
         }
     }
@@ -377,32 +414,6 @@ fn for_log<'a>(
     }
 }
 
-/// Decides with what could be read (any error is a fail-closed decision), counts and logs
-/// the outcome, and hands it to `act`.
-fn decide<R>(
-    ctx: &Shared,
-    plugin: &Plugin,
-    raw: Result<RawAttributes, AttributeError>,
-    what: impl Fn(&palisade_engine::Request) -> String,
-    act: impl FnOnce(&Outcome<'_>) -> R,
-) -> R {
-    match raw.and_then(|r| build(r, plugin)) {
-        Ok(built) => {
-            let decision = built.decide(plugin);
-            let request = built.request;
-            let o = outcome_with(&decision, plugin, || what(&request), host_logs);
-            record(ctx, &o);
-            act(&o)
-        }
-        Err(e) => {
-            let decision = error_decision(e.0);
-            let o = outcome_with(&decision, plugin, || "request".to_string(), host_logs);
-            record(ctx, &o);
-            act(&o)
-        }
-    }
-}
-
 /// The source as a log line names it: the principal, else the address.
 fn source_text(r: &palisade_engine::Request) -> String {
     r.source.principal.clone().unwrap_or_else(|| {
@@ -477,6 +488,7 @@ impl RootContext for Root {
         Some(Box::new(Http {
             plugin: self.plugin.clone(),
             shared: self.shared.clone(),
+            check: None,
         }))
     }
 
@@ -485,103 +497,337 @@ impl RootContext for Root {
             plugin: self.plugin.clone(),
             shared: self.shared.clone(),
             decided: None,
+            check: None,
         }))
     }
+}
+
+/// The log line's description of an HTTP request.
+fn describe_http(plugin: &Plugin, r: &Request) -> String {
+    let shown = Needs {
+        headers: true,
+        ..Needs::default()
+    };
+    let r = for_log(r, plugin, shown);
+    let h = r.http.clone().unwrap_or_default();
+    format!("{} {}{} from {}", h.method, h.host, h.path, source_text(&r))
+}
+
+/// The log line's description of a TCP connection.
+fn describe_tcp(plugin: &Plugin, r: &Request) -> String {
+    let shown = Needs {
+        destination_port: true,
+        ..Needs::default()
+    };
+    let r = for_log(r, plugin, shown);
+    let port = r
+        .destination
+        .port
+        .map_or_else(String::new, |p| p.to_string());
+    format!("connection to port {port} from {}", source_text(&r))
+}
+
+/// A CUSTOM provider's answer applied to the request: the counters of the call's end, the
+/// answer as the engine takes it (`failOpen` and `statusOnError` applied), the headers it sets
+/// on the upstream request (HTTP), and the decision taken again with it. Returns that decision
+/// and, when the provider denied or failed closed, its reply.
+fn apply_answer(
+    ctx: &Shared,
+    plugin: &Plugin,
+    request: &mut Request,
+    provider: &ExtensionProvider,
+    answer: Answer,
+) -> (Decision, Option<Reply>) {
+    for t in custom::answer_counters(&answer) {
+        ctx.metrics.increment(&Counter::Total(t));
+    }
+    if let Answer::Error { reason, .. } = &answer {
+        log(
+            Level::Warn,
+            &format!("palisade: CUSTOM provider `{}`: {reason}", provider.name),
+        );
+    }
+    let resolution = resolve(provider, answer);
+    request
+        .ext_authz
+        .insert(provider.name.clone(), resolution.answer);
+    for (k, v) in &resolution.upstream_headers {
+        let _ = abi::replace_header(MapType::HttpRequestHeaders as u32, k, v);
+    }
+    (plugin.decide(request), resolution.reply)
 }
 
 /// One per HTTP request.
 struct Http {
     plugin: Option<Rc<Plugin>>,
     shared: Rc<Shared>,
+    /// The CUSTOM call in flight, if any.
+    check: Option<custom::Check>,
 }
 
-impl Context for Http {}
+impl Http {
+    /// Acts on a decision: a pending CUSTOM check (enforce mode) starts the provider's call and
+    /// pauses; otherwise count, log, and continue or reply (the provider's `reply` when it
+    /// denied, else the RBAC-style denial).
+    fn settle(
+        &mut self,
+        plugin: &Plugin,
+        request: Request,
+        decision: Decision,
+        reply: Option<Reply>,
+    ) -> Action {
+        if decision.verdict == Verdict::CustomPending && plugin.mode == Mode::Enforce {
+            self.shared
+                .metrics
+                .increment(&Counter::Total(Total::ExtAuthzCalls));
+            let provider = match custom::provider_of(plugin, &decision) {
+                Ok(p) => p,
+                Err(e) => return self.settle(plugin, request, error_decision(e), None),
+            };
+            match custom::start(plugin, provider, request.clone(), true) {
+                Ok(check) => {
+                    self.check = Some(check);
+                    return Action::Pause;
+                }
+                Err(reason) => {
+                    let mut request = request;
+                    let answer = Answer::Error {
+                        timeout: false,
+                        reason,
+                    };
+                    let (decision, reply) =
+                        apply_answer(&self.shared, plugin, &mut request, provider, answer);
+                    return self.settle(plugin, request, decision, reply);
+                }
+            }
+        }
+        let o = outcome_with(
+            &decision,
+            plugin,
+            || describe_http(plugin, &request),
+            host_logs,
+        );
+        record(&self.shared, &o);
+        if !o.block {
+            return Action::Continue;
+        }
+        let sent = match &reply {
+            Some(r) => {
+                let mut pairs: Vec<(&str, &str)> = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                pairs.push((POLICY_HEADER, o.policy));
+                abi::send_local_response(r.status, r.details, &r.body, &serialize_pairs(&pairs))
+            }
+            None => {
+                let headers = serialize_pairs(&[(POLICY_HEADER, o.policy)]);
+                abi::send_local_response(o.status, &o.details, o.body.as_bytes(), &headers)
+            }
+        };
+        if sent != 0 {
+            log(
+                Level::Warn,
+                &format!("palisade: local reply failed (status {sent}); resetting the stream"),
+            );
+            let _ = hostcalls::reset_http_request();
+        }
+        Action::Pause
+    }
+
+    /// A provider's answer arrived: decide again, then resume, ask the next provider, or reply.
+    fn answered(&mut self, token: u32, answer: impl FnOnce(&custom::Check) -> Answer) {
+        let Some(plugin) = self.plugin.clone() else {
+            return;
+        };
+        let Some(check) = self.check.take_if(|c| c.token == token) else {
+            return;
+        };
+        let answer = answer(&check);
+        let custom::Check {
+            mut request,
+            provider,
+            ..
+        } = check;
+        let (decision, reply) =
+            apply_answer(&self.shared, &plugin, &mut request, &provider, answer);
+        if self.settle(&plugin, request, decision, reply) == Action::Continue {
+            let status = abi::continue_stream(StreamType::HttpRequest as u32);
+            if status != 0 {
+                log(
+                    Level::Warn,
+                    &format!("palisade: cannot resume the request (status {status}); resetting it"),
+                );
+                let _ = hostcalls::reset_http_request();
+            }
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _: usize) {
+        self.answered(token, |c| custom::http_answer(c, body));
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        self.answered(token, |c| custom::grpc_answer(c, status, size));
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let Some(plugin) = self.plugin.as_deref() else {
+        let Some(plugin) = self.plugin.clone() else {
             // No configuration: Envoy does not create contexts for a refused one; deny anyway.
             let _ = abi::send_local_response(403, "palisade_not_configured", b"", &[]);
             return Action::Pause;
         };
-        let shown = Needs {
-            headers: true,
-            ..Needs::default()
-        };
-        let describe = |r: &palisade_engine::Request| {
-            let r = for_log(r, plugin, shown);
-            let h = r.http.clone().unwrap_or_default();
-            format!("{} {}{} from {}", h.method, h.host, h.path, source_text(&r))
-        };
-        let raw = http_attributes(plugin, &plugin.needs);
-        decide(&self.shared, plugin, raw, describe, |o| {
-            if !o.block {
-                return Action::Continue;
+        let raw = http_attributes(&plugin, &plugin.needs);
+        // `build` keeps a request whose direct peer Envoy does not show (a sidecar behind a
+        // gateway): `Built::decide` then decides without it, or fails closed.
+        match raw.and_then(|r| build(r, &plugin)) {
+            Ok(built) => {
+                let decision = built.decide(&plugin);
+                self.settle(&plugin, built.request, decision, None)
             }
-            let headers = serialize_pairs(&[(POLICY_HEADER, o.policy)]);
-            let status =
-                abi::send_local_response(o.status, &o.details, o.body.as_bytes(), &headers);
-            if status != 0 {
-                log(
-                    Level::Warn,
-                    &format!(
-                        "palisade: local reply failed (status {status}); resetting the stream"
-                    ),
-                );
-                let _ = hostcalls::reset_http_request();
+            Err(e) => {
+                let decision = error_decision(e.0);
+                let o = outcome_with(&decision, &plugin, || "request".to_string(), host_logs);
+                record(&self.shared, &o);
+                let headers = serialize_pairs(&[(POLICY_HEADER, o.policy)]);
+                let _ = abi::send_local_response(o.status, &o.details, o.body.as_bytes(), &headers);
+                Action::Pause
             }
-            Action::Pause
-        })
+        }
     }
 }
 
 /// One per TCP connection: decides once, on the first data in either direction (the peer
-/// certificate is only known after the TLS handshake, which precedes any data).
+/// certificate is only known after the TLS handshake, which precedes any data). A CUSTOM
+/// check keeps the connection paused until the provider answers.
 struct Tcp {
     plugin: Option<Rc<Plugin>>,
     shared: Rc<Shared>,
     decided: Option<bool>,
+    /// The CUSTOM call in flight, if any.
+    check: Option<custom::Check>,
 }
 
 impl Tcp {
-    /// Whether the connection may proceed (deciding it the first time).
-    fn allowed(&mut self) -> bool {
+    /// Whether the connection may proceed (deciding it the first time); `None` while a CUSTOM
+    /// provider is being asked.
+    fn allowed(&mut self) -> Option<bool> {
         if let Some(allowed) = self.decided {
-            return allowed;
+            return Some(allowed);
         }
-        let allowed = match self.plugin.as_deref() {
-            Some(plugin) => {
-                let shown = Needs {
-                    destination_port: true,
-                    ..Needs::default()
-                };
-                let describe = |r: &palisade_engine::Request| {
-                    let r = for_log(r, plugin, shown);
-                    let port = r
-                        .destination
-                        .port
-                        .map_or_else(String::new, |p| p.to_string());
-                    format!("connection to port {port} from {}", source_text(&r))
-                };
-                let raw = connection_attributes(&plugin.needs);
-                decide(&self.shared, plugin, raw, describe, |o| !o.block)
-            }
-            None => false,
+        if self.check.is_some() {
+            return None;
+        }
+        let Some(plugin) = self.plugin.clone() else {
+            return Some(self.finish(false, false));
         };
+        let raw = connection_attributes(&plugin.needs);
+        let (request, decision) = match raw.and_then(|r| build_request(r, &plugin)) {
+            Ok(request) => {
+                let decision = plugin.decide(&request);
+                (Some(request), decision)
+            }
+            Err(e) => (None, error_decision(e.0)),
+        };
+        self.settle(&plugin, request, decision)
+    }
+
+    /// Acts on a decision (see [`Http::settle`]); `None` while a provider is asked.
+    fn settle(
+        &mut self,
+        plugin: &Plugin,
+        request: Option<Request>,
+        decision: Decision,
+    ) -> Option<bool> {
+        if let (Verdict::CustomPending, Mode::Enforce, Some(request)) =
+            (decision.verdict, plugin.mode, &request)
+        {
+            self.shared
+                .metrics
+                .increment(&Counter::Total(Total::ExtAuthzCalls));
+            let provider = match custom::provider_of(plugin, &decision) {
+                Ok(p) => p,
+                Err(e) => return self.settle(plugin, None, error_decision(e)),
+            };
+            match custom::start(plugin, provider, request.clone(), false) {
+                Ok(check) => {
+                    self.check = Some(check);
+                    return None;
+                }
+                Err(reason) => {
+                    let mut request = request.clone();
+                    let answer = Answer::Error {
+                        timeout: false,
+                        reason,
+                    };
+                    let (decision, _) =
+                        apply_answer(&self.shared, plugin, &mut request, provider, answer);
+                    return self.settle(plugin, Some(request), decision);
+                }
+            }
+        }
+        let what = |r: &Request| describe_tcp(plugin, r);
+        let o = match &request {
+            Some(r) => outcome_with(&decision, plugin, || what(r), host_logs),
+            None => outcome_with(&decision, plugin, || "connection".to_string(), host_logs),
+        };
+        record(&self.shared, &o);
+        Some(self.finish(!o.block, false))
+    }
+
+    /// Records the verdict; closes a refused connection, and resumes an allowed one that was
+    /// paused for a provider.
+    fn finish(&mut self, allowed: bool, resume: bool) -> bool {
         self.decided = Some(allowed);
         if !allowed {
             let _ = hostcalls::close_downstream();
             let _ = hostcalls::close_upstream();
+        } else if resume {
+            // Only the downstream direction: Envoy cannot resume a network filter's upstream
+            // direction (`Unimplemented`), see docs/custom-authorization.md.
+            if abi::continue_stream(StreamType::Downstream as u32) != 0 {
+                self.decided = Some(false);
+                let _ = hostcalls::close_downstream();
+                let _ = hostcalls::close_upstream();
+                return false;
+            }
         }
         allowed
     }
 }
 
-impl Context for Tcp {}
+impl Context for Tcp {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        let Some(plugin) = self.plugin.clone() else {
+            return;
+        };
+        let Some(check) = self.check.take_if(|c| c.token == token) else {
+            return;
+        };
+        let answer = custom::grpc_answer(&check, status, size);
+        let custom::Check {
+            mut request,
+            provider,
+            ..
+        } = check;
+        let (decision, _) = apply_answer(&self.shared, &plugin, &mut request, &provider, answer);
+        if let Some(allowed) = self.settle(&plugin, Some(request), decision) {
+            // `settle` closed a refused connection; an allowed one was paused.
+            if allowed {
+                self.finish(true, true);
+            }
+        }
+    }
+}
 
 impl StreamContext for Tcp {
     fn on_downstream_data(&mut self, _size: usize, _end_of_stream: bool) -> Action {
-        if self.allowed() {
+        if self.allowed() == Some(true) {
             Action::Continue
         } else {
             Action::Pause
@@ -590,7 +836,7 @@ impl StreamContext for Tcp {
 
     fn on_upstream_data(&mut self, _size: usize, _end_of_stream: bool) -> Action {
         // A server-first protocol sends before the client: decide before relaying it.
-        if self.allowed() {
+        if self.allowed() == Some(true) {
             Action::Continue
         } else {
             Action::Pause

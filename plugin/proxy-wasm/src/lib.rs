@@ -14,11 +14,14 @@
 //! - [`attributes`]: Envoy's property bytes and request headers → an engine `Request`
 //!   (encodings as observed on Envoy 1.40 are listed there);
 //! - [`enforce`]: a `Decision` → block or continue, the local reply, counters and the log line;
+//! - [`extauthz`]: a CUSTOM policy's provider asked as Envoy's `ext_authz` asks it (the call
+//!   and the answer);
 //! - `glue` (wasm32 only): the proxy-wasm contexts and host calls.
 
 pub mod attributes;
 pub mod config;
 pub mod enforce;
+pub mod extauthz;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
