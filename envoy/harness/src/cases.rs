@@ -43,8 +43,12 @@ fn yes() -> bool {
     true
 }
 
-/// The corpus folder as seen from a checkout: `<repo>/../shared/conformance/istio-authz`.
+/// The corpus folder as seen from a checkout: `<repo>/../shared/conformance/istio-authz`, or
+/// `$PALISADE_ISTIO_AUTHZ` (a checkout that is a worktree elsewhere).
 pub fn corpus_dir(repo_root: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("PALISADE_ISTIO_AUTHZ") {
+        return PathBuf::from(dir);
+    }
     repo_root
         .join("..")
         .join("shared")
