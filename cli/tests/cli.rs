@@ -467,6 +467,14 @@ fn demo_decides_the_built_in_example() {
     assert!(out.lines().last().unwrap().contains(" requests: "), "{out}");
     let o = palisade(&["demo", "--output", "json"], Path::new("."));
     let v = json(&stdout(&o));
-    assert!(v["totals"]["requests"].as_u64().unwrap() > 0);
+    // The twelve sample requests of `examples/shop/requests/`, six allowed and six denied (each
+    // file names the verdict it expects: `unexpected` is 0).
+    assert_eq!(v["totals"]["requests"], 12);
+    assert_eq!(v["totals"]["allowed"], 6);
+    assert_eq!(v["totals"]["denied"], 6);
     assert_eq!(v["totals"]["unexpected"], 0);
+    assert_eq!(
+        out.lines().last().unwrap(),
+        "12 requests: 6 allowed, 6 denied"
+    );
 }

@@ -73,8 +73,11 @@ fn live_differences(result: &Value) -> Vec<(String, String)> {
     v
 }
 
+/// A regression test: the sample was recorded from Envoy running Palisade's own plugin, so
+/// "as live" compares the plugin with an earlier run of itself (the counts below are that
+/// recording's), not with a peer implementation.
 #[test]
-fn the_recorded_envoy_sample_replays_with_no_disagreement_and_as_live() {
+fn regression_the_recorded_envoy_sample_replays_with_no_disagreement_and_as_live() {
     let (code, r, err) = replay(&[
         "--policy",
         s(&shop().join("policies")),

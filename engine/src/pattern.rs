@@ -335,11 +335,27 @@ fn template_match(parts: &[TemplatePart], v: &[u8]) -> bool {
 }
 
 /// Parses an Istio IP value: a CIDR (`10.0.0.0/8`) or a single address (`1.2.3.4`).
+///
+/// An IPv4-mapped IPv6 value is what Envoy is given for it: Istio's translator (`matcher.
+/// CidrRange`, Go's `net.ParseCIDR`/`ParseIP`) writes it as the IPv4 address with the length
+/// as written (`::ffff:10.0.0.1` → `10.0.0.1`/32, `::ffff:10.0.0.0/104` → `10.0.0.0`/104), and
+/// Envoy reads an IPv4 length past 32 as 32. So it matches IPv4 peers, as in Envoy's RBAC
+/// (the real-Envoy parity suite `envoy/harness/tests/parity_extra.rs` checks it).
 pub fn parse_cidr(s: &str) -> Option<IpNet> {
     if let Ok(n) = s.parse::<IpNet>() {
+        if let IpNet::V6(v6) = n
+            && let Some(v4) = v6.addr().to_ipv4_mapped()
+        {
+            return ipnet::Ipv4Net::new(v4, n.prefix_len().min(32))
+                .ok()
+                .map(|n| IpNet::V4(n.trunc()));
+        }
         return Some(n.trunc());
     }
-    s.parse::<IpAddr>().ok().map(IpNet::from)
+    s.parse::<IpAddr>().ok().map(|ip| match ip {
+        IpAddr::V6(v6) => IpNet::from(v6.to_ipv4_mapped().map_or(ip, IpAddr::V4)),
+        IpAddr::V4(_) => IpNet::from(ip),
+    })
 }
 
 #[cfg(test)]
@@ -421,6 +437,24 @@ mod tests {
         assert_eq!(parse_cidr("1.2.3.4").unwrap().to_string(), "1.2.3.4/32");
         assert_eq!(parse_cidr("5.6.7.8/16").unwrap().to_string(), "5.6.0.0/16");
         assert!(parse_cidr("5.6.7.8/33").is_none());
+        // IPv4-mapped values, as Istio writes them for Envoy (see `parse_cidr`).
+        assert_eq!(
+            parse_cidr("::ffff:127.0.0.1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+        assert_eq!(
+            parse_cidr("::ffff:7f00:1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+        assert_eq!(
+            parse_cidr("::ffff:127.0.0.0/104").unwrap().to_string(),
+            "127.0.0.0/32"
+        );
+        assert_eq!(
+            parse_cidr("::ffff:10.1.2.3/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(parse_cidr("fd00::1").unwrap().to_string(), "fd00::1/128");
     }
 
     fn part() -> impl proptest::strategy::Strategy<Value = GlobPart> {

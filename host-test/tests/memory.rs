@@ -68,7 +68,14 @@ fn five_thousand_rules_as_a_bundle_load_within_ten_mib_of_linear_memory() {
     let bytes = vm.memory_bytes();
     eprintln!("linear memory: 5,000 rules as a bundle {bytes} bytes");
     assert!(bytes < 10 * MIB, "{bytes} bytes");
+    // The bundle is live and is the policy: rule 17's request is allowed, and the same path
+    // with another rule's tenant, or a path no rule names, is denied (an engine that allowed
+    // everything would pass the first line alone).
     assert!(vm.http(&request("/api/v17/x", "tenant-17")).allowed);
+    let wrong_tenant = vm.http(&request("/api/v17/x", "tenant-18"));
+    assert!(!wrong_tenant.allowed, "{wrong_tenant:?}");
+    let no_rule = vm.http(&request("/other/x", "tenant-17"));
+    assert!(!no_rule.allowed, "{no_rule:?}");
 }
 
 fn request(path: &str, tenant: &str) -> palisade_engine::Request {

@@ -50,22 +50,36 @@ fn every_corpus_case_shows_envoy_what_the_plugin_mapping_of_the_native_decision_
     let host = timed_host();
     let dir = root().join("corpus").join("cases");
     let (mut checked, mut denied_http, mut with_shadow) = (0usize, 0usize, 0usize);
+    // The cases not checked, each named: a topic whose policies do not load, a request a
+    // proxy-wasm filter cannot be shown, a destination without a sidecar.
+    let mut not_checked: Vec<String> = Vec::new();
     for (path, topic) in palisade_corpus::load_topics(&dir).unwrap() {
         let files = palisade_corpus::policy_files(&path, &topic).unwrap();
         let options = topic.options.clone().unwrap_or_default();
         let Ok(mut replayer) =
             Replayer::with_read_back(host.clone(), &files, &options, ReadBack::Outcome)
         else {
-            continue; // a topic about invalid policies
+            not_checked.extend(
+                topic
+                    .cases
+                    .iter()
+                    .map(|c| format!("{}: the topic's policies do not load", c.name)),
+            );
+            continue;
         };
         for case in &topic.cases {
             let request = palisade_corpus::case_request(&topic.defaults, case).unwrap();
             if !expressible(&request) {
+                not_checked.push(format!(
+                    "{}: not expressible to a proxy-wasm filter",
+                    case.name
+                ));
                 continue;
             }
             let native = replayer.decide_native(&request);
             let Ok(observed) = replayer.observe_wasm(&request) else {
-                continue; // no destination sidecar
+                not_checked.push(format!("{}: no destination sidecar", case.name));
+                continue;
             };
             let observed = observed.unwrap_or_else(|e| panic!("{}: {e}", case.name));
             let expected = replayer.expected(&request, &native).unwrap().unwrap();
@@ -90,9 +104,23 @@ fn every_corpus_case_shows_envoy_what_the_plugin_mapping_of_the_native_decision_
     println!(
         "{checked} corpus cases: {denied_http} HTTP denials, {with_shadow} with dry-run results"
     );
-    assert!(checked > 100, "only {checked} cases checked");
-    assert!(denied_http > 10 && with_shadow > 0);
+    for n in &not_checked {
+        println!("not checked: {n}");
+    }
+    // `topic.cases` holds 420 of the corpus's 432 cases (the shop topic's 12 `caseFiles` are
+    // not read here); of those, 419 are checked and 1 is named in `not_checked`. Exact, from
+    // the corpus as it stands: adding a case changes them (update from the lines printed).
+    assert_eq!(not_checked, NOT_CHECKED, "cases not checked");
+    assert_eq!(
+        (checked, denied_http, with_shadow),
+        (419, 179, 16),
+        "cases checked, HTTP denials among them, with dry-run results"
+    );
 }
+
+/// The corpus cases the outcome read-back cannot check, with why.
+const NOT_CHECKED: &[&str] =
+    &["a TCP port rule does not admit UDP: not expressible to a proxy-wasm filter"];
 
 fn shop_sources() -> Vec<SourceFile> {
     palisade_host_test::modules::shop_sources().unwrap()
@@ -109,8 +137,13 @@ fn shop_requests() -> Vec<Request> {
         .collect()
 }
 
+/// A regression test, not an independent check: `examples/shop/traffic/envoy-access.jsonl`
+/// was recorded from Envoy running Palisade's own plugin (`cargo xtask record-traffic`), and
+/// the expected side is the plugin crate's `enforce::outcome_with` — the anchors written by
+/// hand are in `tests/outcome_anchors.rs`.
 #[test]
-fn the_shop_traffic_reads_back_the_same_either_way_and_a_wrong_native_decision_is_caught() {
+fn regression_the_recorded_shop_traffic_reads_back_the_same_either_way_and_a_wrong_native_decision_is_caught()
+ {
     let sources = shop_sources();
     let requests = shop_requests();
     let mut outcome = Replayer::with_read_back(

@@ -105,7 +105,8 @@ fn an_array_of_requests_is_decided_in_order_with_totals() {
     assert_eq!(e.totals.requests, 12);
     assert_eq!(e.totals.allowed + e.totals.denied, 12);
     assert_eq!(e.totals.unexpected, 0);
-    assert!(e.totals.allowed > 0 && e.totals.denied > 0);
+    // Each sample file names its verdict: six `allow`, six `deny`.
+    assert_eq!((e.totals.allowed, e.totals.denied), (6, 6));
     assert_eq!(
         e.results.iter().map(|r| r.index).collect::<Vec<_>>(),
         (1..=12).collect::<Vec<_>>()
@@ -236,6 +237,74 @@ fn the_mesh_options_change_what_the_engine_sees() {
     };
     assert_eq!(web(""), Verdict::Allow, "no policy applies to store/web");
     assert_eq!(web(r#"{"rootNamespace": "shop"}"#), Verdict::Deny);
+}
+
+/// A mesh-wide DENY in `istio-system` (the default root namespace), beside [`PUBLIC`].
+const MESH_DENY: &str = "---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-secrets, namespace: istio-system}
+spec:
+  action: DENY
+  rules:
+  - to:
+    - operation: {paths: [/public/secret]}
+";
+
+#[test]
+fn moving_the_root_namespace_elsewhere_changes_a_decision() {
+    // Hand-written expectations: with the default root namespace `istio-system` the DENY
+    // there has no selector and so applies to every workload of the mesh, `shop/cart`
+    // included; with `rootNamespace: elsewhere` it applies only to workloads in
+    // `istio-system`, and cart's own ALLOW of `/public/*` decides.
+    let policies = format!("{PUBLIC}{MESH_DENY}");
+    let r = to_cart("/public/secret");
+    let decide = |options: &str| evaluate_with(&policies, &r, options).unwrap().results[0].clone();
+    let default = decide("");
+    assert_eq!(default.decision.verdict, Verdict::Deny);
+    assert_eq!(
+        default.decision.rule.as_ref().map(|r| r.id.as_str()),
+        Some("ns[istio-system]-policy[no-secrets]-rule[0]")
+    );
+    let elsewhere = decide(r#"{"rootNamespace": "elsewhere"}"#);
+    assert_eq!(elsewhere.decision.verdict, Verdict::Allow);
+    assert_eq!(
+        elsewhere.decision.rule.as_ref().map(|r| r.id.as_str()),
+        Some("ns[shop]-policy[public]-rule[0]")
+    );
+}
+
+#[test]
+fn the_shop_root_namespace_turns_shops_deny_plaintext_mesh_wide() {
+    // With `rootNamespace: shop`, `shop/deny-plaintext` (no selector) applies to every
+    // workload: the one plaintext sample that was allowed, `browse-home` (the Internet to the
+    // ingress gateway), is denied by it; no other sample changes (hand-derived from
+    // examples/shop: every other plaintext sample is denied already, and the istio-system
+    // policies select only istio-system workloads anyway). The browser test shows the same.
+    let text = shop_text();
+    let mut changed = Vec::new();
+    for (name, request) in shop_requests() {
+        let default = evaluate(&text, &request).unwrap().results[0].clone();
+        let moved = evaluate_with(&text, &request, r#"{"rootNamespace": "shop"}"#)
+            .unwrap()
+            .results[0]
+            .clone();
+        if moved.decision.verdict != default.decision.verdict {
+            changed.push((
+                name,
+                moved.decision.verdict,
+                moved.decision.rule.as_ref().map(|r| r.id.clone()),
+            ));
+        }
+    }
+    assert_eq!(
+        changed,
+        [(
+            "browse-home".to_string(),
+            Verdict::Deny,
+            Some("ns[shop]-policy[deny-plaintext]-rule[0]".to_string())
+        )]
+    );
 }
 
 #[test]
