@@ -10,8 +10,12 @@ use crate::compile::Engine;
 
 /// The first four bytes of every bundle.
 pub const MAGIC: &[u8; 4] = b"PLSD";
-/// The format version this build reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build reads and writes. It changes whenever the postcard layout
+/// of the payload (the compiled `Engine` and everything in it) changes, so an older or newer
+/// bundle is refused with this number rather than misread. 2: the inventory's phases, nodes
+/// and host networking, node-traffic and extension-provider options, RequestAuthentication
+/// providers, CUSTOM rules, and the container checks' new fields.
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER: usize = 4 + 2 + 32;
 
 /// Why a bundle was refused.
