@@ -1,4 +1,4 @@
-//! Golden tests from hook inputs recorded from real runtimes (`testdata/<runtime>/<case>/`:
+//! Regression tests from hook inputs recorded from real runtimes (`testdata/<runtime>/<case>/`:
 //! the state JSON the hook got on stdin, the bundle's `config.json`, and `expect.json` — the
 //! decision recorded then, with `--record`). Each recording is decided again by the native
 //! engine, by the component in-process, and by the hook binary (replaying: `--config-file`
@@ -38,7 +38,33 @@ fn recordings() -> Vec<PathBuf> {
         }
     }
     out.sort();
-    assert!(out.len() >= 10, "recordings missing: {out:?}");
+    // crun: 3, podman: 3, runc: 6 (`hook/testdata/<runtime>/<case>/`); adding a recording means
+    // adding it here, and a recording that goes missing fails.
+    let names: Vec<String> = out
+        .iter()
+        .map(|p| {
+            let runtime = p.parent().unwrap().file_name().unwrap().to_string_lossy();
+            format!("{runtime}/{}", p.file_name().unwrap().to_string_lossy())
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "crun/all-caps",
+            "crun/allowed",
+            "crun/host-pid",
+            "podman/allowed",
+            "podman/cap-add-all",
+            "podman/latest",
+            "runc/all-caps",
+            "runc/allowed",
+            "runc/docker-sock",
+            "runc/everything",
+            "runc/host-pid",
+            "runc/latest",
+        ],
+        "recordings"
+    );
     out
 }
 
@@ -64,8 +90,10 @@ fn got(a: &Admission) -> (bool, Vec<String>) {
     )
 }
 
+/// A regression test: `expect.json` is what the hook itself decided when the input was
+/// recorded (`--record`), not an independent expectation.
 #[test]
-fn recorded_runtime_inputs_decide_as_recorded_natively_and_in_the_component() {
+fn regression_recorded_runtime_inputs_decide_as_recorded_natively_and_in_the_component() {
     let policy = PolicyPath::Yaml(policy_yaml()).read().unwrap();
     let mut guest = Guest::new(&component(), Some(&cache_dir()), DEFAULT_FUEL).unwrap();
     guest.load(&policy).unwrap();
@@ -79,8 +107,9 @@ fn recorded_runtime_inputs_decide_as_recorded_natively_and_in_the_component() {
     }
 }
 
+/// A regression test, as above.
 #[test]
-fn recorded_runtime_inputs_decide_as_recorded_through_the_hook_binary() {
+fn regression_recorded_runtime_inputs_decide_as_recorded_through_the_hook_binary() {
     for dir in recordings() {
         let state: Value = serde_json::from_str(&read(&dir, "state.json")).unwrap();
         let mut child = Command::new(hook_bin())

@@ -256,9 +256,8 @@ fn the_page_passes_its_mesh_options_to_the_engine() {
     let port = serve();
 
     // Options from the query reach the engine: valid ones decide as the native simulator does
-    // with them (no shop sample turns on the root namespace, so the verdicts match the
-    // defaults too; `src/tests.rs` shows options changing decisions), and ones that do not
-    // read are refused below.
+    // with them (`elsewhere` changes no shop sample; `shop` below changes one), and ones that
+    // do not read are refused below.
     let options = r#"{"rootNamespace": "elsewhere"}"#;
     let shown = verdicts(&dom(port, "?rootNamespace=elsewhere#evaluate-all"));
     assert_eq!(shown.len(), requests.len());
@@ -271,6 +270,33 @@ fn the_page_passes_its_mesh_options_to_the_engine() {
             "{text}"
         );
     }
+
+    // An option that changes a sample's decision (hand-written expectation, as in
+    // `src/tests.rs`): with `rootNamespace=shop`, `shop/deny-plaintext` applies mesh-wide and
+    // the page shows `browse-home` denied; every other sample as with the defaults.
+    let default = verdicts(&dom(port, "evaluate-all"));
+    let moved = verdicts(&dom(port, "?rootNamespace=shop#evaluate-all"));
+    assert_eq!(
+        (default.len(), moved.len()),
+        (requests.len(), requests.len())
+    );
+    let changed: Vec<(String, &str, &str)> = requests
+        .iter()
+        .zip(default.iter().zip(&moved))
+        .filter(|(_, (d, m))| d != m)
+        .map(|(r, (d, m))| {
+            let name = serde_json::from_str::<Value>(r["text"].as_str().unwrap()).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (name, d.as_str(), m.as_str())
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [("browse-home".to_string(), "allow", "deny")],
+        "samples whose verdict rootNamespace=shop changes"
+    );
 
     // Options that do not read are shown as an error of `options.json`.
     let html = dom(port, "?pathNormalization=SOMETIMES#check");
