@@ -21,7 +21,7 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
@@ -156,7 +156,8 @@ fn runc(
     let tag = if hook { "hook" } else { "probe" };
     let bundle = env.dir.join("runc").join(format!("{case}-{tag}"));
     fs::create_dir_all(&bundle).unwrap();
-    let c = config(env, case, namespace, hook, edit);
+    let mut c = config(env, case, namespace, hook, edit);
+    rootfs_in(env, &bundle, &mut c);
     fs::write(
         bundle.join("config.json"),
         serde_json::to_vec_pretty(&c).unwrap(),
@@ -192,6 +193,7 @@ fn crun(env: &Env, case: &str, hook: bool, edit: impl FnOnce(&mut Value)) -> Out
     let _ = fs::remove_file(&log);
     let mut c = config(env, case, "palisade-test", hook, edit);
     c["annotations"]["run.oci.hooks.stderr"] = json!(log);
+    rootfs_in(env, &bundle, &mut c);
     fs::write(
         bundle.join("config.json"),
         serde_json::to_vec_pretty(&c).unwrap(),
@@ -212,6 +214,29 @@ fn crun(env: &Env, case: &str, hook: bool, edit: impl FnOnce(&mut Value)) -> Out
     out.stderr.extend(fs::read(&log).unwrap_or_default());
     show(&format!("crun {case} ({tag})"), &out);
     out
+}
+
+/// The root filesystem hard-linked into the bundle (`rootfs`) unless the case set its own
+/// root: a root outside the bundle or a container store is host storage to the hook.
+fn rootfs_in(env: &Env, bundle: &Path, c: &mut Value) {
+    if c["root"]["path"] != json!(env.rootfs) {
+        return;
+    }
+    let rootfs = bundle.join("rootfs");
+    if !rootfs.exists() {
+        let ok = Command::new("cp")
+            .arg("-al")
+            .arg(&env.rootfs)
+            .arg(&rootfs)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "cannot link the root filesystem into {}",
+            bundle.display()
+        );
+    }
+    c["root"]["path"] = json!("rootfs");
 }
 
 fn show(what: &str, out: &Output) {

@@ -99,6 +99,8 @@ fn the_sandbox_is_the_one_whose_namespaces_the_container_joins() {
                 "io.kubernetes.cri.image-name": "registry.example.com/tools/busybox:1.36",
             },
             "linux": {
+                // containerd's default: every device denied first (the `devices` control).
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]},
                 "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
                 "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
                 "namespaces": [
