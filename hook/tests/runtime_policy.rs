@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use common::{cache_dir, component, hook_bin, is_root, scratch, testdata};
+use common::{cache_dir, component, hook_bin, is_root, scratch, skipped, testdata};
 
 const NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
 
@@ -50,11 +50,20 @@ struct Env {
     kvm: bool,
 }
 
+/// The fixture, or `None` when not root: the calling test is then recorded as skipped, with
+/// the reason (`common::skipped`), and returns.
 fn env() -> Option<&'static Env> {
+    let env = set_up_env();
+    if env.is_none() {
+        skipped("real container runtimes need root");
+    }
+    env
+}
+
+fn set_up_env() -> Option<&'static Env> {
     static ENV: OnceLock<Option<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
         if !is_root() {
-            eprintln!("SKIPPED: real container runtimes need root");
             return None;
         }
         for (bin, pkg) in [("runc", "runc"), ("busybox", "busybox-static")] {
@@ -437,7 +446,7 @@ fn runc_refuses_allow_all_devices_with_mknod_where_the_hosts_kvm_opened() {
     let out = runc(env, "all-devices", "palisade-test", true, allow_all_devices);
     assert_refused(&out, "baseline", "devices", "`a *:*` `rw` (rule 1)");
     if !env.kvm {
-        eprintln!("SKIPPED (probe): this host has no /dev/kvm to open");
+        skipped("the probe half: this host has no /dev/kvm to open (the refusal was checked)");
         return;
     }
     let out = runc(

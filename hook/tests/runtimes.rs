@@ -739,10 +739,10 @@ fn class_4_an_annotation_never_exempts_a_host_path_under_runc() {
     // annotation: `sandbox-id: storage` exempted the whole of podman's storage.
     let store = Path::new("/var/lib/containers/storage");
     if !store.is_dir() {
-        eprintln!(
-            "SKIPPED: no {} on this host (podman never ran)",
+        skipped(&format!(
+            "no {} on this host (podman never ran)",
             store.display()
-        );
+        ));
         return;
     }
     let edit = |c: &mut Value| {

@@ -22,7 +22,7 @@ use palisade_oci_hook::host::gather;
 use palisade_oci_hook::policy::PolicyPath;
 use serde_json::json;
 
-use common::{is_root, policy_yaml};
+use common::{is_root, policy_yaml, skipped};
 
 /// A process in new IPC and UTS namespaces, killed on drop.
 struct Pause(Child);
@@ -72,7 +72,7 @@ fn sandbox_bundle(task: &Path, id: &str, pid: u32) {
 #[test]
 fn the_sandbox_is_the_one_whose_namespaces_the_container_joins() {
     if !is_root() {
-        eprintln!("SKIPPED: unshare needs root");
+        skipped("unshare needs root");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
