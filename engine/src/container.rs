@@ -2200,23 +2200,8 @@ spec:
             "annotations": config["annotations"].clone()
         });
         let mut req = ContainerRequest::from_oci(&state.to_string(), &config.to_string()).unwrap();
-        let namespaces = req
-            .config
-            .linux
-            .iter()
-            .flat_map(|l| &l.namespaces)
-            .filter_map(|n| {
-                let path = n.path.clone()?;
-                Some(crate::container_host::NamespaceFact {
-                    kind: n.kind.clone(),
-                    host: Some(crate::container_host::spelled_host_namespace(&path)),
-                    path,
-                    error: None,
-                })
-            })
-            .collect();
         req.host = Some(HostFacts {
-            namespaces,
+            namespaces: crate::container_host::spelled_namespace_facts(&req.config),
             sandbox: Some(crate::container_host::SandboxFact::from_runtime(
                 SANDBOX,
                 Some(UID),

@@ -180,6 +180,26 @@ pub fn spelled_host_namespace(path: &str) -> bool {
         .any(|h| p.starts_with(h))
 }
 
+/// The namespace facts a host would give for `config`, each path judged by its spelling
+/// ([`spelled_host_namespace`]): for tests whose subject is not the namespace rules.
+#[cfg(test)]
+pub(crate) fn spelled_namespace_facts(config: &OciConfig) -> Vec<NamespaceFact> {
+    config
+        .linux
+        .iter()
+        .flat_map(|l| &l.namespaces)
+        .filter_map(|n| {
+            let path = n.path.clone()?;
+            Some(NamespaceFact {
+                kind: n.kind.clone(),
+                host: Some(spelled_host_namespace(&path)),
+                path,
+                error: None,
+            })
+        })
+        .collect()
+}
+
 /// Why the container's `kind` namespace is the host's, or `None` when it has its own or
 /// joins another that is not the host's.
 ///

@@ -114,23 +114,8 @@ fn decide(privileges: &str, config: Value) -> ContainerDecision {
     let mut req = ContainerRequest::from_oci(&state.to_string(), &config.to_string()).unwrap();
     // The facts the hook establishes on a host where pid 4242 is the pod's pause process: its
     // namespaces are not the host's (the namespace rules are not what these rows test).
-    let namespaces = req
-        .config
-        .linux
-        .iter()
-        .flat_map(|l| &l.namespaces)
-        .filter_map(|n| {
-            let path = n.path.clone()?;
-            Some(crate::container_host::NamespaceFact {
-                kind: n.kind.clone(),
-                host: Some(crate::container_host::spelled_host_namespace(&path)),
-                path,
-                error: None,
-            })
-        })
-        .collect();
     req.host = Some(crate::container_host::HostFacts {
-        namespaces,
+        namespaces: crate::container_host::spelled_namespace_facts(&req.config),
         ..crate::container_host::HostFacts::default()
     });
     decide_container(&set.container, &set.inventory, &req).unwrap()
