@@ -24,10 +24,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use palisade_engine::{
     Decision, Diagnostic, Errors, Location, Request, SourceFile, Verdict, WorkloadRef,
 };
-use palisade_host_test::{
+use palisade_traffic::{Format as TrafficFormat, Live, Record, policy_of, rule_or_none};
+use palisade_wasm_host::{
     Bound, HostSettings, Observed, ProxyWasmHost, ReadBack, Replayer, same_decision,
 };
-use palisade_traffic::{Format as TrafficFormat, Live, Record, policy_of, rule_or_none};
 use serde::Serialize;
 
 use crate::args::{Format, MeshArgs};
@@ -644,7 +644,7 @@ enum WasmSide {
 fn wasm_side(
     replayer: &mut Replayer,
     request: &Request,
-) -> Result<Result<WasmSide, String>, palisade_host_test::Unroutable> {
+) -> Result<Result<WasmSide, String>, palisade_wasm_host::Unroutable> {
     Ok(match replayer.read_back() {
         ReadBack::Decision => replayer
             .decide_wasm(request)?

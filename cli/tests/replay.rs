@@ -29,11 +29,11 @@ fn shop() -> PathBuf {
 }
 
 /// The plugin: `$PALISADE_PROXY_WASM`, the workspace build when it is newer than its sources,
-/// else built here (see `palisade_host_test::modules`).
+/// else built here (see `palisade_wasm_host::modules`).
 fn plugin() -> PathBuf {
     static WASM_PATH: OnceLock<PathBuf> = OnceLock::new();
     WASM_PATH
-        .get_or_init(|| palisade_host_test::modules::plugin("cli-test-plugin").unwrap())
+        .get_or_init(|| palisade_wasm_host::modules::plugin("cli-test-plugin").unwrap())
         .clone()
 }
 

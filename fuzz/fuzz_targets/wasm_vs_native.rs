@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use palisade_engine::{
     Endpoint, HttpAttributes, Options, Protocol, Request, SourceFile, WorkloadRef,
 };
-use palisade_host_test::{ProxyWasmHost, Replayer, same_decision};
+use palisade_wasm_host::{ProxyWasmHost, Replayer, same_decision};
 
 const PRINCIPALS: &[&str] = &[
     "cluster.local/ns/shop/sa/frontend",

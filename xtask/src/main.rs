@@ -14,9 +14,9 @@
 //!   plugin`), which the real-Envoy plugin tests load. `cargo xtask plugin --bundle-only`: the
 //!   build without the `yaml` feature (reads only `bundle`; a smaller module), in
 //!   `<target>/plugin-bundle-only/`.
-//! - `cargo xtask simulator`: the browser policy simulator (`simulator/`): its .wasm
+//! - `cargo xtask simulator`: the browser policy simulator (`plugin/browser/`): its .wasm
 //!   (`--target wasm32-unknown-unknown --profile simulator`) through the `wasm-bindgen` CLI,
-//!   for the page (`--target web`, in `simulator/www/pkg/`, with the shop's example as
+//!   for the page (`--target web`, in `plugin/browser/www/pkg/`, with the shop's example as
 //!   `shop.json`) and for its Node test (`--target nodejs`, in `<target>/simulator-node/`).
 //! - `cargo xtask bench`: the engine benchmark (release build).
 //! - `cargo xtask bench-hook [--runs N]`: the OCI hook's start-to-exit time, component (cached)
@@ -344,7 +344,7 @@ fn build_wasip1(package: &str, what: &str, extra: &[&str]) -> Result<(), String>
 }
 
 /// The browser simulator: its .wasm through the `wasm-bindgen` CLI for the page
-/// (`simulator/www/pkg/`, `--target web`) and for the Node test (`<target>/simulator-node/`,
+/// (`plugin/browser/www/pkg/`, `--target web`) and for the Node test (`<target>/simulator-node/`,
 /// `--target nodejs`), and the shop's example for the page (`pkg/shop.json`).
 fn simulator() -> Result<(), String> {
     let want = locked_wasm_bindgen()?;
@@ -371,7 +371,7 @@ fn simulator() -> Result<(), String> {
         ]),
     )?;
     let wasm = target_dir().join("wasm32-unknown-unknown/simulator/palisade_simulator.wasm");
-    let www = root().join("simulator/www/pkg");
+    let www = root().join("plugin/browser/www/pkg");
     let node = target_dir().join("simulator-node");
     for (target, out) in [("web", &www), ("nodejs", &node)] {
         run(
@@ -605,7 +605,7 @@ fn bench_replay(args: &[String]) -> Result<(), String> {
             .args([
                 "bench",
                 "-p",
-                "palisade-host-test",
+                "palisade-wasm-host",
                 "--bench",
                 "replay",
                 "--",

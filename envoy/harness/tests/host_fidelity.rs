@@ -1,5 +1,5 @@
 //! Host fidelity: the same requests through the real Envoy 1.40 with the plugin and through
-//! the wasmtime test host (`palisade-host-test`) running the same `.wasm` with the same plugin
+//! the wasmtime test host (`palisade-wasm-host`) running the same `.wasm` with the same plugin
 //! configuration give the same decisions and the same metric counts.
 //!
 //! Envoy runs the shop as `tests/shop_e2e.rs` does ([`Shop::start`]). Each request — the twelve
@@ -29,7 +29,7 @@ use palisade_envoy_harness::plugin::POLICY_HEADER;
 use palisade_envoy_harness::shop::{
     INTERNET, NO_SIDECAR, Shop, expectation, prometheus_name, request, workload_ip,
 };
-use palisade_host_test::{PluginInstance, ProxyWasmHost};
+use palisade_wasm_host::{PluginInstance, ProxyWasmHost};
 use serde_json::{Value, json};
 
 /// How a client reaches a listener.

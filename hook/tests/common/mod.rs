@@ -44,7 +44,7 @@ pub fn component() -> PathBuf {
             if let Some(p) = std::env::var_os("PALISADE_COMPONENT") {
                 return PathBuf::from(p);
             }
-            palisade_host_test::modules::build_for(
+            palisade_wasm_host::modules::build_for(
                 "palisade-component",
                 "wasm32-wasip2",
                 "component",

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use palisade_host_test::modules;
 use palisade_nri_loader::NriLoader;
+use palisade_wasm_host::modules;
 
 pub fn root() -> PathBuf {
     modules::workspace_root()

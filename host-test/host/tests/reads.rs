@@ -14,7 +14,7 @@
 mod common;
 
 use palisade_engine::Request;
-use palisade_host_test::{LogLevel, StreamInput};
+use palisade_wasm_host::{LogLevel, StreamInput};
 
 /// Each property the plugin may read, and a value of it that does not decode.
 const CORRUPT: &[(&str, &[&str], &[u8])] = &[

@@ -18,7 +18,7 @@ use palisade_engine::{Decision, Options, Request, SourceFile, compile, load};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Cargo's target directory: three levels above this test's binary (`<target>/debug/deps/`).
@@ -60,7 +60,7 @@ fn package() -> PathBuf {
             wasm.display()
         );
     };
-    for src in [root().join("simulator/src"), root().join("engine/src")] {
+    for src in [root().join("plugin/browser/src"), root().join("engine/src")] {
         assert!(
             newest(&src) <= built,
             "{} is older than {}: rebuild it with `cargo xtask simulator`",
@@ -123,7 +123,7 @@ fn the_wasm_decides_every_shop_request_as_the_native_engine() {
     let input_path = dir.path().join("input.json");
     std::fs::write(&input_path, input.to_string()).unwrap();
     let out = Command::new(&node)
-        .arg(root().join("simulator/tests/driver.js"))
+        .arg(root().join("plugin/browser/tests/driver.js"))
         .arg(&pkg)
         .arg(&input_path)
         .output()

@@ -13,7 +13,7 @@ mod common;
 
 use palisade_engine::extauthz::{ExtensionProvider, GrpcProvider, HttpProvider};
 use palisade_engine::{Options, Request, SourceFile, Step, Verdict};
-use palisade_host_test::{Replayer, provider_answers, same_decision};
+use palisade_wasm_host::{Replayer, provider_answers, same_decision};
 
 const POLICIES: &str = r#"apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

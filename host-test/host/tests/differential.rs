@@ -20,7 +20,7 @@ mod common;
 
 use palisade_corpus::{Decider, Native};
 use palisade_engine::{Options, Request, SourceFile};
-use palisade_host_test::ProxyWasmDecider;
+use palisade_wasm_host::ProxyWasmDecider;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError};
 

@@ -1,4 +1,4 @@
-//! The simulator page in a real browser: headless Chromium loads `simulator/www` (the
+//! The simulator page in a real browser: headless Chromium loads `plugin/browser/www` (the
 //! `wasm-bindgen --target web` build that `cargo xtask simulator` writes to `www/pkg/`) from a
 //! loopback HTTP server, evaluates every shop sample request (`index.html#evaluate-all`) and
 //! checks the policies (`#check`); the page's DOM must show, for every sample, the verdict,
@@ -32,7 +32,7 @@ fn built_page() {
     ] {
         assert!(
             www().join(f).is_file(),
-            "simulator/www/{f} is missing: build it with `cargo xtask simulator` (`cargo xtask test` does)"
+            "plugin/browser/www/{f} is missing: build it with `cargo xtask simulator` (`cargo xtask test` does)"
         );
     }
 }

@@ -12,7 +12,7 @@
 mod common;
 
 use palisade_engine::{Options, Request, SourceFile, Step, Verdict};
-use palisade_host_test::{ReadBack, Replayer, same_decision};
+use palisade_wasm_host::{ReadBack, Replayer, same_decision};
 use serde_json::{Value, json};
 
 const POLICIES: &str = r#"apiVersion: security.istio.io/v1

@@ -2,7 +2,7 @@
 //! (`examples/shop/traffic/envoy-access.jsonl`, real Envoy output) scaled to at least a
 //! million records, decided by the native engine and by the proxy-wasm plugin's `.wasm` in the
 //! wasmtime host, in one run. Run: `cargo xtask bench-replay [--records N]` (or `cargo bench
-//! -p palisade-host-test --bench replay -- --records N`).
+//! -p palisade-wasm-host --bench replay -- --records N`).
 //!
 //! Scaling repeats the sample with varied addresses: each copy gets its own source port, and
 //! the records that came through `x-forwarded-for` their own original client in
@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use palisade_engine::{Options, Request, SourceFile, Verdict};
-use palisade_host_test::{
+use palisade_wasm_host::{
     Bound, HostSettings, ProxyWasmHost, ReadBack, Replayer, modules, same_decision,
 };
 
@@ -267,7 +267,7 @@ fn main() {
     // The floor: the same replay (routing, properties and headers set for the record, the
     // stream's callbacks, the read-back) through a minimal module that reads nothing and lets
     // everything through — what any plugin costs this host before its own code.
-    let floor_wasm = wat::parse_str(include_str!("../testdata/floor.wat")).unwrap();
+    let floor_wasm = wat::parse_str(include_str!("../../testdata/floor.wat")).unwrap();
     let floor_host = ProxyWasmHost::with_settings(&floor_wasm, settings).unwrap();
     let mut floor = Replayer::with_read_back(
         floor_host,

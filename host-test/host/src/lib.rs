@@ -18,7 +18,7 @@
 //! interruption ([`Bound`]); either way a guest that never returns is a trap.
 //!
 //! ```no_run
-//! use palisade_host_test::ProxyWasmHost;
+//! use palisade_wasm_host::ProxyWasmHost;
 //!
 //! let wasm = std::fs::read("palisade_proxy_wasm.wasm").unwrap();
 //! let host = ProxyWasmHost::new(&wasm).unwrap();

@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-use palisade_host_test::{
+use palisade_wasm_host::{
     Action, Bound, ConfigRefused, HostSettings, HttpFixture, LogLevel, ProxyWasmHost, StreamInput,
     TrapKind,
 };

@@ -16,6 +16,7 @@ use std::time::SystemTime;
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
+        .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
@@ -181,7 +182,11 @@ mod tests {
             module_path("palisade-proxy-wasm"),
             Path::new("wasm32-wasip1/plugin/palisade_proxy_wasm.wasm")
         );
-        assert!(workspace_root().join("host-test/src/modules.rs").exists());
+        assert!(
+            workspace_root()
+                .join("host-test/host/src/modules.rs")
+                .exists()
+        );
         // The plugin's sources exist, so they have a modification time.
         assert!(sources_of("plugin/proxy-wasm").is_some());
     }

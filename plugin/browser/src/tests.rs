@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::*;
 
 fn shop() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shop")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop")
 }
 
 /// The shop's inventory and policies, as separate files (as `palisade eval` reads them).

@@ -1,4 +1,4 @@
-//! Independent anchor for the replay read-back (`host-test/tests/replay.rs`): there, the
+//! Independent anchor for the replay read-back (`host-test/host/tests/replay.rs`): there, the
 //! "expected" side is the plugin crate's own `enforce::outcome_with` applied to the native
 //! decision, the same function the plugin runs — so a wrong mapping (a wrong status, wrong
 //! response details, a missing or extra counter) would be wrong on both sides and pass.
@@ -25,7 +25,7 @@ mod common;
 use std::sync::Arc;
 
 use palisade_engine::{Options, Request, SourceFile, Verdict};
-use palisade_host_test::{Bound, HostSettings, Observed, ProxyWasmHost, ReadBack, Replayer};
+use palisade_wasm_host::{Bound, HostSettings, Observed, ProxyWasmHost, ReadBack, Replayer};
 
 /// A DENY rule, an ALLOW rule, an AUDIT rule and a dry-run DENY rule, all for `shop/cart`.
 const POLICY: &str = r#"

@@ -5,12 +5,12 @@
 
 use std::sync::OnceLock;
 
-use palisade_host_test::ProxyWasmHost;
+use palisade_wasm_host::ProxyWasmHost;
 
 /// The plugin: `$PALISADE_PROXY_WASM`, else the workspace build when it is newer than every
-/// source it is built from, else a build of our own (see `palisade_host_test::modules`).
+/// source it is built from, else a build of our own (see `palisade_wasm_host::modules`).
 pub fn plugin_wasm() -> Vec<u8> {
-    let path = palisade_host_test::modules::plugin("host-test-plugin").unwrap();
+    let path = palisade_wasm_host::modules::plugin("host-test-plugin").unwrap();
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -7,7 +7,7 @@
 //! {
 //!   "description": "what the topic covers",
 //!   "options": {"trustDomainAliases": ["old.local"]},
-//!   "policies": ["policies/principals.yaml", "../../examples/shop/inventory.yaml"],
+//!   "policies": ["policies/principals.yaml", "../../../examples/shop/inventory.yaml"],
 //!   "defaults": {"destination": {"port": 8080}},
 //!   "cases": [
 //!     {"name": "a sentence naming the case", "request": {"http": {"path": "/"}},
@@ -31,7 +31,7 @@
 //! ```no_run
 //! use palisade_corpus::{Native, run};
 //!
-//! let report = run(std::path::Path::new("corpus/cases"), &mut Native::default());
+//! let report = run(std::path::Path::new("testing/corpus/cases"), &mut Native::default());
 //! println!("{}", report.summary());
 //! assert_eq!(report.failed(), 0);
 //! ```

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use palisade_host_test::envoy::{JWT_FILTER, filter_metadata, protobuf_struct};
+use palisade_wasm_host::envoy::{JWT_FILTER, filter_metadata, protobuf_struct};
 
 #[test]
 fn the_jwt_metadata_the_host_serves_is_the_payload_the_plugin_reads() {

@@ -16,17 +16,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use palisade_engine::{Options, Protocol, Request, RuleRef, SourceFile, Transport, Verdict};
-use palisade_host_test::{
+use palisade_wasm_host::{
     Bound, HostSettings, ProxyWasmHost, ReadBack, Replayer,
     envoy::{hidden_peer, trusted_proxies},
     same_decision,
 };
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The plugin with the host `palisade replay` uses: calls bounded by time, not fuel.
@@ -48,7 +45,7 @@ fn expressible(r: &Request) -> bool {
 #[test]
 fn every_corpus_case_shows_envoy_what_the_plugin_mapping_of_the_native_decision_shows() {
     let host = timed_host();
-    let dir = root().join("corpus").join("cases");
+    let dir = root().join("testing/corpus/cases");
     let (mut checked, mut denied_http, mut with_shadow) = (0usize, 0usize, 0usize);
     // The cases not checked, each named: a topic whose policies do not load, a request a
     // proxy-wasm filter cannot be shown, a destination without a sidecar.
@@ -123,7 +120,7 @@ const NOT_CHECKED: &[&str] =
     &["a TCP port rule does not admit UDP: not expressible to a proxy-wasm filter"];
 
 fn shop_sources() -> Vec<SourceFile> {
-    palisade_host_test::modules::shop_sources().unwrap()
+    palisade_wasm_host::modules::shop_sources().unwrap()
 }
 
 fn shop_requests() -> Vec<Request> {

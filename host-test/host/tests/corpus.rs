@@ -14,14 +14,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use palisade_corpus::run;
-use palisade_host_test::ProxyWasmDecider;
+use palisade_wasm_host::ProxyWasmDecider;
 
 #[test]
 fn the_proxy_wasm_guest_decides_every_corpus_case_as_expected() {
     let host = common::host();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("corpus")
+        .join("../../testing/corpus")
         .join("cases");
     let mut decider = ProxyWasmDecider::new(host);
     let started = Instant::now();
@@ -36,7 +35,7 @@ fn the_proxy_wasm_guest_decides_every_corpus_case_as_expected() {
     assert_eq!(report.failed(), 0, "{report}");
     // Every case but those a proxy-wasm filter cannot be shown, each named with its reason
     // (`ProxyWasmDecider::cannot_express`). The corpus holds 434 cases (see
-    // `corpus/tests/native.rs`, which counts them per topic); 434 - 1 skipped = 433.
+    // `testing/corpus/tests/native.rs`, which counts them per topic); 434 - 1 skipped = 433.
     assert_eq!(
         report.skipped,
         vec![
