@@ -92,7 +92,7 @@ const SPEC_FIELDS: &[&str] = &[
     "type",
 ];
 
-/// The plugin's configuration options (README, "Deploying with Istio").
+/// The plugin's configuration options (docs/envoy-plugin.md, "Configuration").
 const PLUGIN_CONFIG_FIELDS: &[&str] = &[
     "policy",
     "bundle",
