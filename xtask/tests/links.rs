@@ -1,6 +1,7 @@
 //! Every relative link in README.md, CHANGELOG.md and `docs/**/*.md` must lead somewhere: the
 //! file or directory exists, and a `#fragment` names a heading of the target markdown file by
-//! GitHub's slug rules. External links (a scheme such as `https:`) are not followed.
+//! GitHub's slug rules. External links (a scheme such as `https:`) are not followed. And every
+//! one of those pages must be reachable from the README by following links.
 //!
 //! A small hand parser, not a markdown crate: the links are `[text](target)` outside code, and
 //! the only other syntax that matters is fenced code, inline code and ATX headings.
@@ -245,18 +246,7 @@ fn dead_links(
             if target.is_empty() || is_external(&target) {
                 continue;
             }
-            let (path, fragment) = match target.split_once('#') {
-                Some((p, f)) => (p, Some(f)),
-                None => (target.as_str(), None),
-            };
-            let file = if path.is_empty() {
-                doc.to_path_buf()
-            } else if path.starts_with('/') {
-                root.join(percent_decoded(path.trim_start_matches('/')))
-            } else {
-                doc.parent().unwrap().join(percent_decoded(path))
-            };
-            let file = normalised(&file);
+            let (file, fragment) = resolved(root, doc, &target);
             if !file.starts_with(normalised(root)) {
                 out.push(format!(
                     "{shown}:{}: {target} (outside the repository)",
@@ -286,6 +276,48 @@ fn dead_links(
         }
     }
     out
+}
+
+/// The file a relative link names (the document itself for a bare `#fragment`) and its
+/// fragment.
+fn resolved<'t>(root: &Path, doc: &Path, target: &'t str) -> (PathBuf, Option<&'t str>) {
+    let (path, fragment) = match target.split_once('#') {
+        Some((p, f)) => (p, Some(f)),
+        None => (target, None),
+    };
+    let file = if path.is_empty() {
+        doc.to_path_buf()
+    } else if path.starts_with('/') {
+        root.join(percent_decoded(path.trim_start_matches('/')))
+    } else {
+        doc.parent().unwrap().join(percent_decoded(path))
+    };
+    (normalised(&file), fragment)
+}
+
+/// The documents no chain of relative links from README.md reaches: a page nobody can find.
+fn orphans(root: &Path, docs: &[PathBuf], read: &dyn Fn(&Path) -> Option<String>) -> Vec<String> {
+    let readme = normalised(&root.join("README.md"));
+    let mut reached = BTreeSet::from([readme.clone()]);
+    let mut queue = vec![readme];
+    while let Some(doc) = queue.pop() {
+        let Some(text) = read(&doc) else { continue };
+        for line in prose_lines(&text) {
+            for target in link_targets(&line) {
+                if target.is_empty() || is_external(&target) {
+                    continue;
+                }
+                let (file, _) = resolved(root, &doc, &target);
+                if file.extension().is_some_and(|e| e == "md") && reached.insert(file.clone()) {
+                    queue.push(file);
+                }
+            }
+        }
+    }
+    docs.iter()
+        .filter(|d| !reached.contains(&normalised(d)))
+        .map(|d| d.strip_prefix(root).unwrap_or(d).display().to_string())
+        .collect()
 }
 
 /// `a/b/../c` as `a/c`, without touching the file system.
@@ -327,6 +359,47 @@ fn every_relative_link_in_the_readme_the_changelog_and_docs_leads_somewhere() {
     }
     assert!(links > 0, "no links found: the parser is broken");
     assert!(dead.is_empty(), "dead links:\n{}", dead.join("\n"));
+}
+
+#[test]
+fn every_docs_page_and_the_changelog_can_be_reached_from_the_readme() {
+    let root = root();
+    let read = |p: &Path| fs::read_to_string(p).ok();
+    let lost = orphans(&root, &documents(&root), &read);
+    assert!(
+        lost.is_empty(),
+        "no chain of links from README.md reaches these pages; link each from the README's \
+         Documentation list or from a page it links:\n{}",
+        lost.join("\n")
+    );
+}
+
+#[test]
+fn a_page_linked_only_from_an_unreached_page_is_an_orphan() {
+    let files = |p: &Path| -> Option<String> {
+        match p.to_str()? {
+            "/r/README.md" => Some("[a](docs/a.md)\n".into()),
+            "/r/docs/a.md" => Some("[b](b.md#x) `[c](c.md)`\n".into()),
+            "/r/docs/b.md" => Some("# x\n".into()),
+            "/r/docs/c.md" => Some("[d](d.md)\n".into()),
+            "/r/docs/d.md" => Some("[c](c.md)\n".into()),
+            _ => None,
+        }
+    };
+    let docs: Vec<PathBuf> = [
+        "README.md",
+        "docs/a.md",
+        "docs/b.md",
+        "docs/c.md",
+        "docs/d.md",
+    ]
+    .iter()
+    .map(|d| Path::new("/r").join(d))
+    .collect();
+    assert_eq!(
+        orphans(Path::new("/r"), &docs, &files),
+        ["docs/c.md", "docs/d.md"]
+    );
 }
 
 /// A fixed set of files the checker's own cases link between.
