@@ -33,11 +33,15 @@ use palisade_engine::{
 };
 use palisade_proxy_wasm::config::{NodeMetadata, Plugin as PluginConfig};
 use palisade_proxy_wasm::enforce;
+use palisade_proxy_wasm::enforce::POLICY_HEADER;
 
 use crate::abi::LogLevel;
-use crate::decider::{POLICY_HEADER, decision_from, sidecar_configuration};
+use crate::decider::sidecar_configuration;
 use crate::envoy::trusted_proxies;
-use crate::host::{PluginInstance, ProxyWasmHost, StreamSummary};
+use crate::host::ProxyWasmHost;
+use crate::instance::PluginInstance;
+use crate::outcome::StreamSummary;
+use crate::readback::decision_from;
 
 /// What a [`Replayer`] reads back from the plugin (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
