@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use palisade_engine::{Decision, Request, Verdict};
 use palisade_traffic::{Format as TrafficFormat, Live};
-use palisade_wasm_host::Observed;
+use palisade_wasm_host::{Observed, PluginFailure};
 use serde::Serialize;
 
 /// At most this many disagreements, live differences and unroutable records are listed in
@@ -49,7 +49,7 @@ impl Shown {
         }
     }
 
-    pub(super) fn failed(e: &str) -> Shown {
+    pub(super) fn failed(e: &PluginFailure) -> Shown {
         Shown {
             verdict: None,
             rule: None,

@@ -11,7 +11,8 @@ use palisade_engine::{
 };
 use palisade_traffic::{Record, policy_of, rule_or_none};
 use palisade_wasm_host::{
-    Bound, HostSettings, Observed, ProxyWasmHost, ReadBack, Replayer, same_decision,
+    Bound, HostSettings, Observed, PluginFailure, ProxyWasmHost, ReadBack, Replayer, Unroutable,
+    same_decision,
 };
 
 use super::output::{
@@ -134,8 +135,8 @@ pub fn replay(args: &ReplayArgs, output: Format) -> Result<Exit, Failure> {
         Compare::Outcome => ReadBack::Outcome,
         Compare::Decision => ReadBack::Decision,
     };
-    let mut replayer =
-        Replayer::with_read_back(host, &sources, &options, read_back).map_err(Failure::message)?;
+    let mut replayer = Replayer::with_read_back(host, &sources, &options, read_back)
+        .map_err(|e| Failure::message(e.to_string()))?;
 
     let mut records = traffic.records;
     if let Some(w) = &workload {
@@ -223,7 +224,7 @@ fn replay_one(
         Err(unroutable) => {
             result.unroutable.push(Unrouted {
                 line: record.line,
-                reason: unroutable.0,
+                reason: unroutable.to_string(),
             });
             return;
         }
@@ -238,7 +239,7 @@ fn replay_one(
     let expected = match &wasm {
         Ok(WasmSide::Outcome(_)) => match replayer.expected(&record.request, &native) {
             Ok(e) => Some(e),
-            Err(u) => Some(Err(u.0)),
+            Err(u) => Some(Err(PluginFailure::from(u))),
         },
         _ => None,
     };
@@ -324,7 +325,7 @@ enum WasmSide {
 fn wasm_side(
     replayer: &mut Replayer,
     request: &Request,
-) -> Result<Result<WasmSide, String>, palisade_wasm_host::Unroutable> {
+) -> Result<Result<WasmSide, PluginFailure>, Unroutable> {
     Ok(match replayer.read_back() {
         ReadBack::Decision => replayer
             .decide_wasm(request)?

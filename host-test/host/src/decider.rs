@@ -19,14 +19,16 @@
 //! filter sees) by `cannot_express`: the corpus runner lists both instead of failing them.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
-use palisade_corpus::Decider;
+use palisade_corpus::{DecideError, Decider, LoadError};
 use palisade_engine::{
     Decision, Engine, Options, Protocol, Request, SourceFile, Transport, WorkloadRef,
 };
 use palisade_proxy_wasm::enforce::POLICY_HEADER;
 
 use crate::envoy::{hidden_peer, trusted_proxies};
+use crate::error::ConfigRefused;
 use crate::host::ProxyWasmHost;
 use crate::instance::PluginInstance;
 use crate::readback::decision_from;
@@ -40,7 +42,7 @@ pub struct ProxyWasmDecider {
     /// The natively compiled inventory, only to find a request's destination workload by its
     /// address (as the destination's sidecar knows its own workload).
     native: Option<Engine>,
-    instances: BTreeMap<String, Result<PluginInstance, String>>,
+    instances: BTreeMap<String, Result<PluginInstance, ConfigRefused>>,
     configured: usize,
 }
 
@@ -74,14 +76,11 @@ impl ProxyWasmDecider {
 
     /// The destination workload: the request's, else the inventory workload with the
     /// destination address.
-    fn destination(&self, request: &Request) -> Result<WorkloadRef, String> {
+    fn destination(&self, request: &Request) -> Result<WorkloadRef, DecideError> {
         if let Some(w) = &request.destination.workload {
             return Ok(w.clone());
         }
-        let ip = request
-            .destination
-            .ip
-            .ok_or("the request names no destination workload or address")?;
+        let ip = request.destination.ip.ok_or(DecideError::NoDestination)?;
         self.native
             .as_ref()
             .and_then(|e| match e.inventory.owner_of(ip) {
@@ -94,7 +93,7 @@ impl ProxyWasmDecider {
                 name: Some(w.name.clone()),
                 ..WorkloadRef::default()
             })
-            .ok_or_else(|| format!("no workload in the inventory has address `{ip}`"))
+            .ok_or(DecideError::UnknownAddress(ip))
     }
 }
 
@@ -128,7 +127,7 @@ impl Decider for ProxyWasmDecider {
         hidden_peer(request)
     }
 
-    fn load(&mut self, files: &[SourceFile], options: &Options) -> Result<(), String> {
+    fn load(&mut self, files: &[SourceFile], options: &Options) -> Result<(), LoadError> {
         self.instances.clear();
         self.options = options.clone();
         let mut policy = String::new();
@@ -140,33 +139,33 @@ impl Decider for ProxyWasmDecider {
             }
         }
         self.policy = policy;
-        let set = palisade_engine::load(files).map_err(|e| format!("load: {e}"))?;
-        self.native =
-            Some(palisade_engine::compile(&set, options).map_err(|e| format!("compile: {e}"))?);
+        let set = palisade_engine::load(files).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        self.native = Some(
+            palisade_engine::compile(&set, options)
+                .map_err(|e| LoadError::Compile(e.to_string()))?,
+        );
         Ok(())
     }
 
-    fn decide(&mut self, request: &Request) -> Result<Decision, String> {
+    fn decide(&mut self, request: &Request) -> Result<Decision, DecideError> {
         let workload = self.destination(request)?;
         let config = self.configuration(&workload, request.protocol, trusted_proxies(request));
-        if !self.instances.contains_key(&config) {
-            self.configured = self.configured.saturating_add(1);
-            let vm = self
-                .host
-                .configure(&config)
-                .map_err(|e| format!("configuration refused: {e}"));
-            self.instances.insert(config.clone(), vm);
-        }
-        let vm = match self.instances.get_mut(&config) {
-            Some(Ok(vm)) => vm,
-            Some(Err(e)) => return Err(e.clone()),
-            None => return Err("no VM".into()),
+        let vm = match self.instances.entry(config) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.configured = self.configured.saturating_add(1);
+                let vm = self.host.configure(e.key());
+                e.insert(vm)
+            }
         };
+        let vm = vm
+            .as_mut()
+            .map_err(|e| DecideError::ConfigurationRefused(e.to_string()))?;
         match request.protocol {
             Protocol::Http => {
                 let o = vm.http(request);
                 if let Some(t) = o.trap {
-                    return Err(format!("the guest trapped: {t}"));
+                    return Err(DecideError::Trapped(t.to_string()));
                 }
                 let header = o
                     .headers
@@ -174,13 +173,15 @@ impl Decider for ProxyWasmDecider {
                     .find(|(k, _)| k == POLICY_HEADER)
                     .map(|(_, v)| v.clone());
                 decision_from(o.allowed, &o.logs, o.details.as_deref(), header.as_deref())
+                    .map_err(|e| DecideError::ReadBack(e.to_string()))
             }
             Protocol::Tcp => {
                 let o = vm.tcp(request);
                 if let Some(t) = o.trap {
-                    return Err(format!("the guest trapped: {t}"));
+                    return Err(DecideError::Trapped(t.to_string()));
                 }
                 decision_from(o.allowed, &o.logs, None, None)
+                    .map_err(|e| DecideError::ReadBack(e.to_string()))
             }
         }
     }

@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
+use crate::error::ReadBackError;
+use crate::outcome::LogLine;
 use palisade_engine::decision::NetworkOutcome;
 use palisade_engine::{
     CustomCheck, Decision, ExtAuthzAnswer, RuleRef, ShadowResult, Step, Verdict,
 };
-use palisade_proxy_wasm::enforce::POLICY_HEADER;
-
-use crate::outcome::LogLine;
 
 /// The plugin's decision log line starts with this.
 const LOG_PREFIX: &str = "palisade: ";
@@ -24,32 +23,31 @@ pub fn decision_from(
     logs: &[LogLine],
     details: Option<&str>,
     policy_header: Option<&str>,
-) -> Result<Decision, String> {
+) -> Result<Decision, ReadBackError> {
     let line = logs
         .iter()
         .map(|l| l.message.as_str())
         .find(|m| m.starts_with(LOG_PREFIX) && m.contains(" by policy "))
-        .ok_or_else(|| {
-            format!(
-                "the plugin logged no decision (log: {})",
-                logs.iter()
-                    .map(|l| l.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            )
+        .ok_or_else(|| ReadBackError::NoDecisionLogged {
+            log: logs
+                .iter()
+                .map(|l| l.message.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
         })?;
-    let (policy, decision) = parse_log_line(line)
-        .ok_or_else(|| format!("cannot read the decision from the log line `{line}`"))?;
+    let (policy, decision) =
+        parse_log_line(line).ok_or_else(|| ReadBackError::UnreadableLine { line: line.into() })?;
     let verdict = if allowed {
         Verdict::Allow
     } else {
         Verdict::Deny
     };
     if decision.verdict != verdict {
-        return Err(format!(
-            "the stream was {verdict}ed but the log line says {} (`{line}`)",
-            decision.verdict
-        ));
+        return Err(ReadBackError::VerdictDiffers {
+            stream: verdict,
+            logged: decision.verdict,
+            line: line.into(),
+        });
     }
     // A provider that failed closed replies `ext_authz_error` where one that denied replies
     // `ext_authz_denied`; the engine sees both as the provider's deny.
@@ -58,16 +56,18 @@ pub fn decision_from(
         && d != decision.envoy_details()
         && !failed_closed
     {
-        return Err(format!(
-            "response details `{d}` disagree with the log line `{line}`"
-        ));
+        return Err(ReadBackError::DetailsDiffer {
+            details: d.into(),
+            line: line.into(),
+        });
     }
     if let Some(h) = policy_header
         && h != policy
     {
-        return Err(format!(
-            "`{POLICY_HEADER}: {h}` disagrees with the log line `{line}`"
-        ));
+        return Err(ReadBackError::PolicyHeaderDiffers {
+            header: h.into(),
+            line: line.into(),
+        });
     }
     Ok(decision)
 }
@@ -351,5 +351,102 @@ mod tests {
     #[test]
     fn a_line_that_does_not_explain_itself_is_refused() {
         assert!(parse_log_line("palisade: allowed x by policy none: allowed: maybe").is_none());
+    }
+
+    fn logged(lines: &[&str]) -> Vec<LogLine> {
+        lines
+            .iter()
+            .map(|m| LogLine {
+                level: crate::abi::LogLevel::Info,
+                message: (*m).to_string(),
+                context_id: 2,
+            })
+            .collect()
+    }
+
+    const DENIED: &str = "palisade: denied GET cart/x by policy ns[shop]-policy[d]-rule[0]: denied: DENY rule ns[shop]-policy[d]-rule[0] matched";
+
+    #[test]
+    fn a_denial_whose_reply_matches_its_log_line_reads_back() {
+        let d = decision_from(
+            false,
+            &logged(&[DENIED]),
+            Some("rbac_access_denied_matched_policy[ns[shop]-policy[d]-rule[0]]"),
+            Some("ns[shop]-policy[d]-rule[0]"),
+        )
+        .unwrap();
+        assert_eq!((d.verdict, d.step), (Verdict::Deny, Step::DenyMatched));
+    }
+
+    #[test]
+    fn a_stream_without_a_decision_line_names_what_it_logged() {
+        let e = decision_from(true, &logged(&["hello", "world"]), None, None).unwrap_err();
+        assert_eq!(
+            e,
+            ReadBackError::NoDecisionLogged {
+                log: "hello | world".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "the plugin logged no decision (log: hello | world)"
+        );
+    }
+
+    #[test]
+    fn a_line_that_does_not_read_back_is_named() {
+        let line = "palisade: allowed x by policy none: allowed: maybe";
+        let e = decision_from(true, &logged(&[line]), None, None).unwrap_err();
+        assert_eq!(e, ReadBackError::UnreadableLine { line: line.into() });
+    }
+
+    #[test]
+    fn a_stream_that_went_on_against_a_logged_denial_is_a_verdict_difference() {
+        let e = decision_from(true, &logged(&[DENIED]), None, None).unwrap_err();
+        assert_eq!(
+            e,
+            ReadBackError::VerdictDiffers {
+                stream: Verdict::Allow,
+                logged: Verdict::Deny,
+                line: DENIED.into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("the stream was allowed but the log line says deny (`{DENIED}`)")
+        );
+    }
+
+    #[test]
+    fn reply_details_of_another_rule_are_a_details_difference() {
+        let e = decision_from(
+            false,
+            &logged(&[DENIED]),
+            Some("rbac_access_denied_matched_policy[ns[shop]-policy[e]-rule[0]]"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "response details `rbac_access_denied_matched_policy[ns[shop]-policy[e]-rule[0]]` disagree with the log line `{DENIED}`"
+            )
+        );
+    }
+
+    #[test]
+    fn a_policy_header_naming_another_policy_is_a_header_difference() {
+        let e = decision_from(false, &logged(&[DENIED]), None, Some("other")).unwrap_err();
+        assert_eq!(
+            e,
+            ReadBackError::PolicyHeaderDiffers {
+                header: "other".into(),
+                line: DENIED.into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("`x-palisade-policy: other` disagrees with the log line `{DENIED}`")
+        );
     }
 }
