@@ -20,9 +20,9 @@ use proxy_wasm::types::{
 
 use crate::attributes::{
     AttributeError, RawAttributes, build, build_request, decode_bool, decode_labels, decode_string,
-    has_port, kept_headers, paths,
+    has_port, kept_headers, paths, recorded_peer,
 };
-use crate::config::{Mode, NodeMetadata, Plugin, error_decision};
+use crate::config::{Configured, Mode, NodeMetadata, Plugin, configure, error_decision};
 use crate::enforce::{
     Counter, Level, Outcome, POLICY_HEADER, Total, outcome_with, serialize_pairs,
 };
@@ -75,6 +75,12 @@ mod abi {
             return_map_size: *mut usize,
         ) -> u32;
         fn proxy_continue_stream(stream_type: u32) -> u32;
+        fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
         fn proxy_replace_header_map_value(
             map_type: u32,
             key_data: *const u8,
@@ -118,6 +124,14 @@ mod abi {
     pub fn continue_stream(stream_type: u32) -> u32 {
         // SAFETY: no pointers; the host reads the integer.
         unsafe { proxy_continue_stream(stream_type) }
+    }
+
+    /// Sets a property by its NUL-joined path; returns the host's status (0 = OK). The SDK's
+    /// `set_property` panics on any other status.
+    pub fn set_property(path: &[u8], value: &[u8]) -> u32 {
+        // SAFETY: both pointer/length pairs describe live slices for the whole call; the host
+        // copies the bytes.
+        unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) }
     }
 
     /// Sets a header of a map (replacing any value); returns the host's status (0 = OK).
@@ -357,15 +371,24 @@ fn port_unless_in(address: Option<&[u8]>, port: &[u8]) -> Result<Option<Vec<u8>>
 /// [`Plugin::keeps_header`] names — and `metadata` when a rule tests the JWT.
 fn http_attributes(plugin: &Plugin, needs: &Needs) -> Result<RawAttributes, AttributeError> {
     let mut raw = connection_attributes(needs)?;
-    // At a gateway, an address Envoy took from x-forwarded-for (port 0) leaves the direct
-    // peer to be read from the header's last entry, checked against the listener-side
-    // address (`attributes::client_addresses`).
-    let derive_peer = needs.source_ip
-        && plugin.num_trusted_proxies.is_some_and(|n| n > 0)
+    // An address Envoy took from x-forwarded-for (port 0) leaves the direct peer to the
+    // peer recorder, when one runs on the listener; else, at a gateway, to the header's last
+    // entry, checked against the listener-side address (`attributes::client_addresses`).
+    let from_xff = needs.source_ip
         && raw
             .source_address
             .as_deref()
             .is_some_and(|a| a.ends_with(b":0"));
+    if from_xff {
+        raw.recorded_peer = property(paths::RECORDED_PEER)?;
+    }
+    let derive_peer = from_xff
+        && plugin.num_trusted_proxies.is_some_and(|n| n > 0)
+        && raw
+            .recorded_peer
+            .as_deref()
+            .and_then(recorded_peer)
+            .is_none();
     if derive_peer && raw.destination_address.is_none() {
         raw.destination_address = property(paths::DESTINATION_ADDRESS)?;
     }
@@ -444,6 +467,8 @@ struct Root {
     plugin: Option<Rc<Plugin>>,
     shared: Rc<Shared>,
     protocol: Protocol,
+    /// A `peerRecorder` configuration (then `plugin` is `None`).
+    recorder: bool,
 }
 
 impl Context for Root {}
@@ -460,11 +485,20 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match Plugin::configure(&config, &node_metadata()) {
-            Ok(p) => {
+        match configure(&config, &node_metadata()) {
+            Ok(Configured::Decide(p)) => {
                 log(Level::Info, &p.summary());
                 self.protocol = p.protocol;
-                self.plugin = Some(Rc::new(p));
+                self.plugin = Some(Rc::from(p));
+                true
+            }
+            Ok(Configured::PeerRecorder) => {
+                log(
+                    Level::Info,
+                    "palisade: recording each connection's direct peer for the HTTP filter",
+                );
+                self.recorder = true;
+                self.protocol = Protocol::Tcp;
                 true
             }
             Err(e) => {
@@ -493,6 +527,9 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        if self.recorder {
+            return Some(Box::new(PeerRecorder));
+        }
         Some(Box::new(Tcp {
             plugin: self.plugin.clone(),
             shared: self.shared.clone(),
@@ -841,5 +878,35 @@ impl StreamContext for Tcp {
         } else {
             Action::Pause
         }
+    }
+}
+
+/// One per connection of an HTTP listener, as the `peerRecorder` network filter: stores the
+/// connection's direct peer (`source.address` in a network filter, which reads the connection
+/// itself) in the connection's filter state, where the HTTP filter finds it for every request
+/// of the connection (see [`paths::RECORDED_PEER`]). The value is Envoy's, per connection: a
+/// client has no way to write it, and it dies with the connection.
+struct PeerRecorder;
+
+impl Context for PeerRecorder {}
+
+impl StreamContext for PeerRecorder {
+    fn on_new_connection(&mut self) -> Action {
+        let failed = match property(paths::SOURCE_ADDRESS) {
+            Ok(Some(peer)) => match abi::set_property(paths::RECORDED_PEER, &peer) {
+                0 => None,
+                s => Some(format!("cannot store it: {}", status_name(s))),
+            },
+            Ok(None) => Some("source.address is absent".to_string()),
+            Err(e) => Some(e.0),
+        };
+        // The HTTP filter then decides as without a recorder (fail closed where it must).
+        if let Some(why) = failed {
+            log(
+                Level::Warn,
+                &format!("palisade: peerRecorder: the direct peer is not recorded: {why}"),
+            );
+        }
+        Action::Continue
     }
 }
