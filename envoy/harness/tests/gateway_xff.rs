@@ -860,7 +860,7 @@ impl KeptAlive {
 }
 
 #[test]
-fn with_the_recorder_each_kept_alive_connection_keeps_its_own_peer() {
+fn with_the_recorder_kept_alive_and_mtls_connections_keep_their_own_peer() {
     let envoy = find_or_install_envoy(repo_root()).unwrap();
     let wasm = build_plugin(repo_root()).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -973,5 +973,54 @@ fn with_the_recorder_each_kept_alive_connection_keeps_its_own_peer() {
             }
         }
     }
+    // Over mutual TLS, as Istio's sidecars talk: the recorder runs on the TLS filter chain too
+    // (the peer is the connection's before the handshake and after it).
+    let client = pki
+        .client("spiffe://cluster.local/ns/istio-system/sa/gateway")
+        .unwrap();
+    let tls = Transport::Tls {
+        sni: None,
+        client: Some(client),
+    };
+    let mut over_tls = 0;
+    for &(i, shape) in &cases {
+        let sc = &scenarios[i];
+        for peer in peers {
+            let from: IpAddr = peer.parse().unwrap();
+            let to: IpAddr = if from.is_ipv6() {
+                LOOPBACK_V6.parse().unwrap()
+            } else {
+                address.into()
+            };
+            for xff in [ALLOWED, BANNED] {
+                let what = format!(
+                    "mTLS {} {} peer {peer} xff {xff}",
+                    sc.name,
+                    shape_name(shape)
+                );
+                let req = HttpRequest {
+                    method: "GET".into(),
+                    host: "httpbin.foo".into(),
+                    path: "/".into(),
+                    headers: vec![("x-forwarded-for".into(), xff.into())],
+                };
+                let expected = answer((sc.decide)(from, IpAddr::from([0, 0, 0, 0])));
+                for side in [Side::Rbac, Side::Recorder] {
+                    let port = ports[&(i, shape, side)];
+                    let (r, _) =
+                        send_http_from(Some(from), SocketAddr::new(to, port), &tls, &req).unwrap();
+                    let got = match (r.status, r.header(POLICY_HEADER)) {
+                        (200, _) => Answer::Allow,
+                        (403, Some("error")) => Answer::FailedClosed,
+                        (403, _) => Answer::Deny,
+                        (s, _) => panic!("{what}: HTTP {s}"),
+                    };
+                    assert_eq!(got, expected, "{what}: {side:?}");
+                }
+                over_tls += 1;
+            }
+        }
+    }
     assert_eq!(compared, cases.len() * peers.len() * requests.len());
+    assert_eq!(over_tls, cases.len() * peers.len() * 2);
 }
