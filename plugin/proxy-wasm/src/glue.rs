@@ -39,7 +39,6 @@ use crate::extauthz::{Answer, Reply, resolve};
 use http::Http;
 use metrics::Metrics;
 use read::{connection_attributes, http_attributes, node_metadata};
-use recorder::PeerRecorder;
 use tcp::Tcp;
 
 /// The entry point Envoy calls after instantiating the module.
@@ -193,7 +192,7 @@ impl RootContext for Root {
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
         if self.recorder {
-            return Some(Box::new(PeerRecorder));
+            return Some(Box::new(Tcp::recorder(self.shared.clone())));
         }
         Some(Box::new(Tcp::new(self.plugin.clone(), self.shared.clone())))
     }

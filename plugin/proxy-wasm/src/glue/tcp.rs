@@ -9,6 +9,7 @@ use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, StreamType};
 
 use super::read::connection_attributes;
+use super::recorder;
 use super::{Shared, abi, apply_answer, custom, for_log, host_logs, record, source_text};
 use crate::attributes::build_request;
 use crate::config::{Mode, Plugin, error_decision};
@@ -38,6 +39,8 @@ pub(super) struct Tcp {
     decided: Option<bool>,
     /// The CUSTOM call in flight, if any.
     check: Option<custom::Check>,
+    /// A `peerRecorder`'s connection: records the peer, decides nothing.
+    recorder: bool,
 }
 
 impl Tcp {
@@ -47,6 +50,18 @@ impl Tcp {
             shared,
             decided: None,
             check: None,
+            recorder: false,
+        }
+    }
+
+    /// A `peerRecorder`'s connection: never decided, always let through.
+    pub(super) fn recorder(shared: Rc<Shared>) -> Tcp {
+        Tcp {
+            plugin: None,
+            shared,
+            decided: Some(true),
+            check: None,
+            recorder: true,
         }
     }
 
@@ -162,6 +177,13 @@ impl Context for Tcp {
 }
 
 impl StreamContext for Tcp {
+    fn on_new_connection(&mut self) -> Action {
+        if self.recorder {
+            recorder::record_peer();
+        }
+        Action::Continue
+    }
+
     fn on_downstream_data(&mut self, _size: usize, _end_of_stream: bool) -> Action {
         if self.allowed() == Some(true) {
             Action::Continue
