@@ -6,8 +6,8 @@
 //!
 //! Here: the entry point, the root context (one per filter configuration) and what the
 //! request contexts share. Apart: the raw ABI imports ([`abi`]), what is read from Envoy
-//! ([`read`]), the contexts — [`http`], [`tcp`], the peer [`recorder`] — the CUSTOM calls
-//! ([`custom`]) and the metric-id cache ([`metrics`]).
+//! ([`read`]), the contexts — [`http`], [`tcp`] (which also serves the peer [`recorder`]) —
+//! the CUSTOM calls ([`custom`]) and the metric-id cache ([`metrics`]).
 
 /// ABI imports the SDK's wrappers make costlier than needed, or cannot express.
 #[allow(
