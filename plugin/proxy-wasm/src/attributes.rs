@@ -298,8 +298,10 @@ pub fn envoy_loopback(ip: IpAddr) -> bool {
 ///   true`, `xff_num_trusted_hops: N` > 0) the N-th from the right of the header as received —
 ///   and then its port is 0 (an address read from text has none; a TCP peer's port is never
 ///   0). So `remote` is `source.address`, always.
-/// - The direct peer (`direct_remote_ip`) has no property in an HTTP filter. When the port is
-///   not 0, `source.address` is the peer. When it is 0:
+/// - The direct peer (`direct_remote_ip`) has no property of Envoy's in an HTTP filter. When
+///   the port is not 0, `source.address` is the peer. When it is 0 and the peer recorder runs
+///   on the listener, [`build`] takes the peer it recorded ([`recorded_peer`]) and does not
+///   call this. Otherwise, when it is 0:
 ///   - at a gateway (`numTrustedProxies` N > 0), Envoy appended the peer to
 ///     `x-forwarded-for` after reading it, so the header the plugin sees (one value: Envoy
 ///     joins repeated lines) ends with `,<peer>`. Two checks first: the entry N+1 from the
