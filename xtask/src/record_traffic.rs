@@ -517,13 +517,25 @@ fn shop_policy(shop: &Path, inventory: &str) -> Result<String, String> {
 }
 
 /// The access log: `envoy/access-log.json` plus the shop's headers and the request id.
-fn access_log_entry(path: &Path) -> Result<Value, String> {
+fn access_log_entry(path: &Path, rbac: bool) -> Result<Value, String> {
     let mut format = access_log::json_format().map_err(|e| e.to_string())?;
     if let Some(Value::Object(headers)) = format.get_mut("request_headers") {
         headers.insert("idempotency-key".into(), json!("%REQ(IDEMPOTENCY-KEY)%"));
         headers.insert("x-change-ticket".into(), json!("%REQ(X-CHANGE-TICKET)%"));
     }
     format.insert("request_id".into(), json!("%REQ(X-REQUEST-ID)%"));
+    if rbac {
+        // The dry-run (shadow) result of the ALLOW filter: Envoy's RBAC writes it into its
+        // dynamic metadata under the shadow stat prefix Istio sets.
+        format.insert(
+            "rbac_shadow_result".into(),
+            json!("%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_engine_result)%"),
+        );
+        format.insert(
+            "rbac_shadow_policy".into(),
+            json!("%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_effective_policy_id)%"),
+        );
+    }
     Ok(json!({
         "name": "envoy.access_loggers.file",
         "typed_config": {
@@ -637,7 +649,7 @@ pub fn run(args: &[String], root: &Path, work: &Path) -> Result<(), String> {
             json!({"id": "shop-record-traffic", "cluster": "shop"}),
         );
     }
-    add_access_log(&mut config, &access_log_entry(&log)?);
+    add_access_log(&mut config, &access_log_entry(&log, rbac)?);
     let config_file = work.join("envoy.json");
     std::fs::write(
         &config_file,
