@@ -24,9 +24,10 @@
 //! - `cargo xtask bench-envoy [--sizes 10,1000,5000] [--duration 4] [--rounds 3]`: the
 //!   proxy-wasm plugin against Envoy's RBAC filter in the real Envoy, under `wrk` (see
 //!   `bench_envoy.rs`).
-//! - `cargo xtask record-traffic [--out <dir>]`: the shop's scripted traffic through the real
-//!   Envoy with the plugin, its access log copied to `examples/shop/traffic/` (see
-//!   `record_traffic.rs`).
+//! - `cargo xtask record-traffic [--rbac] [--out <dir>]`: the shop's scripted traffic through
+//!   the real Envoy with the plugin, its access log copied to `examples/shop/traffic/`; with
+//!   `--rbac`, through Envoy's own RBAC filters with the policies as Istio translates them,
+//!   to `host-test/testdata/shop-rbac/` (see `record_traffic.rs`).
 //! - `cargo xtask bench-replay [--records N]`: `palisade replay`'s records per second, native and
 //!   wasm, on the recorded sample scaled to a million records (release build).
 //! - `cargo xtask oci <plugin.wasm> [--out <dir>] [--tag <name:tag>]`: the proxy-wasm plugin

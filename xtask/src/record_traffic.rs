@@ -14,6 +14,14 @@
 //! Replaying it (`palisade replay --policy examples/shop/policies --inventory
 //! examples/shop/traffic/inventory.yaml --traffic examples/shop/traffic/envoy-access.jsonl`)
 //! must find zero wasm/native disagreements and no difference from the live outcome.
+//!
+//! `cargo xtask record-traffic --rbac [--out <dir>]` records the same script through Envoy's
+//! own RBAC filters instead of the plugin — `envoy.filters.http.rbac` on the HTTP workloads,
+//! `envoy.filters.network.rbac` on postgres — configured with the shop's AuthorizationPolicies
+//! translated as Istio translates them (`palisade_envoy_harness::istio_rbac`, checked against
+//! Istio's golden files), behind the same `jwt_authn` filter. Its log is a peer's decisions
+//! for replay's live column: `host-test/testdata/shop-rbac/envoy-access.jsonl`, with the
+//! filters each workload ran in `rbac-filters.json` beside it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -24,8 +32,10 @@ use palisade_envoy_harness::bootstrap::{EchoServer, ListenerKind, ListenerSpec, 
 use palisade_envoy_harness::certs::Pki;
 use palisade_envoy_harness::client::{HttpRequest, Transport, probe_tcp, send_http_full};
 use palisade_envoy_harness::envoy::{EnvoyProcess, find_or_install_envoy, validate_config};
+use palisade_envoy_harness::istio_rbac::{Proxy, filters as istio_filters};
 use palisade_envoy_harness::jwt::{EXPIRY, mint};
 use palisade_envoy_harness::plugin::{build_plugin, http_filter, network_filter};
+use palisade_envoy_harness::yaml::yaml_to_json;
 use serde_json::{Value, json};
 
 /// The shop's workloads: inventory name, namespace, pod IP in `examples/shop/inventory.yaml`,
@@ -507,13 +517,25 @@ fn shop_policy(shop: &Path, inventory: &str) -> Result<String, String> {
 }
 
 /// The access log: `envoy/access-log.json` plus the shop's headers and the request id.
-fn access_log_entry(path: &Path) -> Result<Value, String> {
+fn access_log_entry(path: &Path, rbac: bool) -> Result<Value, String> {
     let mut format = access_log::json_format().map_err(|e| e.to_string())?;
     if let Some(Value::Object(headers)) = format.get_mut("request_headers") {
         headers.insert("idempotency-key".into(), json!("%REQ(IDEMPOTENCY-KEY)%"));
         headers.insert("x-change-ticket".into(), json!("%REQ(X-CHANGE-TICKET)%"));
     }
     format.insert("request_id".into(), json!("%REQ(X-REQUEST-ID)%"));
+    if rbac {
+        // The dry-run (shadow) result of the ALLOW filter: Envoy's RBAC writes it into its
+        // dynamic metadata under the shadow stat prefix Istio sets.
+        format.insert(
+            "rbac_shadow_result".into(),
+            json!("%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_engine_result)%"),
+        );
+        format.insert(
+            "rbac_shadow_policy".into(),
+            json!("%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_effective_policy_id)%"),
+        );
+    }
     Ok(json!({
         "name": "envoy.access_loggers.file",
         "typed_config": {
@@ -557,14 +579,25 @@ fn add_access_log(config: &mut Value, entry: &Value) {
 /// Runs the task; `work` is a scratch directory.
 pub fn run(args: &[String], root: &Path, work: &Path) -> Result<(), String> {
     let shop = root.join("examples").join("shop");
-    let out = match args {
+    let rbac = args.first().is_some_and(|a| a == "--rbac");
+    let rest = if rbac {
+        args.get(1..).unwrap_or(&[])
+    } else {
+        args
+    };
+    let out = match rest {
+        [] if rbac => root.join("host-test").join("testdata").join("shop-rbac"),
         [] => shop.join("traffic"),
         [flag, dir] if flag == "--out" => PathBuf::from(dir),
-        _ => return Err("usage: cargo xtask record-traffic [--out <dir>]".into()),
+        _ => return Err("usage: cargo xtask record-traffic [--rbac] [--out <dir>]".into()),
     };
     let t0 = Instant::now();
     let envoy_bin = find_or_install_envoy(root).map_err(|e| e.to_string())?;
-    let wasm = build_plugin(root).map_err(|e| e.to_string())?;
+    let wasm = if rbac {
+        PathBuf::new()
+    } else {
+        build_plugin(root).map_err(|e| e.to_string())?
+    };
     let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -573,16 +606,33 @@ pub fn run(args: &[String], root: &Path, work: &Path) -> Result<(), String> {
     let pki = Pki::new(work).map_err(|e| e.to_string())?;
     let echo = EchoServer::start().map_err(|e| e.to_string())?;
 
+    let objects = yaml_to_json(&policy).map_err(|e| e.to_string())?;
+    let mut rbac_filters = serde_json::Map::new();
     let mut specs = Vec::new();
     for (name, ns, addr, port) in WORKLOADS
         .iter()
         .map(|w| (w.0, w.1, Ipv4Addr::from(w.3), w.4))
     {
         let config = json!({"policy": policy, "workload": {"namespace": ns, "name": name}});
-        let kind = if name == "postgres" {
-            ListenerKind::Tcp(vec![network_filter(&wasm, &config)])
+        let tcp = name == "postgres";
+        let filters = if rbac {
+            let proxy = Proxy {
+                namespace: ns.to_string(),
+                labels: labels(&objects, ns, name)?,
+            };
+            let f = istio_filters(&objects, &proxy, ROOT_NAMESPACE, tcp)
+                .map_err(|e| format!("{ns}/{name}: {e}"))?;
+            rbac_filters.insert(format!("{ns}/{name}"), Value::Array(f.clone()));
+            f
+        } else if tcp {
+            vec![network_filter(&wasm, &config)]
         } else {
-            ListenerKind::Http(vec![http_filter(&wasm, &config)])
+            vec![http_filter(&wasm, &config)]
+        };
+        let kind = if tcp {
+            ListenerKind::Tcp(filters)
+        } else {
+            ListenerKind::Http(filters)
         };
         specs.push(ListenerSpec {
             name: name.to_string(),
@@ -599,7 +649,7 @@ pub fn run(args: &[String], root: &Path, work: &Path) -> Result<(), String> {
             json!({"id": "shop-record-traffic", "cluster": "shop"}),
         );
     }
-    add_access_log(&mut config, &access_log_entry(&log)?);
+    add_access_log(&mut config, &access_log_entry(&log, rbac)?);
     let config_file = work.join("envoy.json");
     std::fs::write(
         &config_file,
@@ -725,8 +775,22 @@ pub fn run(args: &[String], root: &Path, work: &Path) -> Result<(), String> {
     text.push('\n');
     let jsonl = out.join("envoy-access.jsonl");
     std::fs::write(&jsonl, text).map_err(|e| format!("{}: {e}", jsonl.display()))?;
-    let inv = out.join("inventory.yaml");
-    std::fs::write(&inv, inventory).map_err(|e| format!("{}: {e}", inv.display()))?;
+    // The RBAC recording replays with the plugin recording's inventory: only write the
+    // filters, for a reader to see what decided.
+    let inv = if rbac {
+        out.join("rbac-filters.json")
+    } else {
+        out.join("inventory.yaml")
+    };
+    let side = if rbac {
+        let mut t = serde_json::to_string_pretty(&Value::Object(rbac_filters))
+            .map_err(|e| e.to_string())?;
+        t.push('\n');
+        t
+    } else {
+        inventory
+    };
+    std::fs::write(&inv, side).map_err(|e| format!("{}: {e}", inv.display()))?;
     eprintln!(
         "wrote {} ({} lines, real Envoy output) and {} in {:.1}s",
         jsonl.display(),
@@ -735,4 +799,39 @@ pub fn run(args: &[String], root: &Path, work: &Path) -> Result<(), String> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Istio's root namespace in the shop: its policies apply mesh-wide.
+const ROOT_NAMESPACE: &str = "istio-system";
+
+/// The pod labels the inventory gives a workload (what `selector.matchLabels` selects).
+fn labels(
+    objects: &[Value],
+    ns: &str,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    objects
+        .iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Inventory"))
+        .flat_map(|o| {
+            o.pointer("/spec/workloads")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|w| {
+            w.get("namespace").and_then(Value::as_str) == Some(ns)
+                && w.get("name").and_then(Value::as_str) == Some(name)
+        })
+        .map(|w| {
+            w.get("labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .ok_or_else(|| format!("no workload {ns}/{name} in the inventory"))
 }

@@ -17,7 +17,9 @@
 //! the filter entries that load it. [`access_log`] is the recorded-traffic access-log format
 //! (`envoy/access-log.json`). [`shop`] runs `examples/shop` in Envoy with the plugin (the shop
 //! end-to-end and host-fidelity tests). [`extauthz`] is a stub external authorizer (Istio's
-//! `samples/extauthz` logic) for the CUSTOM parity test.
+//! `samples/extauthz` logic) for the CUSTOM parity test. [`istio_rbac`] translates
+//! AuthorizationPolicies into Envoy RBAC filters as Istio does (checked against the golden
+//! files), for traffic recorded through Envoy's own RBAC (`cargo xtask record-traffic --rbac`).
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +34,7 @@ pub mod envoy;
 pub mod error;
 pub mod extauthz;
 pub mod generate;
+pub mod istio_rbac;
 pub mod jwt;
 pub mod plugin;
 pub mod shop;

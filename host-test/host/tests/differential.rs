@@ -8,6 +8,11 @@
 //! repeated header) or a comma-joined single value; IPv4, IPv6 and IPv4-mapped IPv6 peers and
 //! original clients, IPv6 CIDRs in `ipBlocks`/`remoteIpBlocks`. The run is seeded
 //! ([`SEED`]), so the number of requests compared is exact and asserted.
+//!
+//! The pools above alone did not catch a plugin that reads only the first value of a repeated
+//! header (issue 15's broken builds): a second property makes header conditions decide
+//! requests that repeat the header, and counts the requests a first-value reading would decide
+//! otherwise.
 
 #![allow(
     clippy::unwrap_used,
@@ -433,3 +438,148 @@ fn the_guest_decides_random_policies_and_requests_like_the_native_engine() {
 /// (invalid policy sets, compared, with a repeated header, from an IPv6 peer, with an IPv6
 /// original client, skipped) for [`SEED`].
 const EXPECTED: (usize, usize, usize, usize, usize, usize) = (24, 181, 78, 68, 37, 89);
+
+/// The seed of [`repeated_headers_decide_in_the_guest_as_in_the_native_engine`].
+const HEADER_SEED: u64 = 15;
+
+/// The headers [`header_policy`] tests and the patterns it tests them with.
+const HEADER_POOLS: &[(&str, &[&str])] = &[
+    ("x-env", &["prod", "dev", "pr*", "*ev", "*"]),
+    ("x-tenant", &["t-1", "t-*", "*-2", "t-1,t-2"]),
+];
+
+/// One policy whose rules test only a request header, with `values` or `notValues` in every
+/// form (exact, prefix, suffix, presence, a value with a comma).
+fn header_policy() -> impl Strategy<Value = String> {
+    let when = (
+        prop::sample::select(HEADER_POOLS),
+        prop::bool::ANY,
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|((name, pool), not, i, j)| {
+            let (v, w) = (pool[i.index(pool.len())], pool[j.index(pool.len())]);
+            let kind = if not { "notValues" } else { "values" };
+            let values = if v == w {
+                format!("[{v:?}]")
+            } else {
+                format!("[{v:?}, {w:?}]")
+            };
+            format!("{{when: [{{key: \"request.headers[{name}]\", {kind}: {values}}}]}}")
+        });
+    (
+        prop::sample::select(&["ALLOW", "DENY"][..]),
+        prop::collection::vec(when, 1..=2),
+    )
+        .prop_map(|(action, rules)| {
+            format!(
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: h, namespace: shop}}\nspec:\n  action: {action}\n  rules: [{}]\n",
+                rules.join(", ")
+            )
+        })
+}
+
+/// A request sending both headers several times (one to three values, in any order).
+fn header_request() -> impl Strategy<Value = Request> {
+    let values = |pool: &'static [&'static str]| {
+        prop::sample::subsequence(pool, 1..=3)
+            .prop_shuffle()
+            .prop_map(|v| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>())
+    };
+    (
+        values(&["prod", "dev", "preview", "qa"]),
+        values(&["t-1", "t-2", "x-3"]),
+    )
+        .prop_map(|(env, tenant)| {
+            serde_json::from_value(serde_json::json!({
+                "protocol": "http",
+                "destination": {"ip": "10.1.0.20", "port": 8080, "workload": {"namespace": "shop", "labels": {"app": "a"}}},
+                "source": {"ip": "10.1.2.3", "port": 40000},
+                "http": {"method": "GET", "path": "/", "host": "cart",
+                         "headers": {"x-env": env, "x-tenant": tenant}},
+            }))
+            .unwrap()
+        })
+}
+
+/// The main differential above rarely lets a header condition decide a request carrying a
+/// repeated header, so a plugin reading only the first value of a header passed it. Here every
+/// rule tests only a header, every request sends the headers several times in any order, and
+/// the test counts the requests on which reading only the first value would change the
+/// native decision: those are the ones that catch such a bug, and their number is exact.
+#[test]
+fn repeated_headers_decide_in_the_guest_as_in_the_native_engine() {
+    let host = common::host();
+    let mut runner = proptest::test_runner::TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(HEADER_SEED),
+        ..Config::default()
+    });
+    let compared = std::cell::Cell::new(0usize);
+    let repeated = std::cell::Cell::new(0usize);
+    let first_value_decides_otherwise = std::cell::Cell::new(0usize);
+    let result = runner.run(
+        &(
+            header_policy(),
+            prop::collection::vec(header_request(), 1..=4),
+        ),
+        |(policy, requests)| {
+            let files = vec![SourceFile::new("h.yaml", policy.clone())];
+            let options = Options::default();
+            let mut native = Native::default();
+            native.load(&files, &options).map_err(TestCaseError::fail)?;
+            let mut guest = ProxyWasmDecider::new(host.clone());
+            guest.load(&files, &options).map_err(TestCaseError::fail)?;
+            for request in &requests {
+                let want = native.decide(request).map_err(TestCaseError::fail)?;
+                let got = guest.decide(request).map_err(TestCaseError::fail)?;
+                compared.set(compared.get() + 1);
+                let mut first = request.clone();
+                if let Some(h) = first.http.as_mut() {
+                    for values in h.headers.values_mut() {
+                        values.truncate(1);
+                    }
+                }
+                if request
+                    .http
+                    .as_ref()
+                    .is_some_and(|h| h.headers.values().any(|v| v.len() > 1))
+                {
+                    repeated.set(repeated.get() + 1);
+                }
+                let first_only = native.decide(&first).map_err(TestCaseError::fail)?;
+                if summary(&first_only) != summary(&want) {
+                    first_value_decides_otherwise.set(first_value_decides_otherwise.get() + 1);
+                }
+                prop_assert_eq!(
+                    summary(&got),
+                    summary(&want),
+                    "policy {}\nrequest {}",
+                    policy,
+                    serde_json::to_string(request).unwrap()
+                );
+            }
+            Ok(())
+        },
+    );
+    println!(
+        "repeated headers: {} requests compared, {} with a repeated header, {} decided \
+         otherwise on the first value alone",
+        compared.get(),
+        repeated.get(),
+        first_value_decides_otherwise.get()
+    );
+    if let Err(e) = result {
+        panic!("the guest and the native engine disagree: {e}");
+    }
+    assert_eq!(
+        (
+            compared.get(),
+            repeated.get(),
+            first_value_decides_otherwise.get()
+        ),
+        (159, 139, 38),
+        "(compared, with a repeated header, decided otherwise on the first value) for HEADER_SEED"
+    );
+}
