@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use palisade_engine::{Options, PathNormalization};
+use palisade_engine::PathNormalization;
+use palisade_traffic::Format as TrafficFormat;
 
 /// Palisade: identity-based runtime access control for containerised workloads.
 ///
@@ -90,10 +91,10 @@ pub enum Command {
     /// the proxy-wasm plugin's `.wasm` and the native engine; report counts per rule, every
     /// wasm/native disagreement and every record decided unlike the live system. Exit 0 when
     /// the `.wasm` and the native engine agree, 3 when they disagree, 2 on invalid input.
-    Replay(crate::replay::ReplayArgs),
+    Replay(ReplayArgs),
 }
 
-/// The mesh settings that change how policies are read ([`Options`]).
+/// The mesh settings that change how policies are read ([`palisade_engine::Options`]).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Mesh options")]
 pub struct MeshArgs {
@@ -133,43 +134,6 @@ pub enum HostNetworkAs {
     Pod,
 }
 
-impl MeshArgs {
-    /// The engine options: the defaults, overridden by the flags given; the extension
-    /// providers read from `--mesh-config`.
-    pub fn options(&self) -> Result<Options, crate::report::Failure> {
-        let mut o = Options::default();
-        if let Some(ns) = &self.root_namespace {
-            o.root_namespace.clone_from(ns);
-        }
-        if let Some(td) = &self.trust_domain {
-            o.trust_domain.clone_from(td);
-        }
-        o.trust_domain_aliases
-            .clone_from(&self.trust_domain_aliases);
-        if let Some(n) = self.path_normalization {
-            o.path_normalization = n.into();
-        }
-        if let Some(path) = &self.mesh_config {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                crate::report::Failure::message(format!("cannot read `{}`: {e}", path.display()))
-            })?;
-            let file = palisade_engine::SourceFile::new(path.display().to_string(), text);
-            o.extension_providers = palisade_engine::extauthz::read_mesh_config(&file)
-                .map_err(|e| crate::report::Failure::invalid(e, std::slice::from_ref(&file)))?;
-        }
-        if let Some(h) = self.host_network_pods {
-            o.node_traffic.host_network_pods = match h {
-                HostNetworkAs::Node => palisade_engine::HostNetworkPods::Node,
-                HostNetworkAs::Pod => palisade_engine::HostNetworkPods::Pod,
-            };
-        }
-        if self.isolate_from_own_node {
-            o.node_traffic.allow_own_node = false;
-        }
-        Ok(o)
-    }
-}
-
 /// Istio's `pathNormalization` modes, spelled as Istio spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Normalization {
@@ -196,4 +160,78 @@ impl From<Normalization> for PathNormalization {
             Normalization::DecodeAndMergeSlashes => PathNormalization::DecodeAndMergeSlashes,
         }
     }
+}
+
+/// `palisade replay`'s arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Policy files or directories (YAML, read as `check` reads them).
+    #[arg(long, short = 'p', required = true, num_args = 1.., value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
+    /// The recorded traffic: JSON lines.
+    #[arg(long, short = 't', value_name = "FILE")]
+    pub traffic: PathBuf,
+    /// The recording's format [default: auto, from the first line].
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
+    /// The proxy-wasm plugin [default: `$PALISADE_PROXY_WASM`, else the plugin built beside
+    /// this binary or in `$CARGO_TARGET_DIR`: `<target>/wasm32-wasip1/plugin/palisade_proxy_wasm.wasm`].
+    #[arg(long, value_name = "PLUGIN.wasm")]
+    pub wasm: Option<PathBuf>,
+    /// An inventory file (workloads, their addresses), added to the policies: destinations
+    /// are found by address in it.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Decide every record as received by this workload (`<namespace>/<name>` in the
+    /// inventory), whatever its destination.
+    #[arg(long, value_name = "NS/NAME")]
+    pub workload: Option<String>,
+    /// Skip lines that do not parse (they are counted and listed) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// What of the `.wasm` is compared with the native engine: `outcome` — the verdict, local
+    /// reply and counters, as Envoy shows them (fast); `decision` — the full decision read
+    /// back from the plugin's log line (step, dry-run results, audit: slower).
+    #[arg(long, value_enum, default_value_t = Compare::Outcome)]
+    pub compare: Compare,
+    /// Also list every record: the request, the plugin's and the native engine's verdict and
+    /// deciding rule, and the live outcome where the recording has one.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// From the first line.
+    Auto,
+    /// Envoy access-log JSON lines (the format in `envoy/`).
+    Envoy,
+    /// `hubble observe -o json` lines.
+    Hubble,
+    /// Palisade request records.
+    Records,
+}
+
+impl FormatArg {
+    /// The recording's format, or `None`: found from the first line.
+    pub fn traffic(self) -> Option<TrafficFormat> {
+        match self {
+            FormatArg::Auto => None,
+            FormatArg::Envoy => Some(TrafficFormat::Envoy),
+            FormatArg::Hubble => Some(TrafficFormat::Hubble),
+            FormatArg::Records => Some(TrafficFormat::Records),
+        }
+    }
+}
+
+/// `--compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compare {
+    /// Verdict, local reply and counters, as Envoy shows them.
+    Outcome,
+    /// The full decision, from the plugin's log line.
+    Decision,
 }

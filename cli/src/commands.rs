@@ -1,25 +1,19 @@
 //! The commands: each reads its inputs, calls the engine, prints a result and returns the
-//! exit status (or a [`Failure`], status 2).
+//! exit status (or a [`Failure`]: [`Exit::Invalid`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use palisade_engine::bundle::digest_hex;
+use palisade_engine::requests::{Evaluated, Totals, decide_all_with};
 use palisade_engine::{Options, decode_bundle, encode_bundle};
 use serde::Serialize;
 
 use crate::args::{Format, MeshArgs};
+use crate::exit::Exit;
 use crate::input;
 use crate::report::{Failure, print_result};
 use crate::summary::{AuthzCounts, EngineSummary, summarise};
-
-/// Exit status: success, or every request allowed.
-pub const OK: u8 = 0;
-/// Exit status: some request denied (or a demo expectation not met).
-pub const DENIED: u8 = 1;
-/// Exit status: no request denied, but some pending on an external authorizer (a CUSTOM rule
-/// matched and the request carried no `extAuthz` answer from its provider).
-pub const CUSTOM_PENDING: u8 = 4;
 
 /// `check`'s result.
 #[derive(Debug, Serialize)]
@@ -36,9 +30,9 @@ struct CheckResult {
 }
 
 /// `palisade check`.
-pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, Failure> {
+pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<Exit, Failure> {
     let sources = input::read_sources(paths)?;
-    let (set, engine) = input::build(&sources, &mesh.options()?)?;
+    let (set, engine) = input::build(&sources, &input::options(mesh)?)?;
     let result = CheckResult {
         valid: true,
         files: sources.iter().map(|s| s.name.clone()).collect(),
@@ -63,10 +57,8 @@ pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, F
         }
         out
     });
-    Ok(OK)
+    Ok(Exit::Ok)
 }
-
-pub use palisade_engine::requests::{Evaluated, Totals, decide_all, decide_all_with};
 
 #[derive(Debug, Serialize)]
 struct EvalResult {
@@ -80,18 +72,18 @@ pub fn eval(
     request: &str,
     mesh: &MeshArgs,
     output: Format,
-) -> Result<u8, Failure> {
+) -> Result<Exit, Failure> {
     let sources = input::read_sources(policy)?;
-    let (_, engine) = input::build(&sources, &mesh.options()?)?;
+    let (_, engine) = input::build(&sources, &input::options(mesh)?)?;
     let (_, requests) = input::read_requests(request)?;
     let verifier = crate::token::RingVerifier;
     let (results, totals) = decide_all_with(&engine, requests, Some(&verifier));
     let status = if totals.denied > 0 {
-        DENIED
+        Exit::Denied
     } else if totals.pending > 0 {
-        CUSTOM_PENDING
+        Exit::CustomPending
     } else {
-        OK
+        Exit::Ok
     };
     let result = EvalResult { results, totals };
     print_result(output, &result, || {
@@ -125,13 +117,11 @@ pub fn eval(
     Ok(status)
 }
 
-pub use palisade_engine::requests::step_name;
-
 fn human_decision(out: &mut String, r: &Evaluated) {
     let d = &r.decision;
     let rule = d.rule.as_ref().map_or("(none)", |r| r.id.as_str());
     let _ = writeln!(out, "  rule:     {rule}");
-    let _ = writeln!(out, "  step:     {}", step_name(d.step));
+    let _ = writeln!(out, "  step:     {}", d.step.as_str());
     let _ = writeln!(out, "  why:      {}", r.explanation);
     for s in &d.shadow {
         let matched = s
@@ -148,7 +138,7 @@ fn human_decision(out: &mut String, r: &Evaluated) {
         let _ = writeln!(out, "  audit:    {}", a.id);
     }
     if let Some(n) = &d.network {
-        let _ = writeln!(out, "  network:  {} ({})", n.verdict, step_name(n.step));
+        let _ = writeln!(out, "  network:  {} ({})", n.verdict, n.step.as_str());
     }
     for e in &d.errors {
         let _ = writeln!(out, "  error:    {e}");
@@ -175,9 +165,9 @@ pub fn compile(
     bundle: &Path,
     mesh: &MeshArgs,
     output: Format,
-) -> Result<u8, Failure> {
+) -> Result<Exit, Failure> {
     let sources = input::read_sources(paths)?;
-    let (_, engine) = input::build(&sources, &mesh.options()?)?;
+    let (_, engine) = input::build(&sources, &input::options(mesh)?)?;
     let bytes = encode_bundle(&engine).map_err(|e| Failure::message(e.to_string()))?;
     std::fs::write(bundle, &bytes).map_err(|e| {
         Failure::message(format!("cannot write bundle `{}`: {e}", bundle.display()))
@@ -194,7 +184,7 @@ pub fn compile(
             result.bundle, result.size, result.sha256
         )
     });
-    Ok(OK)
+    Ok(Exit::Ok)
 }
 
 fn format_version(bytes: &[u8]) -> u16 {
@@ -218,7 +208,7 @@ struct InspectResult {
 }
 
 /// `palisade inspect`.
-pub fn inspect(bundle: &Path, output: Format) -> Result<u8, Failure> {
+pub fn inspect(bundle: &Path, output: Format) -> Result<Exit, Failure> {
     let name = bundle.display().to_string();
     let bytes = std::fs::read(bundle)
         .map_err(|e| Failure::message(format!("cannot read bundle `{name}`: {e}")))?;
@@ -269,5 +259,5 @@ pub fn inspect(bundle: &Path, output: Format) -> Result<u8, Failure> {
         result.summary.human_workloads(&mut out);
         out
     });
-    Ok(OK)
+    Ok(Exit::Ok)
 }

@@ -3,12 +3,13 @@
 
 use std::fmt::Write as _;
 
+use palisade_engine::requests::{Evaluated, Labelled, Totals, decide_all};
 use palisade_engine::{Options, SourceFile};
 use serde::Serialize;
 
 use crate::args::Format;
-use crate::commands::{DENIED, Evaluated, OK, Totals, decide_all};
-use crate::input::{self, Labelled};
+use crate::exit::Exit;
+use crate::input;
 use crate::report::{Failure, print_result};
 
 /// The example's policy and inventory files: (name shown in messages, text).
@@ -99,7 +100,7 @@ struct DemoResult {
 
 /// `palisade demo`. Exit 0 when every sample request is decided as its file expects, 1 when
 /// one is not.
-pub fn demo(output: Format) -> Result<u8, Failure> {
+pub fn demo(output: Format) -> Result<Exit, Failure> {
     let sources: Vec<SourceFile> = POLICIES
         .iter()
         .map(|(name, text)| SourceFile::new(*name, *text))
@@ -116,7 +117,11 @@ pub fn demo(output: Format) -> Result<u8, Failure> {
         }
     }
     let (results, totals) = decide_all(&engine, requests);
-    let status = if totals.unexpected > 0 { DENIED } else { OK };
+    let status = if totals.unexpected > 0 {
+        Exit::Denied
+    } else {
+        Exit::Ok
+    };
     let result = DemoResult { results, totals };
     print_result(output, &result, || table(&result));
     Ok(status)

@@ -1,11 +1,13 @@
-//! Reading inputs: policy files and directories, request JSON.
+//! Reading inputs: policy files and directories, the mesh options, request JSON.
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use palisade_engine::{Diagnostic, Errors, PolicySet, SourceFile, compile, load};
+use palisade_engine::requests::Labelled;
+use palisade_engine::{Diagnostic, Errors, Options, PolicySet, SourceFile, compile, load};
 
+use crate::args::{HostNetworkAs, MeshArgs};
 use crate::report::Failure;
 
 /// Reads every file named, and every `*.yaml` / `*.yml` under every directory named
@@ -77,6 +79,40 @@ fn read_file(path: &Path, files: &mut Vec<SourceFile>, errors: &mut Errors) {
     }
 }
 
+/// The engine options: the defaults, overridden by the flags given; the extension
+/// providers read from `--mesh-config`.
+pub fn options(mesh: &MeshArgs) -> Result<Options, Failure> {
+    let mut o = Options::default();
+    if let Some(ns) = &mesh.root_namespace {
+        o.root_namespace.clone_from(ns);
+    }
+    if let Some(td) = &mesh.trust_domain {
+        o.trust_domain.clone_from(td);
+    }
+    o.trust_domain_aliases
+        .clone_from(&mesh.trust_domain_aliases);
+    if let Some(n) = mesh.path_normalization {
+        o.path_normalization = n.into();
+    }
+    if let Some(path) = &mesh.mesh_config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::message(format!("cannot read `{}`: {e}", path.display())))?;
+        let file = palisade_engine::SourceFile::new(path.display().to_string(), text);
+        o.extension_providers = palisade_engine::extauthz::read_mesh_config(&file)
+            .map_err(|e| Failure::invalid(e, std::slice::from_ref(&file)))?;
+    }
+    if let Some(h) = mesh.host_network_pods {
+        o.node_traffic.host_network_pods = match h {
+            HostNetworkAs::Node => palisade_engine::HostNetworkPods::Node,
+            HostNetworkAs::Pod => palisade_engine::HostNetworkPods::Pod,
+        };
+    }
+    if mesh.isolate_from_own_node {
+        o.node_traffic.allow_own_node = false;
+    }
+    Ok(o)
+}
+
 /// Loads and validates the sources, keeping the validated set (for counts).
 pub fn load_set(sources: &[SourceFile]) -> Result<PolicySet, Failure> {
     load(sources).map_err(|e| Failure::invalid(e, sources))
@@ -91,8 +127,6 @@ pub fn build(
     let engine = compile(&set, options).map_err(|e| Failure::invalid(e, sources))?;
     Ok((set, engine))
 }
-
-pub use palisade_engine::requests::Labelled;
 
 /// Reads requests from a file or `-` (standard input).
 pub fn read_requests(arg: &str) -> Result<(SourceFile, Vec<Labelled>), Failure> {

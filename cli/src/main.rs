@@ -1,15 +1,16 @@
 //! `palisade`: check policies, decide requests, build and inspect bundles — the command-line
 //! face of Palisade's engine.
 //!
-//! Exit status: 0 success (every request allowed), 1 a request denied, 2 invalid input (every
-//! problem is printed on standard error, with `--error-format json` as the engine's `Errors`),
-//! 3 replay disagreement, 4 no request denied but some pending on an external authorizer
-//! (`custom-pending`).
+//! Exit status ([`exit::Exit`]): 0 success (every request allowed), 1 a request denied,
+//! 2 invalid input (every problem is printed on standard error, with `--error-format json` as
+//! the engine's `Errors`), 3 replay disagreement, 4 no request denied but some pending on an
+//! external authorizer (`custom-pending`).
 #![forbid(unsafe_code)]
 
 mod args;
 mod commands;
 mod demo;
+mod exit;
 mod input;
 mod replay;
 mod report;
@@ -21,9 +22,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
-
-/// Exit status for invalid input.
-const INVALID: u8 = 2;
+use crate::exit::Exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,10 +44,10 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::replay(args, output),
     };
     match result {
-        Ok(status) => ExitCode::from(status),
+        Ok(status) => status.into(),
         Err(failure) => {
             report::print_failure(&failure, cli.formats.error_format);
-            ExitCode::from(INVALID)
+            Exit::Invalid.into()
         }
     }
 }

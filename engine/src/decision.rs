@@ -68,6 +68,28 @@ pub enum Step {
     CustomProviderMissing,
 }
 
+impl Step {
+    /// The step's name as it is serialised (`deny-matched`, `no-allow-policies`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::DenyMatched => "deny-matched",
+            Step::NoAllowPolicies => "no-allow-policies",
+            Step::AllowMatched => "allow-matched",
+            Step::NoAllowMatched => "no-allow-matched",
+            Step::NetworkNotIsolated => "network-not-isolated",
+            Step::NetworkAllowed => "network-allowed",
+            Step::NetworkIngressDenied => "network-ingress-denied",
+            Step::NetworkEgressDenied => "network-egress-denied",
+            Step::NetworkFromOwnNode => "network-from-own-node",
+            Step::Error => "error",
+            Step::JwtRejected => "jwt-rejected",
+            Step::CustomPending => "custom-pending",
+            Step::CustomDenied => "custom-denied",
+            Step::CustomProviderMissing => "custom-provider-missing",
+        }
+    }
+}
+
 /// One external authorizer a CUSTOM rule asked, in the order Envoy asks them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomCheck {
@@ -255,5 +277,36 @@ impl Decision {
             out.push_str(&format!("; audited by {}", a.id));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Step;
+
+    #[test]
+    fn every_step_name_is_the_name_it_is_serialised_as() {
+        let steps = [
+            (Step::DenyMatched, "deny-matched"),
+            (Step::NoAllowPolicies, "no-allow-policies"),
+            (Step::AllowMatched, "allow-matched"),
+            (Step::NoAllowMatched, "no-allow-matched"),
+            (Step::NetworkNotIsolated, "network-not-isolated"),
+            (Step::NetworkAllowed, "network-allowed"),
+            (Step::NetworkIngressDenied, "network-ingress-denied"),
+            (Step::NetworkEgressDenied, "network-egress-denied"),
+            (Step::NetworkFromOwnNode, "network-from-own-node"),
+            (Step::Error, "error"),
+            (Step::JwtRejected, "jwt-rejected"),
+            (Step::CustomPending, "custom-pending"),
+            (Step::CustomDenied, "custom-denied"),
+            (Step::CustomProviderMissing, "custom-provider-missing"),
+        ];
+        for (step, name) in steps {
+            assert_eq!(step.as_str(), name);
+            assert_eq!(serde_json::to_value(step).unwrap(), name);
+            assert_eq!(serde_json::from_value::<Step>(name.into()).unwrap(), step);
+        }
     }
 }

@@ -92,8 +92,9 @@ const SPEC_FIELDS: &[&str] = &[
     "type",
 ];
 
-/// The plugin's configuration options (README, "Deploying with Istio").
+/// The plugin's configuration options (docs/envoy-plugin.md, "Configuration").
 const PLUGIN_CONFIG_FIELDS: &[&str] = &[
+    "role",
     "policy",
     "bundle",
     "workload",
@@ -220,6 +221,13 @@ fn every_plugin_config_uses_known_options_and_its_policy_compiles() {
             unknown.is_empty(),
             "{file}: unknown plugin options {unknown:?}"
         );
+        // The peer recorder (docs/envoy-gateway.md) decides nothing: `role` alone, as a
+        // network filter.
+        if config.get("role").and_then(Json::as_str) == Some("peerRecorder") {
+            assert_eq!(keys(config), BTreeSet::from(["role"]), "{file}");
+            assert_eq!(str_at(&doc, &["spec", "type"]), Some("NETWORK"), "{file}");
+            continue;
+        }
         if let Some(mode) = config.get("mode").and_then(Json::as_str) {
             assert!(
                 ["enforce", "dry-run"].contains(&mode),

@@ -8,26 +8,31 @@
 //! - an ingress gateway's (`use_remote_address: true`, `xff_num_trusted_hops: N`) for N = 0, 1
 //!   and 2 (the plugin with `numTrustedProxies: N`).
 //!
-//! The requests come from three peers (an allowed, a banned and a neutral one) and one that
-//! Envoy treats as loopback (`127.0.0.1`), each with no `x-forwarded-for`, an empty one,
-//! spoofed ones naming the allowed or the banned peer, several entries, several header lines,
-//! IPv6 entries, and entries that are not addresses.
+//! The plugin runs on two listeners of each shape: alone (the HTTP filter), and with its peer
+//! recorder (`"role": "peerRecorder"`, an `envoy.filters.network.wasm` filter before the HTTP
+//! connection manager) — Istio's `WasmPlugin` of `type: NETWORK`.
+//!
+//! The requests come from three 127/8 peers (an allowed, a banned and a neutral one) and the
+//! two that Envoy treats as loopback (`127.0.0.1` and `::1`), each with no `x-forwarded-for`,
+//! an empty one, spoofed ones naming the allowed or the banned peer or a loopback address,
+//! several entries, several header lines, IPv6 entries, and entries that are not addresses.
 //!
 //! Every request also goes through an access log that records, with Envoy's CEL formatter,
 //! the `source.address` and `source.port` attributes a filter reads (the same
 //! `Filters::Common::Expr` attributes the wasm host serves), the physical peer
-//! (`%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`) and `x-forwarded-for` as the filters saw it: the test
-//! checks them against the model of Envoy's connection manager the plugin's derivation rests
-//! on (`docs/envoy-gateway.md`).
+//! (`%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`), `x-forwarded-for` as the filters saw it and what
+//! the recorder stored (`%FILTER_STATE(wasm.palisade_peer)%`): the test checks them against
+//! the model of Envoy's connection manager the plugin's derivation rests on
+//! (`docs/envoy-gateway.md`).
 //!
 //! Every answer is also predicted: each scenario restates its policy as a function of (peer,
-//! client), RBAC must answer it on the model's addresses, and the plugin must answer the same
+//! client), and RBAC must answer it on the model's addresses. The plugin with its recorder
+//! must answer exactly as RBAC, on every request. The plugin alone must answer the same
 //! except where it cannot know the direct peer — on a sidecar when Envoy took
-//! `source.address` from `x-forwarded-for`, and at a gateway for a peer of `127.0.0.1` (Envoy
-//! writes its own address into `x-forwarded-for` instead) — where it must decide if every peer
-//! gets the same answer and otherwise fail closed (`x-palisade-policy: error`). Beyond that
-//! prediction, the test requires zero differences between RBAC and the plugin outside those
-//! fail-closed requests.
+//! `source.address` from `x-forwarded-for`, and at a gateway for a peer of `127.0.0.1` or
+//! `::1` (Envoy writes its own address into `x-forwarded-for` instead) — where it must decide
+//! if every peer gets the same answer and otherwise fail closed (`x-palisade-policy: error`);
+//! the test counts those requests by class, exactly.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -45,7 +50,7 @@ use palisade_envoy_harness::bootstrap::{EchoServer, ListenerKind, ListenerSpec, 
 use palisade_envoy_harness::certs::Pki;
 use palisade_envoy_harness::client::{HttpRequest, Transport, send_http_from};
 use palisade_envoy_harness::envoy::{EnvoyProcess, find_or_install_envoy, validate_config};
-use palisade_envoy_harness::plugin::{POLICY_HEADER, build_plugin, http_filter};
+use palisade_envoy_harness::plugin::{POLICY_HEADER, build_plugin, http_filter, network_filter};
 use serde_json::{Value, json};
 
 fn repo_root() -> &'static Path {
@@ -64,8 +69,13 @@ fn shape_name(s: Shape) -> String {
 const ALLOWED: &str = "127.0.0.7";
 const NEUTRAL: &str = "127.0.0.8";
 const BANNED: &str = "127.0.0.9";
-/// The peer Envoy treats as loopback: it appends its own node address instead.
+/// The peers Envoy treats as loopback: it appends its own node address instead.
 const LOOPBACK: &str = "127.0.0.1";
+const LOOPBACK_V6: &str = "::1";
+
+fn envoy_loopback(ip: IpAddr) -> bool {
+    ip == LOOPBACK.parse::<IpAddr>().unwrap() || ip == LOOPBACK_V6.parse::<IpAddr>().unwrap()
+}
 
 /// Envoy RBAC principals, as Istio writes them.
 fn direct(ip: &str, len: u32) -> Value {
@@ -118,9 +128,11 @@ fn in_any(ip: IpAddr, blocks: &[&str]) -> bool {
 
 /// Peers that, between them, fall in every combination of the scenarios' peer blocks (the
 /// first address of each, the one after it, and the zero addresses).
-const PEER_CANDIDATES: [&str; 6] = [
+const PEER_CANDIDATES: [&str; 8] = [
     "0.0.0.0",
     "::",
+    "::1",
+    "::2",
     "127.0.0.7",
     "127.0.0.8",
     "127.0.0.9",
@@ -177,9 +189,9 @@ fn scenarios() -> Vec<Scenario> {
         scenario(
             "deny-ip-blocks",
             "DENY",
-            "from: [{source: {ipBlocks: [\"127.0.0.9/32\"]}}]",
-            and(vec![or(vec![direct(BANNED, 32)])]),
-            |peer, _| !in_block(peer, BANNED),
+            "from: [{source: {ipBlocks: [\"127.0.0.9/32\", \"::1/128\"]}}]",
+            and(vec![or(vec![direct(BANNED, 32), direct(LOOPBACK_V6, 128)])]),
+            |peer, _| !in_any(peer, &[BANNED, LOOPBACK_V6]),
         ),
         scenario(
             "allow-remote-ip-blocks",
@@ -247,6 +259,8 @@ fn xff_variants() -> Vec<Vec<&'static str>> {
         vec!["127.0.0.9, 127.0.0.7"],
         vec!["203.0.113.5", "198.51.100.7"],
         vec!["198.51.100.7", ALLOWED],
+        vec![LOOPBACK],
+        vec![LOOPBACK_V6],
         vec!["2001:db8::1"],
         vec!["2001:db8::1, 198.51.100.7"],
         vec!["198.51.100.7, 2001:db8::1"],
@@ -303,7 +317,7 @@ fn model(
     let seen = match (shape, received) {
         (None, r) => r,
         (Some(_), r) => {
-            let appended = if peer == LOOPBACK.parse::<IpAddr>().unwrap() {
+            let appended = if envoy_loopback(peer) {
                 local.to_string()
             } else {
                 peer.to_string()
@@ -317,7 +331,7 @@ fn model(
     (source, seen)
 }
 
-const ACCESS_LOG_FORMAT: &str = r#"{"case":"%REQ(X-CASE)%","cel_source_address":"%CEL(source.address)%","cel_source_port":"%CEL(source.port)%","direct":"%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%","remote":"%DOWNSTREAM_REMOTE_ADDRESS%","xff":"%REQ(X-FORWARDED-FOR)%"}"#;
+const ACCESS_LOG_FORMAT: &str = r#"{"case":"%REQ(X-CASE)%","cel_source_address":"%CEL(source.address)%","cel_source_port":"%CEL(source.port)%","direct":"%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%","remote":"%DOWNSTREAM_REMOTE_ADDRESS%","xff":"%REQ(X-FORWARDED-FOR)%","recorded":"%FILTER_STATE(wasm.palisade_peer:PLAIN)%"}"#;
 
 /// Adds a JSON access log (`ACCESS_LOG_FORMAT`) to every HTTP connection manager.
 fn add_access_log(v: &mut Value, path: &Path) {
@@ -355,6 +369,30 @@ fn add_access_log(v: &mut Value, path: &Path) {
     }
 }
 
+/// Makes every listener also listen on `[::1]` (same port), so that a peer can be `::1`, and
+/// puts the plugin's peer recorder (`"role": "peerRecorder"`, an `envoy.filters.network.wasm`
+/// filter in the same VM as the HTTP filter) first in the filter chains of the listeners whose
+/// name starts with `recorder_`, before the HTTP connection manager.
+fn add_ipv6_and_recorders(boot: &mut Value, recorder: &Value) {
+    for l in boot["static_resources"]["listeners"]
+        .as_array_mut()
+        .unwrap()
+    {
+        let port = l["address"]["socket_address"]["port_value"].clone();
+        l["additional_addresses"] =
+            json!([{"address": {"socket_address": {"address": LOOPBACK_V6, "port_value": port}}}]);
+        if !l["name"].as_str().unwrap().starts_with("recorder_") {
+            continue;
+        }
+        for chain in l["filter_chains"].as_array_mut().unwrap() {
+            chain["filters"]
+                .as_array_mut()
+                .unwrap()
+                .insert(0, recorder.clone());
+        }
+    }
+}
+
 /// How one side answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
@@ -364,7 +402,20 @@ enum Answer {
     FailedClosed,
 }
 
-/// One request, sent to the RBAC listener and to the plugin listener.
+/// The three listeners of a scenario and shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    /// Envoy's RBAC filter, as Istio generates it.
+    Rbac,
+    /// The plugin alone (the HTTP filter).
+    Plugin,
+    /// The plugin with its peer recorder in the network filter chain.
+    Recorder,
+}
+
+const SIDES: [Side; 3] = [Side::Rbac, Side::Plugin, Side::Recorder];
+
+/// One request, sent to each side.
 struct Sent {
     what: String,
     scenario: usize,
@@ -373,6 +424,17 @@ struct Sent {
     xff: Vec<&'static str>,
     rbac: Answer,
     plugin: Answer,
+    recorder: Answer,
+}
+
+/// Why the plugin without a recorder cannot know the direct peer of a request.
+fn unknown_peer_class(shape: Shape, peer: &str) -> &'static str {
+    match (shape, peer) {
+        (None, _) => "sidecar, source.address from x-forwarded-for",
+        (Some(_), LOOPBACK) => "gateway, peer 127.0.0.1 replaced by Envoy's address",
+        (Some(_), LOOPBACK_V6) => "gateway, peer ::1 replaced by Envoy's address",
+        (Some(_), _) => "gateway, another peer (never expected)",
+    }
 }
 
 #[test]
@@ -386,21 +448,22 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
     let scenarios = scenarios();
     let address = Ipv4Addr::new(127, 77, 0, 2);
 
-    // One RBAC listener and one plugin listener per scenario and shape, each on its own port
-    // (held until all are chosen, so that none is handed out twice).
+    // One listener per side, scenario and shape, each on its own port (held, on both
+    // addresses, until all are chosen, so that none is handed out twice).
     let mut held = Vec::new();
-    let mut port = || {
+    let mut port = || loop {
         let l = std::net::TcpListener::bind((address, 0)).unwrap();
         let p = l.local_addr().unwrap().port();
-        held.push(l);
-        p
+        if let Ok(l6) = std::net::TcpListener::bind((LOOPBACK_V6.parse::<IpAddr>().unwrap(), p)) {
+            held.push(l);
+            held.push(l6);
+            return p;
+        }
     };
     let mut listeners = Vec::new();
-    let mut ports: BTreeMap<(usize, String), (u16, u16)> = BTreeMap::new();
+    let mut ports: BTreeMap<(usize, String, Side), u16> = BTreeMap::new();
     for (i, sc) in scenarios.iter().enumerate() {
         for shape in SHAPES {
-            let rbac_port = port();
-            let plugin_port = port();
             let mut config = json!({
                 "policy": sc.policy,
                 "workload": {"namespace": "foo", "labels": {"app": "httpbin"}},
@@ -412,42 +475,56 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
                 None => ListenerKind::Http(filters),
                 Some(n) => ListenerKind::Gateway(filters, n),
             };
-            listeners.push(ListenerSpec {
-                name: format!("rbac_{}_{}", sc.name, shape_name(shape)),
-                address,
-                port: rbac_port,
-                kind: kind(vec![sc.rbac.clone()]),
-            });
-            listeners.push(ListenerSpec {
-                name: format!("plugin_{}_{}", sc.name, shape_name(shape)),
-                address,
-                port: plugin_port,
-                kind: kind(vec![http_filter(&wasm, &config)]),
-            });
-            ports.insert((i, shape_name(shape)), (rbac_port, plugin_port));
+            for side in SIDES {
+                let (prefix, filter) = match side {
+                    Side::Rbac => ("rbac", sc.rbac.clone()),
+                    Side::Plugin => ("plugin", http_filter(&wasm, &config)),
+                    Side::Recorder => ("recorder", http_filter(&wasm, &config)),
+                };
+                let p = port();
+                listeners.push(ListenerSpec {
+                    name: format!("{prefix}_{}_{}", sc.name, shape_name(shape)),
+                    address,
+                    port: p,
+                    kind: kind(vec![filter]),
+                });
+                ports.insert((i, shape_name(shape), side), p);
+            }
         }
     }
     drop(held);
     let log_path = work.path().join("access.log");
     let mut boot = bootstrap(&listeners, &pki, echo.port);
     add_access_log(&mut boot, &log_path);
+    add_ipv6_and_recorders(
+        &mut boot,
+        &network_filter(&wasm, &json!({"role": "peerRecorder"})),
+    );
     let cfg = work.path().join("envoy.json");
     fs::write(&cfg, serde_json::to_vec_pretty(&boot).unwrap()).unwrap();
     validate_config(&envoy, &cfg).unwrap();
     let proc = EnvoyProcess::start(&envoy, &cfg, work.path()).unwrap();
 
-    let peers = [ALLOWED, NEUTRAL, BANNED, LOOPBACK];
+    let peers = [ALLOWED, NEUTRAL, BANNED, LOOPBACK, LOOPBACK_V6];
     let mut answers: Vec<Sent> = Vec::new();
-    let mut clients: BTreeMap<String, (IpAddr, u16, Shape, Vec<&str>)> = BTreeMap::new();
+    let mut clients: BTreeMap<String, (IpAddr, u16, Shape, Vec<&str>, Side)> = BTreeMap::new();
     let mut n = 0usize;
     for (i, sc) in scenarios.iter().enumerate() {
         for shape in SHAPES {
-            let (rbac_port, plugin_port) = ports[&(i, shape_name(shape))];
             for peer in peers {
+                let from: IpAddr = peer.parse().unwrap();
+                let to_address: IpAddr = if from.is_ipv6() {
+                    LOOPBACK_V6.parse().unwrap()
+                } else {
+                    address.into()
+                };
                 for xff in xff_variants() {
-                    let send = |port: u16, id: &str| {
+                    n += 1;
+                    let mut got = BTreeMap::new();
+                    for side in SIDES {
+                        let id = format!("{side:?}-{n}");
                         let mut headers: Vec<(String, String)> =
-                            vec![("x-case".into(), id.to_string())];
+                            vec![("x-case".into(), id.clone())];
                         headers.extend(
                             xff.iter()
                                 .map(|v| ("x-forwarded-for".to_string(), v.to_string())),
@@ -458,37 +535,27 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
                             path: "/".into(),
                             headers,
                         };
-                        let from = Some(peer.parse::<IpAddr>().unwrap());
-                        let (r, local) = send_http_from(
-                            from,
-                            SocketAddr::from((address, port)),
-                            &Transport::Plain,
-                            &req,
-                        )
-                        .unwrap_or_else(|e| panic!("{id}: {e}\n{}", proc.log_tail()));
+                        let to = SocketAddr::new(to_address, ports[&(i, shape_name(shape), side)]);
+                        let (r, local) = send_http_from(Some(from), to, &Transport::Plain, &req)
+                            .unwrap_or_else(|e| panic!("{id}: {e}\n{}", proc.log_tail()));
                         let answer = match (r.status, r.header(POLICY_HEADER)) {
                             (200, _) => Answer::Allow,
                             (403, Some("error")) => Answer::FailedClosed,
                             (403, _) => Answer::Deny,
                             (s, _) => panic!("{id}: HTTP {s}: {r:?}"),
                         };
-                        (answer, local)
-                    };
-                    n += 1;
-                    let rbac_id = format!("r{n}");
-                    let plugin_id = format!("p{n}");
-                    let (rbac, local) = send(rbac_port, &rbac_id);
-                    clients.insert(rbac_id, (local.ip(), local.port(), shape, xff.clone()));
-                    let (plugin, local) = send(plugin_port, &plugin_id);
-                    clients.insert(plugin_id, (local.ip(), local.port(), shape, xff.clone()));
+                        clients.insert(id, (local.ip(), local.port(), shape, xff.clone(), side));
+                        got.insert(side, answer);
+                    }
                     answers.push(Sent {
                         what: format!("{} {} peer {peer} xff {xff:?}", sc.name, shape_name(shape)),
                         scenario: i,
                         shape,
                         peer,
                         xff: xff.clone(),
-                        rbac,
-                        plugin,
+                        rbac: got[&Side::Rbac],
+                        plugin: got[&Side::Plugin],
+                        recorder: got[&Side::Recorder],
                     });
                 }
             }
@@ -519,7 +586,7 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
     let mut node_address = None;
     for line in &lines {
         let v: Value = serde_json::from_str(line).unwrap();
-        let (ip, _, shape, xff) = &clients[v["case"].as_str().unwrap()];
+        let (ip, _, shape, xff, _) = &clients[v["case"].as_str().unwrap()];
         if shape.is_some() && ip.to_string() == LOOPBACK && xff.is_empty() {
             node_address = v["xff"].as_str().map(str::to_string);
         }
@@ -531,10 +598,12 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
     for line in &lines {
         let v: Value = serde_json::from_str(line).unwrap();
         let id = v["case"].as_str().unwrap();
-        let (ip, port, shape, xff) = &clients[id];
+        let (ip, port, shape, xff, side) = &clients[id];
         let (source, seen) = model(*ip, *port, xff, *shape, &node_address);
         let direct = SocketAddr::new(*ip, *port).to_string();
         let want_port = source.rsplit(':').next().unwrap().to_string();
+        // What the recorder stored: the direct peer, on its listeners only.
+        let recorded = (*side == Side::Recorder).then_some(direct.as_str());
         let checks = [
             (
                 "source.address",
@@ -553,6 +622,7 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
                 Some(direct.as_str()),
             ),
             ("x-forwarded-for", v["xff"].as_str(), seen.as_deref()),
+            ("wasm.palisade_peer", v["recorded"].as_str(), recorded),
         ];
         for (what, got, want) in checks {
             if got != want {
@@ -585,13 +655,16 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
     );
 
     // Decisions. Each request's expected answers come from the model: RBAC decides on the
-    // model's (peer, client); the plugin knows the peer when `source.address` is the peer or,
-    // at a gateway, when the last x-forwarded-for entry is a 127/8 address other than
-    // 127.0.0.1 (the listener address is loopback); otherwise it decides only if every peer
-    // gets the same decision, else fails closed.
+    // model's (peer, client), and so must the plugin with its recorder. The plugin alone
+    // knows the peer when `source.address` is the peer or, at a gateway, when the last
+    // x-forwarded-for entry is a 127/8 address other than 127.0.0.1 (the listener address is
+    // loopback); otherwise it decides only if every peer gets the same decision, else fails
+    // closed.
     let (mut agree, mut allowed, mut denied) = (0usize, 0usize, 0usize);
-    let mut failed_closed = BTreeMap::<String, usize>::new();
+    let mut failed_closed = BTreeMap::<&str, usize>::new();
     let mut differences = Vec::new();
+    let (mut recorder_agree, mut recorder_differences) = (0usize, Vec::new());
+    let mut recorder_answers = BTreeMap::<String, usize>::new();
     let mut unexpected = Vec::new();
     for Sent {
         what,
@@ -601,6 +674,7 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
         xff,
         rbac,
         plugin,
+        recorder,
     } in &answers
     {
         let sc = &scenarios[*scenario];
@@ -643,10 +717,17 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
                 Answer::FailedClosed
             }
         };
-        if *rbac != expected_rbac || *plugin != expected_plugin {
+        if *rbac != expected_rbac || *plugin != expected_plugin || *recorder != expected_rbac {
             unexpected.push(format!(
-                "{what}: rbac {rbac:?} (model {expected_rbac:?}), plugin {plugin:?} (model {expected_plugin:?})"
+                "{what}: rbac {rbac:?} (model {expected_rbac:?}), plugin {plugin:?} (model \
+                 {expected_plugin:?}), plugin with recorder {recorder:?} (model {expected_rbac:?})"
             ));
+        }
+        if recorder == rbac {
+            recorder_agree += 1;
+            *recorder_answers.entry(format!("{recorder:?}")).or_default() += 1;
+        } else {
+            recorder_differences.push(format!("{what}: rbac {rbac:?}, plugin {recorder:?}"));
         }
         if rbac == plugin {
             agree += 1;
@@ -658,12 +739,9 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
             continue;
         }
         if *plugin == Answer::FailedClosed && !known {
-            let why = if shape.is_none() {
-                "sidecar, source.address from x-forwarded-for"
-            } else {
-                "gateway, peer 127.0.0.1 replaced by Envoy's address"
-            };
-            *failed_closed.entry(why.to_string()).or_default() += 1;
+            *failed_closed
+                .entry(unknown_peer_class(*shape, peer))
+                .or_default() += 1;
             continue;
         }
         differences.push(format!("{what}: rbac {rbac:?}, plugin {plugin:?}"));
@@ -671,17 +749,12 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
     for u in unexpected.iter().take(40) {
         println!("unexpected: {u}");
     }
-    assert!(
-        unexpected.is_empty(),
-        "{} answers differ from the model",
-        unexpected.len()
-    );
 
     println!("\nwhat Envoy 1.40 showed the filters (access log, CEL attributes):");
     for (k, v) in &observed {
         println!("  {k}: {v}");
     }
-    println!("  Envoy's node address (appended for a 127.0.0.1 peer): {node_address}");
+    println!("  Envoy's node address (appended for a 127.0.0.1 or ::1 peer): {node_address}");
     println!(
         "\n{} requests to each side ({} scenarios × {} shapes × {} peers × {} x-forwarded-for variants)",
         answers.len(),
@@ -690,40 +763,264 @@ fn plugin_and_rbac_agree_on_client_addresses_at_every_istio_listener_shape() {
         peers.len(),
         xff_variants().len()
     );
-    println!("agree: {agree} ({allowed} allowed, {denied} denied)");
-    println!("plugin failed closed where RBAC decided (cannot know the peer):");
+    println!("plugin alone: agree {agree} ({allowed} allowed, {denied} denied)");
+    println!("plugin alone failed closed where RBAC decided (cannot know the peer):");
     for (k, v) in &failed_closed {
         println!("  {k}: {v}");
     }
-    println!("differences: {}", differences.len());
+    println!("plugin alone, other differences: {}", differences.len());
     for d in &differences {
+        println!("  {d}");
+    }
+    println!(
+        "plugin with its peer recorder: agree {recorder_agree} {recorder_answers:?}, differences {}",
+        recorder_differences.len()
+    );
+    for d in recorder_differences.iter().take(40) {
         println!("  {d}");
     }
     println!("({:.1}s)", started.elapsed().as_secs_f64());
     drop(proc);
 
+    assert!(
+        unexpected.is_empty(),
+        "{} answers differ from the model",
+        unexpected.len()
+    );
+    // With the recorder: exactly RBAC's answer on every request.
+    assert_eq!(
+        recorder_differences.len(),
+        0,
+        "differences with the recorder"
+    );
+    assert_eq!(recorder_agree, answers.len());
+    // Without it: no difference but the fail-closed requests, each of a named class.
     assert!(differences.is_empty(), "{} differences", differences.len());
     assert!(
         allowed > 100 && denied > 100,
         "{allowed} allowed, {denied} denied"
     );
-    // At a gateway the plugin knows the peer except for 127.0.0.1.
-    let gateway_fail = failed_closed
-        .get("gateway, peer 127.0.0.1 replaced by Envoy's address")
-        .copied()
-        .unwrap_or(0);
-    let gateway_answers = answers
-        .iter()
-        .filter(|a| a.shape.is_some_and(|n| n > 0) && a.peer != LOOPBACK)
-        .count();
-    assert!(gateway_answers > 0);
-    assert_eq!(
-        answers
-            .iter()
-            .filter(|a| a.shape.is_some() && a.peer != LOOPBACK && a.plugin == Answer::FailedClosed)
-            .count(),
-        0,
-        "at a gateway, a peer other than 127.0.0.1 is always known"
+    let expected_failed_closed = BTreeMap::from([
+        ("gateway, peer 127.0.0.1 replaced by Envoy's address", 87),
+        ("gateway, peer ::1 replaced by Envoy's address", 87),
+        ("sidecar, source.address from x-forwarded-for", 280),
+    ]);
+    assert_eq!(failed_closed, expected_failed_closed);
+}
+
+/// A kept-alive HTTP/1.1 connection from a chosen peer address.
+struct KeptAlive {
+    stream: std::net::TcpStream,
+}
+
+impl KeptAlive {
+    fn open(from: IpAddr, to: SocketAddr) -> KeptAlive {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
+        sock.bind(&SocketAddr::new(from, 0).into()).unwrap();
+        sock.connect_timeout(&to.into(), Duration::from_secs(5))
+            .unwrap();
+        let stream: std::net::TcpStream = sock.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        KeptAlive { stream }
+    }
+
+    /// Sends one request and reads its response (`content-length` bodies only, as the
+    /// listeners answer): (status, `x-palisade-policy`).
+    fn send(&mut self, xff: &[&str]) -> (u16, Option<String>) {
+        use std::io::{Read, Write};
+        let mut head = "GET / HTTP/1.1\r\nhost: httpbin.foo\r\n".to_string();
+        for v in xff {
+            head.push_str(&format!("x-forwarded-for: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        // Byte by byte, so that nothing of the next response is consumed.
+        while !buf.ends_with(b"\r\n\r\n") {
+            assert_eq!(self.stream.read(&mut byte).unwrap(), 1, "connection closed");
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8(buf).unwrap();
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let header = |name: &str| {
+            head.split("\r\n")
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let len: usize = header("content-length").unwrap().parse().unwrap();
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).unwrap();
+        (status, header(POLICY_HEADER))
+    }
+}
+
+#[test]
+fn with_the_recorder_kept_alive_and_mtls_connections_keep_their_own_peer() {
+    let envoy = find_or_install_envoy(repo_root()).unwrap();
+    let wasm = build_plugin(repo_root()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let scenarios = scenarios();
+    let address = Ipv4Addr::new(127, 77, 0, 3);
+    // `ipBlocks` ALLOW and DENY, on a sidecar and a gateway with one trusted proxy.
+    let cases: Vec<(usize, Shape)> = vec![(0, None), (1, None), (0, Some(1)), (1, Some(1))];
+    let mut held = Vec::new();
+    let mut listeners = Vec::new();
+    let mut ports = BTreeMap::new();
+    for &(i, shape) in &cases {
+        let sc = &scenarios[i];
+        let mut config = json!({
+            "policy": sc.policy,
+            "workload": {"namespace": "foo", "labels": {"app": "httpbin"}},
+        });
+        if let Some(n) = shape {
+            config["numTrustedProxies"] = n.into();
+        }
+        for side in [Side::Rbac, Side::Recorder] {
+            let port = loop {
+                let l = std::net::TcpListener::bind((address, 0)).unwrap();
+                let p = l.local_addr().unwrap().port();
+                if let Ok(l6) =
+                    std::net::TcpListener::bind((LOOPBACK_V6.parse::<IpAddr>().unwrap(), p))
+                {
+                    held.push(l);
+                    held.push(l6);
+                    break p;
+                }
+            };
+            let (prefix, filter) = match side {
+                Side::Rbac => ("rbac", sc.rbac.clone()),
+                _ => ("recorder", http_filter(&wasm, &config)),
+            };
+            let filters = vec![filter];
+            listeners.push(ListenerSpec {
+                name: format!("{prefix}_{}_{}", sc.name, shape_name(shape)),
+                address,
+                port,
+                kind: match shape {
+                    None => ListenerKind::Http(filters),
+                    Some(n) => ListenerKind::Gateway(filters, n),
+                },
+            });
+            ports.insert((i, shape, side), port);
+        }
+    }
+    drop(held);
+    let mut boot = bootstrap(&listeners, &pki, echo.port);
+    add_ipv6_and_recorders(
+        &mut boot,
+        &network_filter(&wasm, &json!({"role": "peerRecorder"})),
     );
-    println!("gateway requests from 127.0.0.1 that failed closed: {gateway_fail}");
+    let cfg = work.path().join("envoy.json");
+    fs::write(&cfg, serde_json::to_vec_pretty(&boot).unwrap()).unwrap();
+    validate_config(&envoy, &cfg).unwrap();
+    let _proc = EnvoyProcess::start(&envoy, &cfg, work.path()).unwrap();
+
+    // Every peer's connections are open at once, and their requests interleave: each
+    // request must read its own connection's peer, whatever the others carry.
+    let peers = [ALLOWED, BANNED, LOOPBACK, LOOPBACK_V6];
+    let requests: [&[&str]; 5] = [
+        &[],
+        &[ALLOWED],
+        &[BANNED, "2001:db8::1"],
+        &[LOOPBACK_V6],
+        &["203.0.113.5", LOOPBACK],
+    ];
+    let mut compared = 0;
+    for &(i, shape) in &cases {
+        let sc = &scenarios[i];
+        let mut conns: Vec<(&str, Side, KeptAlive)> = Vec::new();
+        for peer in peers {
+            let from: IpAddr = peer.parse().unwrap();
+            let to: IpAddr = if from.is_ipv6() {
+                LOOPBACK_V6.parse().unwrap()
+            } else {
+                address.into()
+            };
+            for side in [Side::Rbac, Side::Recorder] {
+                let port = ports[&(i, shape, side)];
+                conns.push((peer, side, KeptAlive::open(from, SocketAddr::new(to, port))));
+            }
+        }
+        for xff in requests {
+            let mut answers = BTreeMap::new();
+            for (peer, side, conn) in &mut conns {
+                let (status, policy) = conn.send(xff);
+                let answer = match (status, policy.as_deref()) {
+                    (200, _) => Answer::Allow,
+                    (403, Some("error")) => Answer::FailedClosed,
+                    (403, _) => Answer::Deny,
+                    (s, _) => panic!("HTTP {s}"),
+                };
+                answers.insert((*peer, *side), answer);
+            }
+            for peer in peers {
+                let what = format!("{} {} peer {peer} xff {xff:?}", sc.name, shape_name(shape));
+                let expected = answer((sc.decide)(
+                    peer.parse().unwrap(),
+                    // These policies test only the peer.
+                    IpAddr::from([0, 0, 0, 0]),
+                ));
+                assert_eq!(answers[&(peer, Side::Rbac)], expected, "{what}: RBAC");
+                assert_eq!(answers[&(peer, Side::Recorder)], expected, "{what}: plugin");
+                compared += 1;
+            }
+        }
+    }
+    // Over mutual TLS, as Istio's sidecars talk: the recorder runs on the TLS filter chain too
+    // (the peer is the connection's before the handshake and after it).
+    let client = pki
+        .client("spiffe://cluster.local/ns/istio-system/sa/gateway")
+        .unwrap();
+    let tls = Transport::Tls {
+        sni: None,
+        client: Some(client),
+    };
+    let mut over_tls = 0;
+    for &(i, shape) in &cases {
+        let sc = &scenarios[i];
+        for peer in peers {
+            let from: IpAddr = peer.parse().unwrap();
+            let to: IpAddr = if from.is_ipv6() {
+                LOOPBACK_V6.parse().unwrap()
+            } else {
+                address.into()
+            };
+            for xff in [ALLOWED, BANNED] {
+                let what = format!(
+                    "mTLS {} {} peer {peer} xff {xff}",
+                    sc.name,
+                    shape_name(shape)
+                );
+                let req = HttpRequest {
+                    method: "GET".into(),
+                    host: "httpbin.foo".into(),
+                    path: "/".into(),
+                    headers: vec![("x-forwarded-for".into(), xff.into())],
+                };
+                let expected = answer((sc.decide)(from, IpAddr::from([0, 0, 0, 0])));
+                for side in [Side::Rbac, Side::Recorder] {
+                    let port = ports[&(i, shape, side)];
+                    let (r, _) =
+                        send_http_from(Some(from), SocketAddr::new(to, port), &tls, &req).unwrap();
+                    let got = match (r.status, r.header(POLICY_HEADER)) {
+                        (200, _) => Answer::Allow,
+                        (403, Some("error")) => Answer::FailedClosed,
+                        (403, _) => Answer::Deny,
+                        (s, _) => panic!("{what}: HTTP {s}"),
+                    };
+                    assert_eq!(got, expected, "{what}: {side:?}");
+                }
+                over_tls += 1;
+            }
+        }
+    }
+    assert_eq!(compared, cases.len() * peers.len() * requests.len());
+    assert_eq!(over_tls, cases.len() * peers.len() * 2);
 }

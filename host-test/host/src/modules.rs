@@ -12,6 +12,41 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+/// Why a module or the shop's sources could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// cargo could not be started.
+    #[error("running cargo: {0}")]
+    Cargo(#[source] std::io::Error),
+    /// cargo ran and failed.
+    #[error("building {package} failed ({status})")]
+    BuildFailed {
+        /// The package built.
+        package: String,
+        /// cargo's exit status.
+        status: std::process::ExitStatus,
+    },
+    /// A source file or directory cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl miette::Diagnostic for ModuleError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(match self {
+            ModuleError::Cargo(_) => "palisade::wasm_host::cargo_not_run",
+            ModuleError::BuildFailed { .. } => "palisade::wasm_host::build_failed",
+            ModuleError::Read { .. } => "palisade::wasm_host::source_unreadable",
+        }))
+    }
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -89,7 +124,7 @@ pub fn fresh_module(
     package: &str,
     crate_dir: &str,
     own: &str,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ModuleError> {
     if let Some(p) = std::env::var_os(var) {
         return Ok(PathBuf::from(p));
     }
@@ -104,7 +139,7 @@ pub fn fresh_module(
 }
 
 /// Builds `package` for wasm32-wasip1 with profile `plugin` into `target`; the module's path.
-pub fn build(package: &str, target: &Path) -> Result<PathBuf, String> {
+pub fn build(package: &str, target: &Path) -> Result<PathBuf, ModuleError> {
     build_for(package, "wasm32-wasip1", "plugin", target)
 }
 
@@ -114,7 +149,7 @@ pub fn build_for(
     triple: &str,
     profile: &str,
     target: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ModuleError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = std::time::Instant::now();
     let status = Command::new(cargo)
@@ -132,9 +167,12 @@ pub fn build_for(
         ])
         .arg(target)
         .status()
-        .map_err(|e| format!("running cargo: {e}"))?;
+        .map_err(ModuleError::Cargo)?;
     if !status.success() {
-        return Err(format!("building {package} failed ({status})"));
+        return Err(ModuleError::BuildFailed {
+            package: package.into(),
+            status,
+        });
     }
     eprintln!("built {package} in {:?}", started.elapsed());
     Ok(target.join(module_path_for(package, triple, profile)))
@@ -142,11 +180,14 @@ pub fn build_for(
 
 /// The shop example's policies and its recorded traffic's inventory (`examples/shop/`), as
 /// the replay tests and benchmark load them.
-pub fn shop_sources() -> Result<Vec<palisade_engine::SourceFile>, String> {
+pub fn shop_sources() -> Result<Vec<palisade_engine::SourceFile>, ModuleError> {
     let shop = workspace_root().join("examples/shop");
     let dir = shop.join("policies");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(|source| ModuleError::Read {
+            path: dir.clone(),
+            source,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     paths.sort();
@@ -156,14 +197,17 @@ pub fn shop_sources() -> Result<Vec<palisade_engine::SourceFile>, String> {
         .map(|p| {
             std::fs::read_to_string(p)
                 .map(|text| palisade_engine::SourceFile::new(p.display().to_string(), text))
-                .map_err(|e| format!("{}: {e}", p.display()))
+                .map_err(|source| ModuleError::Read {
+                    path: p.clone(),
+                    source,
+                })
         })
         .collect()
 }
 
 /// The proxy-wasm plugin: `$PALISADE_PROXY_WASM`, the workspace build when fresh, else built
 /// in `<target>/<own>`.
-pub fn plugin(own: &str) -> Result<PathBuf, String> {
+pub fn plugin(own: &str) -> Result<PathBuf, ModuleError> {
     fresh_module(
         "PALISADE_PROXY_WASM",
         "palisade-proxy-wasm",

@@ -28,16 +28,22 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
+use palisade_corpus::LoadError;
 use palisade_engine::{
     Decision, Engine, Options, Protocol, Request, SourceFile, Verdict, WorkloadRef,
 };
-use palisade_proxy_wasm::config::{NodeMetadata, Plugin as PluginConfig};
+use palisade_proxy_wasm::config::{ConfigError, NodeMetadata, Plugin as PluginConfig};
 use palisade_proxy_wasm::enforce;
+use palisade_proxy_wasm::enforce::POLICY_HEADER;
 
 use crate::abi::LogLevel;
-use crate::decider::{POLICY_HEADER, decision_from, sidecar_configuration};
+use crate::decider::sidecar_configuration;
 use crate::envoy::trusted_proxies;
-use crate::host::{PluginInstance, ProxyWasmHost, StreamSummary};
+use crate::error::{ConfigRefused, PluginFailure, Unroutable};
+use crate::host::ProxyWasmHost;
+use crate::instance::PluginInstance;
+use crate::outcome::StreamSummary;
+use crate::readback::decision_from;
 
 /// What a [`Replayer`] reads back from the plugin (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,27 +122,16 @@ impl fmt::Display for Observed {
     }
 }
 
-/// A request no sidecar can be found for: it names no destination workload and its
-/// destination address is not in the inventory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unroutable(pub String);
-
-impl std::fmt::Display for Unroutable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// One configured VM, with what it was configured for.
 #[derive(Debug)]
 struct Slot {
     workload: WorkloadRef,
     protocol: Protocol,
     hops: u32,
-    vm: Result<PluginInstance, String>,
+    vm: Result<PluginInstance, ConfigRefused>,
     /// The same configuration compiled natively by the plugin crate (for
     /// [`Replayer::expected`]); only with [`ReadBack::Outcome`].
-    config: Option<Result<PluginConfig, String>>,
+    config: Option<Result<PluginConfig, ConfigError>>,
 }
 
 /// The plugin in the test host and the native engine, over the same policy files.
@@ -161,7 +156,7 @@ impl Replayer {
         host: ProxyWasmHost,
         files: &[SourceFile],
         options: &Options,
-    ) -> Result<Replayer, String> {
+    ) -> Result<Replayer, LoadError> {
         Replayer::with_read_back(host, files, options, ReadBack::Decision)
     }
 
@@ -171,10 +166,10 @@ impl Replayer {
         files: &[SourceFile],
         options: &Options,
         read_back: ReadBack,
-    ) -> Result<Replayer, String> {
-        let set = palisade_engine::load(files).map_err(|e| format!("load: {e}"))?;
-        let native =
-            palisade_engine::compile(&set, options).map_err(|e| format!("compile: {e}"))?;
+    ) -> Result<Replayer, LoadError> {
+        let set = palisade_engine::load(files).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        let native = palisade_engine::compile(&set, options)
+            .map_err(|e| LoadError::Compile(e.to_string()))?;
         let mut policy = String::new();
         for f in files {
             policy.push_str("---\n");
@@ -234,9 +229,7 @@ impl Replayer {
             return Ok(Dest::Named(w));
         }
         let Some(ip) = request.destination.ip else {
-            return Err(Unroutable(
-                "the request names no destination workload or address".into(),
-            ));
+            return Err(Unroutable::NoDestination);
         };
         let inventory = &self.native.inventory;
         match inventory.owner_of(ip) {
@@ -245,11 +238,7 @@ impl Replayer {
             _ => None,
         }
         .map(|w| Dest::Inventory(&w.namespace, &w.name))
-        .ok_or_else(|| {
-            Unroutable(format!(
-                "no destination workload: no inventory workload has address `{ip}`"
-            ))
-        })
+        .ok_or(Unroutable::UnknownAddress(ip))
     }
 
     /// The plugin configuration JSON for a destination sidecar.
@@ -288,13 +277,9 @@ impl Replayer {
             ReadBack::Outcome => LogLevel::Warn,
             ReadBack::Decision => LogLevel::Trace,
         };
-        let vm = plugin
-            .configure(&config)
-            .map_err(|e| format!("the plugin refused its configuration: {e}"));
-        let native_config = (self.read_back == ReadBack::Outcome).then(|| {
-            PluginConfig::configure(config.as_bytes(), &NodeMetadata::default())
-                .map_err(|e| format!("the plugin crate refused the configuration natively: {e}"))
-        });
+        let vm = plugin.configure(&config);
+        let native_config = (self.read_back == ReadBack::Outcome)
+            .then(|| PluginConfig::configure(config.as_bytes(), &NodeMetadata::default()));
         self.slots.push(Slot {
             workload,
             protocol,
@@ -313,12 +298,12 @@ impl Replayer {
     fn vm(
         &mut self,
         request: &Request,
-    ) -> Result<Result<&mut crate::PluginInstance, String>, Unroutable> {
+    ) -> Result<Result<&mut PluginInstance, PluginFailure>, Unroutable> {
         let i = self.slot(request)?;
         Ok(match self.slots.get_mut(i).map(|s| &mut s.vm) {
             Some(Ok(vm)) => Ok(vm),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err("no VM".into()),
+            Some(Err(e)) => Err(PluginFailure::ConfigurationRefused(e.clone())),
+            None => Err(PluginFailure::NoVm),
         })
     }
 
@@ -329,7 +314,7 @@ impl Replayer {
     pub fn decide_wasm(
         &mut self,
         request: &Request,
-    ) -> Result<Result<Decision, String>, Unroutable> {
+    ) -> Result<Result<Decision, PluginFailure>, Unroutable> {
         let answers = provider_answers(&self.options, request);
         let vm = match self.vm(request)? {
             Ok(vm) => vm,
@@ -339,7 +324,7 @@ impl Replayer {
             Protocol::Http => {
                 let o = vm.http_answering(request, answers);
                 match o.trap {
-                    Some(t) => Err(format!("the guest trapped: {t}")),
+                    Some(t) => Err(PluginFailure::Trapped(t)),
                     None => {
                         let header = o
                             .headers
@@ -347,14 +332,17 @@ impl Replayer {
                             .find(|(k, _)| k == POLICY_HEADER)
                             .map(|(_, v)| v.as_str());
                         decision_from(o.allowed, &o.logs, o.details.as_deref(), header)
+                            .map_err(PluginFailure::from)
                     }
                 }
             }
             Protocol::Tcp => {
                 let o = vm.tcp(request);
                 match o.trap {
-                    Some(t) => Err(format!("the guest trapped: {t}")),
-                    None => decision_from(o.allowed, &o.logs, None, None),
+                    Some(t) => Err(PluginFailure::Trapped(t)),
+                    None => {
+                        decision_from(o.allowed, &o.logs, None, None).map_err(PluginFailure::from)
+                    }
                 }
             }
         })
@@ -366,7 +354,7 @@ impl Replayer {
     pub fn observe_wasm(
         &mut self,
         request: &Request,
-    ) -> Result<Result<Observed, String>, Unroutable> {
+    ) -> Result<Result<Observed, PluginFailure>, Unroutable> {
         let answers = provider_answers(&self.options, request);
         let vm = match self.vm(request)? {
             Ok(vm) => vm,
@@ -376,8 +364,8 @@ impl Replayer {
             Protocol::Http => vm.http_summary_answering(request, answers),
             Protocol::Tcp => vm.tcp_summary(request),
         };
-        Ok(match &summary.trap {
-            Some(t) => Err(format!("the guest trapped: {t}")),
+        Ok(match summary.trap {
+            Some(t) => Err(PluginFailure::Trapped(t)),
             None => Ok(Observed::of(summary)),
         })
     }
@@ -392,16 +380,12 @@ impl Replayer {
         &mut self,
         request: &Request,
         native: &Decision,
-    ) -> Result<Result<Observed, String>, Unroutable> {
+    ) -> Result<Result<Observed, PluginFailure>, Unroutable> {
         let i = self.slot(request)?;
         let plugin = match self.slots.get(i).and_then(|s| s.config.as_ref()) {
             Some(Ok(p)) => p,
-            Some(Err(e)) => return Ok(Err(e.clone())),
-            None => {
-                return Ok(Err(
-                    "the expected outcome needs a replayer reading back outcomes".into(),
-                ));
-            }
+            Some(Err(e)) => return Ok(Err(PluginFailure::NativeConfigurationRefused(e.clone()))),
+            None => return Ok(Err(PluginFailure::NotReadingOutcomes)),
         };
         let o = enforce::outcome_with(native, plugin, String::new, |_| false);
         let http = request.protocol == Protocol::Http;

@@ -362,13 +362,17 @@ fn the_guest_decides_random_policies_and_requests_like_the_native_engine() {
                 return Ok(());
             }
             let mut guest = ProxyWasmDecider::new(host.clone());
-            guest.load(&files, &options).map_err(TestCaseError::fail)?;
+            guest
+                .load(&files, &options)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             for request in &requests {
                 if guest.cannot_express(request).is_some() {
                     skipped.set(skipped.get() + 1);
                     continue;
                 }
-                let want = native.decide(request).map_err(TestCaseError::fail)?;
+                let want = native
+                    .decide(request)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let got = guest.decide(request).map_err(|e| {
                     TestCaseError::fail(format!(
                         "guest failed on {}: {e}",

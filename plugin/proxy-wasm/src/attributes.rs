@@ -78,6 +78,14 @@ pub mod paths {
     pub const NODE_LABELS: &[u8] = b"xds\0node\0metadata\0LABELS";
     /// `xds.node.metadata.SERVICE_ACCOUNT`.
     pub const NODE_SERVICE_ACCOUNT: &[u8] = b"xds\0node\0metadata\0SERVICE_ACCOUNT";
+    /// The connection's direct peer as the plugin's `peerRecorder` network filter stored it
+    /// (`proxy_set_property`: Envoy keeps it as the connection's filter state
+    /// `wasm.palisade_peer`, which every HTTP stream of the connection reads through its
+    /// parent filter state). One segment: Envoy looks an unknown first segment up there.
+    pub const RECORDED_PEER: &[u8] = b"palisade_peer";
+
+    /// [`RECORDED_PEER`] as messages name it.
+    pub const RECORDED_PEER_NAME: &str = "palisade_peer";
 
     /// A path as messages name it, `source.address` (built only for an error or a log line).
     pub fn name(path: &[u8]) -> String {
@@ -113,6 +121,20 @@ pub struct RawAttributes {
     pub headers: Option<Vec<(HeaderName, String)>>,
     /// The dynamic metadata, `metadata` (HTTP only).
     pub metadata: Option<Vec<u8>>,
+    /// The direct peer the `peerRecorder` network filter stored ([`paths::RECORDED_PEER`]),
+    /// read only when `source.address` came from `x-forwarded-for` (HTTP only).
+    pub recorded_peer: Option<Vec<u8>>,
+}
+
+/// The direct peer as the `peerRecorder` network filter stored it: `source.address` in a
+/// network filter, which is the connection's peer (`ip:port`, port > 0). Anything else is not
+/// what the recorder writes and is not taken for the peer (`None`: the request is then decided
+/// as without a recorder).
+pub fn recorded_peer(bytes: &[u8]) -> Option<(IpAddr, u16)> {
+    match decode_address(paths::RECORDED_PEER_NAME, bytes) {
+        Ok((ip, Some(port))) if port != 0 => Some((ip, port)),
+        _ => None,
+    }
 }
 
 /// A UTF-8 string property.
@@ -276,8 +298,10 @@ pub fn envoy_loopback(ip: IpAddr) -> bool {
 ///   true`, `xff_num_trusted_hops: N` > 0) the N-th from the right of the header as received —
 ///   and then its port is 0 (an address read from text has none; a TCP peer's port is never
 ///   0). So `remote` is `source.address`, always.
-/// - The direct peer (`direct_remote_ip`) has no property in an HTTP filter. When the port is
-///   not 0, `source.address` is the peer. When it is 0:
+/// - The direct peer (`direct_remote_ip`) has no property of Envoy's in an HTTP filter. When
+///   the port is not 0, `source.address` is the peer. When it is 0 and the peer recorder runs
+///   on the listener, [`build`] takes the peer it recorded ([`recorded_peer`]) and does not
+///   call this. Otherwise, when it is 0:
 ///   - at a gateway (`numTrustedProxies` N > 0), Envoy appended the peer to
 ///     `x-forwarded-for` after reading it, so the header the plugin sees (one value: Envoy
 ///     joins repeated lines) ends with `,<peer>`. Two checks first: the entry N+1 from the
@@ -680,10 +704,16 @@ pub fn build(raw: RawAttributes, plugin: &Plugin) -> Result<Built, AttributeErro
         Protocol::Http => Some(http_attributes(raw.headers.unwrap_or_default())),
         Protocol::Tcp => None,
     };
+    let recorded = raw.recorded_peer.as_deref().and_then(recorded_peer);
     let mut unknown_peer = None;
     let (peer, peer_port, remote_ip) = match (source_ip, &http) {
         (None, _) => (None, None, None),
         (Some(ip), None) => (Some(ip), source_port, Some(ip)),
+        // Envoy took source.address from x-forwarded-for, and the recorder saw the peer.
+        (Some(ip), Some(_)) if source_port == Some(0) && recorded.is_some() => {
+            let (peer, port) = recorded.unzip();
+            (peer, port, Some(ip))
+        }
         (Some(ip), Some(h)) => {
             let xff = h.headers.get("x-forwarded-for").map(Vec::as_slice);
             let a = client_addresses(
@@ -1266,6 +1296,184 @@ mod tests {
             decide(&deny, "192.0.2.7", &["192.0.2.9"]),
             "naming the banned address"
         );
+    }
+
+    /// [`request_on`] with the peer recorder on the listener: the glue reads what it stored
+    /// (`peer:port`, as a network filter's `source.address`) only when Envoy took
+    /// `source.address` from `x-forwarded-for` (port 0).
+    fn request_with_recorder(
+        p: &Plugin,
+        peer: &str,
+        xff: &[&str],
+        gateway: Option<u32>,
+    ) -> Result<Built, AttributeError> {
+        let (source, port, seen) = envoy_shows(peer, xff, gateway, "10.9.9.9");
+        let mut raw = plaintext_conn();
+        raw.source_address = Some(SocketAddr::new(source, port).to_string().into_bytes());
+        raw.destination_address = Some(b"10.0.0.5:8080".to_vec());
+        if port == 0 {
+            raw.recorded_peer = Some(SocketAddr::new(ip(peer), 41000).to_string().into_bytes());
+        }
+        let mut headers: Vec<(HeaderName, String)> = vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/".into()),
+        ];
+        headers.extend(
+            seen.into_iter()
+                .filter(|_| p.keeps_header("x-forwarded-for"))
+                .map(|v| (HeaderName::from("x-forwarded-for"), v)),
+        );
+        raw.headers = Some(headers);
+        build(raw, p)
+    }
+
+    #[test]
+    fn a_recorded_peer_is_only_what_the_recorder_writes() {
+        type Case = (&'static str, &'static str, Option<(&'static str, u16)>);
+        let cases: &[Case] = &[
+            (
+                "an IPv4 peer",
+                "127.0.0.9:41000",
+                Some(("127.0.0.9", 41000)),
+            ),
+            ("an IPv6 peer", "[::1]:41000", Some(("::1", 41000))),
+            ("port 0 is no connection's peer", "203.0.113.5:0", None),
+            ("an address without a port", "203.0.113.5", None),
+            ("a bracketed address without a port", "[2001:db8::1]", None),
+            ("not an address", "gateway", None),
+            ("empty", "", None),
+        ];
+        for (name, bytes, want) in cases {
+            let want = want.map(|(a, p)| (ip(a), p));
+            assert_eq!(recorded_peer(bytes.as_bytes()), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn with_the_recorder_every_shape_knows_the_peer_and_the_client() {
+        let p = http_plugin(
+            &ip_policy("DENY", "ipBlocks", "127.0.0.9/32"),
+            serde_json::json!({}),
+        );
+        let gateway = |n: u32| {
+            http_plugin(
+                &ip_policy("DENY", "ipBlocks", "127.0.0.9/32"),
+                serde_json::json!({"numTrustedProxies": n}),
+            )
+        };
+        // (name, plugin, shape, peer, xff, the client RBAC's remote_ip reads)
+        let g1 = gateway(1);
+        let g2 = gateway(2);
+        type Case<'a> = (
+            &'a str,
+            &'a Plugin,
+            Option<u32>,
+            &'a str,
+            &'a [&'a str],
+            &'a str,
+        );
+        let cases: &[Case<'_>] = &[
+            (
+                "sidecar, spoofed allowed address",
+                &p,
+                None,
+                "127.0.0.9",
+                &["127.0.0.7"],
+                "127.0.0.7",
+            ),
+            (
+                "sidecar, several entries",
+                &p,
+                None,
+                "127.0.0.8",
+                &["127.0.0.9, 203.0.113.5"],
+                "203.0.113.5",
+            ),
+            (
+                "sidecar, IPv6 entry and peer",
+                &p,
+                None,
+                "::1",
+                &["2001:db8::1"],
+                "2001:db8::1",
+            ),
+            (
+                "sidecar, peer 127.0.0.1",
+                &p,
+                None,
+                "127.0.0.1",
+                &["198.51.100.7"],
+                "198.51.100.7",
+            ),
+            (
+                "gateway 1, peer 127.0.0.1",
+                &g1,
+                Some(1),
+                "127.0.0.1",
+                &["203.0.113.5"],
+                "203.0.113.5",
+            ),
+            (
+                "gateway 1, peer ::1",
+                &g1,
+                Some(1),
+                "::1",
+                &["203.0.113.5"],
+                "203.0.113.5",
+            ),
+            (
+                "gateway 2, banned peer",
+                &g2,
+                Some(2),
+                "127.0.0.9",
+                &["203.0.113.5, 127.0.0.7"],
+                "203.0.113.5",
+            ),
+            (
+                "gateway 1, no header",
+                &g1,
+                Some(1),
+                "127.0.0.9",
+                &[],
+                "127.0.0.9",
+            ),
+        ];
+        for (name, plugin, shape, peer, xff, client) in cases {
+            let built = request_with_recorder(plugin, peer, xff, *shape).unwrap();
+            assert_eq!(built.unknown_peer, None, "{name}");
+            assert_eq!(built.request.source.ip, Some(ip(peer)), "{name}");
+            assert_eq!(built.request.remote_ip, Some(ip(client)), "{name}");
+            let banned = *peer == "127.0.0.9";
+            assert_eq!(built.decide(plugin).allowed(), !banned, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_peer_is_not_read_when_source_address_is_the_peer_and_bad_ones_are_ignored() {
+        let p = http_plugin(
+            &ip_policy("DENY", "ipBlocks", "127.0.0.9/32"),
+            serde_json::json!({}),
+        );
+        let mut raw = plaintext_conn();
+        raw.headers = Some(vec![(":method".into(), "GET".into())]);
+        // source.address has a port: it is the peer, whatever a recorded value says.
+        raw.recorded_peer = Some(b"127.0.0.9:1".to_vec());
+        let built = build(raw.clone(), &p).unwrap();
+        assert_eq!(built.request.source.ip, Some(ip("127.0.0.7")));
+        // Taken from x-forwarded-for on a sidecar, with a value the recorder never writes:
+        // unknown, as without a recorder.
+        raw.source_address = Some(b"203.0.113.5:0".to_vec());
+        for bad in [&b"203.0.113.5:0"[..], b"127.0.0.9", b"nonsense"] {
+            raw.recorded_peer = Some(bad.to_vec());
+            let built = build(raw.clone(), &p).unwrap();
+            assert_eq!(built.request.source.ip, None, "{bad:?}");
+            assert!(built.unknown_peer.is_some(), "{bad:?}");
+            assert_eq!(
+                built.decide(&p).step,
+                palisade_engine::Step::Error,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

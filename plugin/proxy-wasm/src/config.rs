@@ -33,6 +33,63 @@ pub enum Mode {
     DryRun,
 }
 
+/// What a filter configuration does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Decide requests or connections by the policy (the default).
+    #[default]
+    Decide,
+    /// On an HTTP listener, as an `envoy.filters.network.wasm` filter before the HTTP
+    /// connection manager: decide nothing, only record each connection's direct peer for the
+    /// HTTP filter (see `docs/envoy-gateway.md`), which cannot read it once Envoy has taken
+    /// the client address from `x-forwarded-for`.
+    PeerRecorder,
+}
+
+/// A configuration as a filter runs it.
+#[derive(Debug, Clone)]
+pub enum Configured {
+    /// The compiled policy, deciding.
+    Decide(Box<Plugin>),
+    /// The peer recorder ([`Role::PeerRecorder`]).
+    PeerRecorder,
+}
+
+/// Parses a configuration and, by its `role`, compiles it ([`Plugin::from_config`]) or
+/// checks that it is a peer recorder's: `role` alone (and `protocol`), since a recorder
+/// decides nothing and an option given to it would be a mistake silently ignored.
+pub fn configure(json: &[u8], node: &NodeMetadata) -> Result<Configured, ConfigError> {
+    let config = parse(json)?;
+    if config.role != Role::PeerRecorder {
+        return Plugin::from_config(config, node).map(|p| Configured::Decide(Box::new(p)));
+    }
+    let rest = PluginConfig {
+        role: Role::Decide,
+        protocol: Protocol::default(),
+        ..config
+    };
+    if rest != PluginConfig::default() {
+        return Err(ConfigError::Invalid(
+            "a `peerRecorder` decides nothing: give it `role` alone, and the policy and \
+             options to the HTTP filter's configuration"
+                .into(),
+        ));
+    }
+    Ok(Configured::PeerRecorder)
+}
+
+fn parse(json: &[u8]) -> Result<PluginConfig, ConfigError> {
+    let text = std::str::from_utf8(json)
+        .map_err(|_| ConfigError::Json("the configuration is not UTF-8".into()))?;
+    if text.trim().is_empty() {
+        return Err(ConfigError::Invalid(
+            "the configuration is empty: set `policy` or `bundle`".into(),
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))
+}
+
 /// The local workload: the destination whose policies apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -102,6 +159,10 @@ pub struct PluginConfig {
     /// Removed: refused with a message saying what replaced it.
     #[serde(default)]
     pub trusted_xff_hops: Option<serde_json::Value>,
+    /// `peerRecorder` for the network filter that records the direct peer on an HTTP
+    /// listener; absent (deciding) otherwise.
+    #[serde(default)]
+    pub role: Role,
     /// `enforce` (default) or `dry-run`.
     #[serde(default)]
     pub mode: Mode,
@@ -204,16 +265,7 @@ impl Plugin {
     /// Parses, validates and compiles a configuration. `node` is consulted only when the
     /// configuration has no `workload`.
     pub fn configure(json: &[u8], node: &NodeMetadata) -> Result<Plugin, ConfigError> {
-        let text = std::str::from_utf8(json)
-            .map_err(|_| ConfigError::Json("the configuration is not UTF-8".into()))?;
-        let config: PluginConfig = if text.trim().is_empty() {
-            return Err(ConfigError::Invalid(
-                "the configuration is empty: set `policy` or `bundle`".into(),
-            ));
-        } else {
-            serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?
-        };
-        Plugin::from_config(config, node)
+        Plugin::from_config(parse(json)?, node)
     }
 
     /// Validates and compiles a parsed configuration.
@@ -221,6 +273,11 @@ impl Plugin {
         mut config: PluginConfig,
         node: &NodeMetadata,
     ) -> Result<Plugin, ConfigError> {
+        if config.role == Role::PeerRecorder {
+            return Err(ConfigError::Invalid(
+                "a `peerRecorder` configuration decides nothing (see `configure`)".into(),
+            ));
+        }
         let workload = local_workload(config.workload.take(), node)?;
         let keys = match config.trusted_keys.take() {
             Some(keys) if keys.is_empty() => {
@@ -844,6 +901,57 @@ spec:
         let e = err(&config(serde_json::json!({"trustedXffHops": 1})));
         assert!(e.contains("`trustedXffHops` was removed"), "{e}");
         assert!(e.contains("numTrustedProxies"), "{e}");
+    }
+
+    fn role(json: serde_json::Value) -> Result<bool, String> {
+        configure(
+            &serde_json::to_vec(&json).unwrap(),
+            &NodeMetadata::default(),
+        )
+        .map(|c| matches!(c, Configured::PeerRecorder))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_peer_recorder_takes_its_role_alone() {
+        assert_eq!(role(serde_json::json!({"role": "peerRecorder"})), Ok(true));
+        assert_eq!(
+            role(serde_json::json!({"role": "peerRecorder", "protocol": "tcp"})),
+            Ok(true),
+            "the harness and the Envoy example add the network filter's protocol"
+        );
+        for (name, extra) in [
+            ("a policy", serde_json::json!({"policy": POLICY})),
+            ("an option", serde_json::json!({"numTrustedProxies": 1})),
+            ("a mode", serde_json::json!({"mode": "dry-run"})),
+        ] {
+            let mut json = serde_json::json!({"role": "peerRecorder"});
+            json.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let e = role(json).unwrap_err();
+            assert!(
+                e.contains("a `peerRecorder` decides nothing"),
+                "{name}: {e}"
+            );
+        }
+        let e = role(serde_json::json!({"role": "recorder"})).unwrap_err();
+        assert!(e.contains("unknown variant `recorder`"), "{e}");
+    }
+
+    #[test]
+    fn a_deciding_configuration_is_one_without_a_role_or_with_role_decide() {
+        let decide = |extra| configure(&config(extra), &NodeMetadata::default()).unwrap();
+        assert!(matches!(
+            decide(serde_json::json!({})),
+            Configured::Decide(_)
+        ));
+        assert!(matches!(
+            decide(serde_json::json!({"role": "decide"})),
+            Configured::Decide(_)
+        ));
+        let e = err(&config(serde_json::json!({"role": "peerRecorder"})));
+        assert!(e.contains("decides nothing"), "{e}");
     }
 
     #[test]

@@ -46,6 +46,10 @@ use palisade_engine::{
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+mod error;
+
+pub use error::{CaseFailure, DecideError, InvalidRequest, LoadError, Mismatch, TopicError};
+
 /// One implementation of Palisade's decisions: the native engine, a wasm build in a test
 /// host, the browser build.
 pub trait Decider {
@@ -53,9 +57,9 @@ pub trait Decider {
     fn name(&self) -> String;
     /// Loads and compiles the policy files (YAML text with names) with these options,
     /// replacing whatever was loaded before.
-    fn load(&mut self, files: &[SourceFile], options: &Options) -> Result<(), String>;
+    fn load(&mut self, files: &[SourceFile], options: &Options) -> Result<(), LoadError>;
     /// Decides one request with the policies last loaded.
-    fn decide(&mut self, request: &Request) -> Result<Decision, String>;
+    fn decide(&mut self, request: &Request) -> Result<Decision, DecideError>;
     /// The optional checks this implementation cannot answer (`step`, `audit`, `shadow`,
     /// `network.ingressRule`, `network.egressRule`): the runner leaves them out and lists
     /// each one left out in [`Report::unchecked`]. None by default.
@@ -81,19 +85,19 @@ impl Decider for Native {
         "native".into()
     }
 
-    fn load(&mut self, files: &[SourceFile], options: &Options) -> Result<(), String> {
+    fn load(&mut self, files: &[SourceFile], options: &Options) -> Result<(), LoadError> {
         self.engine = None;
-        let set = load(files).map_err(|e| format!("load: {e}"))?;
-        let engine = compile(&set, options).map_err(|e| format!("compile: {e}"))?;
+        let set = load(files).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        let engine = compile(&set, options).map_err(|e| LoadError::Compile(e.to_string()))?;
         self.engine = Some(engine);
         Ok(())
     }
 
-    fn decide(&mut self, request: &Request) -> Result<Decision, String> {
+    fn decide(&mut self, request: &Request) -> Result<Decision, DecideError> {
         self.engine
             .as_ref()
             .map(|e| e.decide(request))
-            .ok_or_else(|| "no policies loaded".to_string())
+            .ok_or(DecideError::NotLoaded)
     }
 }
 
@@ -194,7 +198,7 @@ pub struct CaseResult {
     /// The case's name.
     pub name: String,
     /// `Ok` when the decision was as expected, else every difference.
-    pub outcome: Result<(), String>,
+    pub outcome: Result<(), CaseFailure>,
 }
 
 /// Every case's outcome, and the problems that kept cases from running.
@@ -290,8 +294,11 @@ impl fmt::Display for Report {
 }
 
 /// Reads every `*.json` topic of a directory, sorted by file name.
-pub fn load_topics(dir: &Path) -> Result<Vec<(PathBuf, Topic)>, String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("reading `{}`: {e}", dir.display()))?;
+pub fn load_topics(dir: &Path) -> Result<Vec<(PathBuf, Topic)>, TopicError> {
+    let entries = fs::read_dir(dir).map_err(|e| TopicError::Read {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -304,14 +311,19 @@ pub fn load_topics(dir: &Path) -> Result<Vec<(PathBuf, Topic)>, String> {
 }
 
 /// Reads one topic file.
-pub fn load_topic(path: &Path) -> Result<Topic, String> {
-    let text =
-        fs::read_to_string(path).map_err(|e| format!("reading `{}`: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))
+pub fn load_topic(path: &Path) -> Result<Topic, TopicError> {
+    let text = fs::read_to_string(path).map_err(|e| TopicError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| TopicError::Parse {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// The policy files of a topic, read relative to the topic file's directory.
-pub fn policy_files(topic_path: &Path, topic: &Topic) -> Result<Vec<SourceFile>, String> {
+pub fn policy_files(topic_path: &Path, topic: &Topic) -> Result<Vec<SourceFile>, LoadError> {
     let base = topic_path.parent().unwrap_or(Path::new("."));
     topic
         .policies
@@ -320,7 +332,10 @@ pub fn policy_files(topic_path: &Path, topic: &Topic) -> Result<Vec<SourceFile>,
             let p = base.join(rel);
             fs::read_to_string(&p)
                 .map(|text| SourceFile::new(rel.clone(), text))
-                .map_err(|e| format!("reading `{}`: {e}", p.display()))
+                .map_err(|e| LoadError::Read {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })
         })
         .collect()
 }
@@ -343,17 +358,17 @@ pub fn deep_merge(base: &mut Value, over: &Value) {
 }
 
 /// The full request of a case: `defaults` with the case's request merged over it.
-pub fn case_request(defaults: &Value, case: &Case) -> Result<Request, String> {
+pub fn case_request(defaults: &Value, case: &Case) -> Result<Request, InvalidRequest> {
     let mut merged = match defaults {
         Value::Null => Value::Object(serde_json::Map::new()),
         d => d.clone(),
     };
     deep_merge(&mut merged, &case.request);
-    serde_json::from_value(merged).map_err(|e| format!("invalid request: {e}"))
+    serde_json::from_value(merged).map_err(|e| InvalidRequest(e.to_string()))
 }
 
 /// Compares a decision with a case's expectations; every difference is named.
-pub fn check(case: &Case, d: &Decision) -> Result<(), String> {
+pub fn check(case: &Case, d: &Decision) -> Result<(), Mismatch> {
     check_except(case, d, &[])
 }
 
@@ -381,7 +396,7 @@ pub fn left_out(case: &Case, unsupported: &[&str]) -> Vec<&'static str> {
 }
 
 /// [`check`], leaving out the optional checks named in `unsupported`.
-pub fn check_except(case: &Case, d: &Decision, unsupported: &[&str]) -> Result<(), String> {
+pub fn check_except(case: &Case, d: &Decision, unsupported: &[&str]) -> Result<(), Mismatch> {
     let mut case = case.clone();
     let left_out = left_out(&case, unsupported);
     if left_out.contains(&"step") {
@@ -449,7 +464,10 @@ pub fn check_except(case: &Case, d: &Decision, unsupported: &[&str]) -> Result<(
     if diffs.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} ({})", diffs.join("; "), d.explain()))
+        Err(Mismatch {
+            differences: diffs,
+            explanation: d.explain(),
+        })
     }
 }
 
@@ -510,7 +528,7 @@ pub fn run(dir: &Path, decider: &mut dyn Decider) -> Report {
     let topics = match load_topics(dir) {
         Ok(t) => t,
         Err(e) => {
-            report.errors.push(e);
+            report.errors.push(e.to_string());
             return report;
         }
     };
@@ -566,10 +584,11 @@ pub fn run_topic(
                 .push(format!("[{name}] {}: {check}", case.name));
         }
         let outcome = match &loaded {
-            Err(e) => Err(format!("topic not loaded: {e}")),
+            Err(e) => Err(CaseFailure::TopicNotLoaded(e.clone())),
             Ok(()) => request
-                .and_then(|req| decider.decide(&req))
-                .and_then(|d| check_except(case, &d, unsupported)),
+                .map_err(CaseFailure::from)
+                .and_then(|req| decider.decide(&req).map_err(CaseFailure::from))
+                .and_then(|d| check_except(case, &d, unsupported).map_err(CaseFailure::from)),
         };
         report.cases.push(CaseResult {
             topic: name.to_string(),

@@ -9,8 +9,9 @@ use palisade_engine::{Decision, Request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
-use super::{AttributeError, abi, connection_attributes, status_name};
-use crate::attributes::{build_request, decode_pairs};
+use super::abi::{self, status_name};
+use super::read::connection_attributes;
+use crate::attributes::{AttributeError, build_request, decode_pairs};
 use crate::config::Plugin;
 use crate::enforce::Total;
 use crate::extauthz::{
