@@ -78,12 +78,27 @@ pub enum Command {
         bundle: PathBuf,
         #[command(flatten)]
         mesh: MeshArgs,
+        #[command(flatten)]
+        signing: SignArgs,
     },
-    /// Verify a bundle and summarise what it holds. Exit 2 when it is not a valid bundle.
+    /// Verify a bundle and summarise what it holds: its revision, scope, signer and inputs,
+    /// and its policies. Exit 2 when it is not a valid bundle, or when `--trusted-key` is
+    /// given and the bundle is not signed by one of those keys.
     Inspect {
         /// The bundle file.
         #[arg(value_name = "BUNDLE")]
         bundle: PathBuf,
+        /// A key the bundle must be signed by, `ID=PUBLIC_KEY` (base64, as `keygen` prints
+        /// it); repeat for several.
+        #[arg(long = "trusted-key", value_name = "ID=KEY")]
+        trusted_keys: Vec<String>,
+    },
+    /// Make an ed25519 signing key for bundles: writes `PREFIX.key` (PKCS#8 PEM, mode 0600)
+    /// and `PREFIX.pub` (the public key, base64, as hosts take it in `trustedKeys`).
+    Keygen {
+        /// The path prefix of the two files.
+        #[arg(long, short = 'o', value_name = "PREFIX")]
+        out: PathBuf,
     },
     /// Decide the built-in example's sample requests and print them as a table.
     Demo,
@@ -92,6 +107,23 @@ pub enum Command {
     /// wasm/native disagreement and every record decided unlike the live system. Exit 0 when
     /// the `.wasm` and the native engine agree, 3 when they disagree, 2 on invalid input.
     Replay(ReplayArgs),
+}
+
+/// How `compile` signs and scopes a bundle.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Signing")]
+pub struct SignArgs {
+    /// Sign the bundle with this ed25519 key (PKCS#8 PEM, from `palisade keygen` or `openssl
+    /// genpkey -algorithm ed25519`).
+    #[arg(long, value_name = "KEY", requires = "key_id")]
+    pub sign: Option<PathBuf>,
+    /// The id hosts know the key by (their `trustedKeys`).
+    #[arg(long, value_name = "ID", requires = "sign")]
+    pub key_id: Option<String>,
+    /// Whom the bundle is for: `mesh` (default), `namespace:NS` or `workload:NS/NAME`. A
+    /// host refuses a bundle whose scope does not cover what it enforces.
+    #[arg(long, value_name = "SCOPE", default_value = "mesh")]
+    pub scope: String,
 }
 
 /// The mesh settings that change how policies are read ([`palisade_engine::Options`]).

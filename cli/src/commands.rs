@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use palisade_engine::bundle::digest_hex;
+use palisade_engine::bundle::{Manifest, hex, parts};
 use palisade_engine::requests::{Evaluated, Totals, decide_all_with};
-use palisade_engine::{Options, decode_bundle, encode_bundle};
+use palisade_engine::{BundleInfo, Options, Scope, encode_signed};
 use serde::Serialize;
 
-use crate::args::{Format, MeshArgs};
+use crate::args::{Format, MeshArgs, SignArgs};
 use crate::exit::Exit;
 use crate::input;
 use crate::report::{Failure, print_result};
@@ -157,6 +158,8 @@ struct CompileResult {
     size: usize,
     sha256: String,
     format_version: u16,
+    scope: String,
+    key_id: Option<String>,
 }
 
 /// `palisade compile`.
@@ -164,11 +167,28 @@ pub fn compile(
     paths: &[PathBuf],
     bundle: &Path,
     mesh: &MeshArgs,
+    signing: &SignArgs,
     output: Format,
 ) -> Result<Exit, Failure> {
+    let scope: Scope = signing
+        .scope
+        .parse()
+        .map_err(|e: palisade_engine::BundleError| Failure::message(e.to_string()))?;
+    let signer = match (&signing.sign, &signing.key_id) {
+        (Some(key), Some(id)) => Some(crate::signing::signer(key, id)?),
+        _ => None,
+    };
     let sources = input::read_sources(paths)?;
     let (_, engine) = input::build(&sources, &input::options(mesh)?)?;
-    let bytes = encode_bundle(&engine).map_err(|e| Failure::message(e.to_string()))?;
+    let mut info = BundleInfo {
+        scope,
+        inputs: Vec::new(),
+    };
+    for source in &sources {
+        info.input(&source.name, source.text.as_bytes());
+    }
+    let bytes = encode_signed(&engine, &info, signer.as_ref())
+        .map_err(|e| Failure::message(e.to_string()))?;
     std::fs::write(bundle, &bytes).map_err(|e| {
         Failure::message(format!("cannot write bundle `{}`: {e}", bundle.display()))
     })?;
@@ -177,11 +197,17 @@ pub fn compile(
         size: bytes.len(),
         sha256: digest_hex(&bytes).unwrap_or_default(),
         format_version: format_version(&bytes),
+        scope: info.scope.to_string(),
+        key_id: signer.map(|s| s.key_id),
     };
     print_result(output, &result, || {
+        let signed = match &result.key_id {
+            Some(id) => format!("signed by key `{id}`"),
+            None => "unsigned".into(),
+        };
         format!(
-            "wrote {}: {} bytes, sha256 {}\n",
-            result.bundle, result.size, result.sha256
+            "wrote {}: {} bytes, sha256 {}, for {}, {signed}\n",
+            result.bundle, result.size, result.sha256, result.scope
         )
     });
     Ok(Exit::Ok)
@@ -201,26 +227,60 @@ struct InspectResult {
     format_version: u16,
     size: usize,
     sha256: String,
+    scope: String,
+    key_id: Option<String>,
+    /// Whether the signature was checked against `--trusted-key` and verified.
+    verified: bool,
+    inputs: Vec<InputRow>,
     options: Options,
     rules: usize,
     #[serde(flatten)]
     summary: EngineSummary,
 }
 
+#[derive(Debug, Serialize)]
+struct InputRow {
+    name: String,
+    sha256: String,
+}
+
 /// `palisade inspect`.
-pub fn inspect(bundle: &Path, output: Format) -> Result<Exit, Failure> {
+pub fn inspect(bundle: &Path, trusted: &[String], output: Format) -> Result<Exit, Failure> {
     let name = bundle.display().to_string();
     let bytes = std::fs::read(bundle)
         .map_err(|e| Failure::message(format!("cannot read bundle `{name}`: {e}")))?;
-    let engine = decode_bundle(&bytes).map_err(|e| {
+    let invalid = |e: palisade_engine::BundleError| {
         Failure::message(format!("invalid bundle `{name}`: {e}"))
             .with_help("rebuild it with `palisade compile <policies> -o <bundle>`")
-    })?;
+    };
+    let parts = parts(&bytes).map_err(invalid)?;
+    let keys = crate::signing::trusted_keys(trusted)?;
+    // Whom it is for is the host's question; here only the signature is checked.
+    parts
+        .verify(&keys, &parts.manifest.scope)
+        .map_err(|e| Failure::message(format!("bundle `{name}` is refused: {e}")))?;
+    let engine = parts.engine().map_err(invalid)?;
+    let Manifest {
+        scope,
+        key_id,
+        inputs,
+        ..
+    } = parts.manifest;
     let result = InspectResult {
         bundle: name,
         format_version: format_version(&bytes),
         size: bytes.len(),
         sha256: digest_hex(&bytes).unwrap_or_default(),
+        scope: scope.to_string(),
+        key_id,
+        verified: !keys.is_empty(),
+        inputs: inputs
+            .iter()
+            .map(|i| InputRow {
+                name: i.name.clone(),
+                sha256: hex(&i.sha256),
+            })
+            .collect(),
         options: engine.options.clone(),
         rules: engine.rules.len(),
         summary: summarise(&engine),
@@ -233,7 +293,17 @@ pub fn inspect(bundle: &Path, output: Format) -> Result<Exit, Failure> {
             "bundle: {} (format version {}, {} bytes)",
             result.bundle, result.format_version, result.size
         );
-        let _ = writeln!(out, "sha256: {}", result.sha256);
+        let _ = writeln!(out, "sha256: {} (the revision hosts report)", result.sha256);
+        let signer = match (&result.key_id, result.verified) {
+            (Some(id), true) => format!("signed by key `{id}`, verified"),
+            (Some(id), false) => format!("signed by key `{id}` (not verified: no --trusted-key)"),
+            (None, _) => "unsigned".into(),
+        };
+        let _ = writeln!(out, "scope: {}; {signer}", result.scope);
+        let _ = writeln!(out, "inputs: {}", result.inputs.len());
+        for i in &result.inputs {
+            let _ = writeln!(out, "  {}  {}", i.sha256, i.name);
+        }
         let aliases = if o.trust_domain_aliases.is_empty() {
             String::new()
         } else {

@@ -14,6 +14,7 @@ mod exit;
 mod input;
 mod replay;
 mod report;
+mod signing;
 mod summary;
 mod token;
 
@@ -38,8 +39,13 @@ fn main() -> ExitCode {
             paths,
             bundle,
             mesh,
-        } => commands::compile(paths, bundle, mesh, output),
-        Command::Inspect { bundle } => commands::inspect(bundle, output),
+            signing,
+        } => commands::compile(paths, bundle, mesh, signing, output),
+        Command::Inspect {
+            bundle,
+            trusted_keys,
+        } => commands::inspect(bundle, trusted_keys, output),
+        Command::Keygen { out } => signing::keygen(out, output),
         Command::Demo => demo::demo(output),
         Command::Replay(args) => replay::replay(args, output),
     };

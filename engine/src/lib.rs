@@ -49,7 +49,10 @@ pub mod request;
 pub mod requests;
 pub mod yaml;
 
-pub use bundle::{BundleError, decode_bundle, encode_bundle};
+pub use bundle::{
+    BundleError, BundleInfo, BundleSigner, Manifest, Scope, TrustedKeys, decode_bundle,
+    encode_bundle, encode_signed, open_bundle,
+};
 pub use compile::{Engine, compile};
 pub use decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};
 pub use diag::{Diagnostic, Errors, Location};

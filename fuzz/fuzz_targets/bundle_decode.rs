@@ -2,10 +2,10 @@
 //! returns decides without panicking. The first input byte picks how the rest is used:
 //!
 //! - `0`: the bytes as a bundle;
-//! - `1`: a valid bundle with bytes flipped (`[pos_lo, pos_hi, xor]` triples) and the digest
-//!   left alone: every real change must be refused;
-//! - `2`: the bytes as the payload of a well-formed header (digest recomputed), so postcard
-//!   decoding itself is fuzzed;
+//! - `1`: a valid signed bundle with bytes flipped (`[pos_lo, pos_hi, xor]` triples), opened
+//!   with its key trusted: every real change must be refused;
+//! - `2`: the bytes as the payload of a well-formed unsigned bundle (manifest and digest
+//!   recomputed), so postcard decoding itself is fuzzed;
 //! - `3`: a valid payload with bytes flipped, truncated or extended, digest recomputed.
 
 #![no_main]
@@ -15,25 +15,41 @@ mod common;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use palisade_engine::bundle::{FORMAT_VERSION, MAGIC};
-use palisade_engine::{decode_bundle, encode_bundle};
+use palisade_engine::bundle::{FORMAT_VERSION, MAGIC, Manifest, parts};
+use palisade_engine::{BundleInfo, BundleSigner, Scope, TrustedKeys, decode_bundle, open_bundle};
 use sha2::{Digest, Sha256};
+
+fn signer() -> BundleSigner {
+    BundleSigner {
+        key_id: "fuzz".into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    }
+}
 
 fn seed_bundle() -> &'static [u8] {
     static SEED: OnceLock<Vec<u8>> = OnceLock::new();
     SEED.get_or_init(|| {
         let engine = common::engines().first().expect("an engine");
-        encode_bundle(engine).expect("the fixture encodes")
+        palisade_engine::encode_signed(engine, &BundleInfo::default(), Some(&signer()))
+            .expect("the fixture encodes")
     })
 }
 
-const HEADER: usize = 4 + 2 + 32;
-
+/// An unsigned, mesh-wide bundle around any payload.
 fn with_header(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + payload.len());
+    let manifest = Manifest {
+        revision: Sha256::digest(payload).into(),
+        scope: Scope::Mesh,
+        inputs: vec![],
+        key_id: None,
+    };
+    let manifest = postcard::to_allocvec(&manifest).expect("a manifest encodes");
+    let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&Sha256::digest(payload));
+    out.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
+    out.extend_from_slice(&manifest);
+    out.push(0);
     out.extend_from_slice(payload);
     out
 }
@@ -74,7 +90,8 @@ fuzz_target!(|data: &[u8]| {
         1 => {
             let seed = seed_bundle();
             let bytes = mutate(seed, rest);
-            let result = decode_bundle(&bytes);
+            let keys = TrustedKeys::from_keys(vec![("fuzz".into(), signer().key.verifying_key())]);
+            let result = open_bundle(&bytes, &keys, &Scope::Mesh);
             if bytes != seed {
                 assert!(result.is_err(), "a corrupted bundle was accepted");
             } else {
@@ -83,7 +100,9 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => decide_all(&with_header(rest)),
         _ => {
-            let payload = seed_bundle().get(HEADER..).unwrap_or_default();
+            let seed = seed_bundle();
+            let len = parts(seed).map(|p| p.payload_len()).unwrap_or_default();
+            let payload = seed.get(seed.len() - len..).unwrap_or_default();
             decide_all(&with_header(&mutate(payload, rest)));
         }
     }

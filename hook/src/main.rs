@@ -5,7 +5,7 @@
 //! palisade-oci-hook (--bundle <file> | --policy <file|dir>) [--component <file.wasm>]
 //!                   [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>]
 //!                   [--annotation <key=value>]... [--state-file <file>] [--timing]
-//!                   [--config-file <file>] [--no-host-facts]
+//!                   [--config-file <file>] [--no-host-facts] [--trusted-key <id=key>]...
 //! ```
 //!
 //! The OCI state comes on stdin; exit 0 allows, 1 denies (the reasons on stderr), 2 is a
@@ -25,11 +25,12 @@ use palisade_oci_hook::{Args, Outcome, run};
 const USAGE: &str = "usage: palisade-oci-hook (--bundle <file> | --policy <file|dir>) \
 [--component <file.wasm>] [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>] \
 [--annotation <key=value>]... [--state-file <file>] [--timing] \
-[--config-file <file>] [--no-host-facts]
+[--config-file <file>] [--no-host-facts] [--trusted-key <id=key>]...
        palisade-oci-hook --precompile [--component <file.wasm>] [--cache-dir <dir>]
 Reads the OCI state on stdin and <bundle>/config.json; exits 0 to allow, 1 to deny, 2 when it
 cannot decide (fail closed). Environment: PALISADE_BUNDLE, PALISADE_POLICY, PALISADE_COMPONENT,
-PALISADE_CACHE_DIR (default /var/cache/palisade-oci-hook).";
+PALISADE_CACHE_DIR (default /var/cache/palisade-oci-hook), PALISADE_TRUSTED_KEYS (id=key,...:
+with trusted keys, only a bundle signed by one of them for the mesh is enforced).";
 
 /// The component installed next to the binary.
 const COMPONENT_FILE: &str = "palisade_component.wasm";
@@ -87,6 +88,16 @@ fn precompile(args: &Args) -> ExitCode {
     }
 }
 
+/// `ID=KEY`: a key id and the base64 of an ed25519 public key.
+fn key_entry(entry: &str) -> Result<(String, String), String> {
+    entry
+        .trim()
+        .split_once('=')
+        .filter(|(id, key)| !id.is_empty() && !key.is_empty())
+        .map(|(id, key)| (id.to_string(), key.to_string()))
+        .ok_or_else(|| format!("a trusted key is `ID=KEY` (base64 public key), got `{entry}`"))
+}
+
 fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
     let mut args = Args {
         policy: env::var_os("PALISADE_BUNDLE")
@@ -98,6 +109,14 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
                 .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from),
         ),
         fuel: DEFAULT_FUEL,
+        trusted_keys: match env::var("PALISADE_TRUSTED_KEYS") {
+            Ok(v) => v
+                .split(',')
+                .filter(|e| !e.trim().is_empty())
+                .map(key_entry)
+                .collect::<Result<_, _>>()?,
+            Err(_) => Vec::new(),
+        },
         ..Args::default()
     };
     let mut precompile = false;
@@ -117,6 +136,10 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
             "--state-file" => args.state_file = Some(value("--state-file")?.into()),
             "--config-file" => args.config_file = Some(value("--config-file")?.into()),
             "--no-host-facts" => args.no_host_facts = true,
+            "--trusted-key" => {
+                let v = value("--trusted-key")?;
+                args.trusted_keys.push(key_entry(&v.to_string_lossy())?);
+            }
             "--native" => args.native = true,
             "--timing" => args.timing = true,
             "--precompile" => precompile = true,

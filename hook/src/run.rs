@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::component::{Admission, DEFAULT_FUEL, Guest, admit_native};
 use crate::input::{self, HookInput};
-use crate::policy::PolicyPath;
+use crate::policy::{PolicyPath, PolicySource};
+use palisade_engine::{Scope, TrustedKeys, bundle};
 
 /// What the hook was asked to do (flags and environment, already read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct Args {
     /// Gather no host facts (`--no-host-facts`: replaying inputs recorded on another host,
     /// where this host's namespaces and files say nothing); the engine judges by spelling.
     pub no_host_facts: bool,
+    /// The keys a bundle must be signed by (`--trusted-key ID=KEY`, `PALISADE_TRUSTED_KEYS`);
+    /// none: bundles are accepted unsigned. When set, YAML policies are refused.
+    pub trusted_keys: Vec<(String, String)>,
 }
 
 impl Default for Args {
@@ -50,6 +54,7 @@ impl Default for Args {
             state_file: None,
             config_file: None,
             no_host_facts: false,
+            trusted_keys: Vec::new(),
         }
     }
 }
@@ -108,6 +113,26 @@ pub fn run(args: &Args, stdin: impl Read) -> Outcome {
     outcome
 }
 
+/// With trusted keys, only a bundle signed by one of them for the whole mesh (the hook admits
+/// every container on its host) is enforced; anything else fails closed.
+fn verify(policy: &PolicySource, keys: &[(String, String)]) -> Result<(), String> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let keys = TrustedKeys::parse(keys.iter().map(|(id, k)| (id.as_str(), k.as_str())))
+        .map_err(|e| e.to_string())?;
+    match policy {
+        PolicySource::Bundle(bytes) => bundle::parts(bytes)
+            .and_then(|p| p.verify(&keys, &Scope::Mesh))
+            .map_err(|e| format!("invalid policy: {e}")),
+        PolicySource::Yaml(_) => Err(
+            "trusted keys are configured, so the policy must be a signed bundle (`--bundle`), \
+             not YAML"
+                .into(),
+        ),
+    }
+}
+
 fn decide(args: &Args, input: &HookInput) -> Outcome {
     let policy = match &args.policy {
         Some(p) => p,
@@ -120,6 +145,7 @@ fn decide(args: &Args, input: &HookInput) -> Outcome {
     let facts = (!args.no_host_facts)
         .then(|| crate::host::gather(&input.bundle, &input.config_json, &input.annotations));
     let result = policy.read().and_then(|policy| {
+        verify(&policy, &args.trusted_keys)?;
         if args.native {
             admit_native(
                 &policy,

@@ -303,3 +303,118 @@ fn the_shipped_hooks_d_file_is_a_createruntime_hook_for_every_container() {
     assert_eq!(v["hook"]["args"][0], "palisade-oci-hook");
     assert!(v["hook"]["path"].as_str().unwrap().starts_with('/'));
 }
+
+/// A bundle of the test policy signed by the key of `seed`, written under `name`, and that
+/// key's `--trusted-key` entry.
+fn signed_bundle(seed: u8, name: &str, scope: palisade_engine::Scope) -> (String, String) {
+    use palisade_engine::bundle::public_key_base64;
+    use palisade_engine::{BundleInfo, BundleSigner, Options, SourceFile, compile, load};
+    let text = std::fs::read_to_string(policy_yaml()).unwrap();
+    let engine = compile(
+        &load(&[SourceFile::new("policy.yaml", text)]).unwrap(),
+        &Options::default(),
+    )
+    .unwrap();
+    let signer = BundleSigner {
+        key_id: format!("k{seed}"),
+        key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+    };
+    let info = BundleInfo {
+        scope,
+        inputs: vec![],
+    };
+    let path = scratch().join(name);
+    std::fs::create_dir_all(scratch()).unwrap();
+    std::fs::write(
+        &path,
+        palisade_engine::encode_signed(&engine, &info, Some(&signer)).unwrap(),
+    )
+    .unwrap();
+    let entry = format!("k{seed}={}", public_key_base64(&signer.key.verifying_key()));
+    (path.display().to_string(), entry)
+}
+
+#[test]
+fn with_trusted_keys_only_a_bundle_signed_for_the_mesh_decides() {
+    use palisade_engine::Scope;
+    let (good, key) = signed_bundle(1, "signed-mesh.bundle", Scope::Mesh);
+    let (_, other) = signed_bundle(2, "signed-other.bundle", Scope::Mesh);
+    let (ns, _) = signed_bundle(1, "signed-ns.bundle", Scope::Namespace("shop".into()));
+    let unsigned = policy_bundle().display().to_string();
+    let yaml = policy_yaml().display().to_string();
+    // The signed bundle decides (the recorded `latest` case is denied by the policy: exit 1),
+    // in both modes, with the key given by flag or by environment.
+    let decided = hook(
+        &["--native", "--bundle", &good, "--trusted-key", &key],
+        &latest_state(),
+    );
+    assert_eq!(decided.status.code(), Some(1), "{}", stderr(&decided));
+    let (cache, wasm) = (cache_dir(), component());
+    let args = with_component(
+        cache.to_str().unwrap(),
+        wasm.to_str().unwrap(),
+        &[
+            "--bundle",
+            &good,
+            "--trusted-key",
+            &other,
+            "--trusted-key",
+            &key,
+        ],
+    );
+    let rotated = hook(&args, &latest_state());
+    assert_eq!(rotated.status.code(), Some(1), "{}", stderr(&rotated));
+    assert_eq!(stderr(&rotated), stderr(&decided));
+    let rows = [
+        (
+            "unsigned",
+            unsigned.as_str(),
+            "--bundle",
+            key.as_str(),
+            "bundle is not signed",
+        ),
+        (
+            "another key",
+            good.as_str(),
+            "--bundle",
+            other.as_str(),
+            "bundle is signed by key `k1`, which this host does not trust",
+        ),
+        (
+            "one namespace's bundle",
+            ns.as_str(),
+            "--bundle",
+            key.as_str(),
+            "bundle is for namespace:shop, and this host enforces mesh",
+        ),
+        (
+            "YAML",
+            yaml.as_str(),
+            "--policy",
+            key.as_str(),
+            "the policy must be a signed bundle",
+        ),
+    ];
+    for (name, policy, flag, key, want) in rows {
+        let out = hook(
+            &["--native", flag, policy, "--trusted-key", key],
+            &latest_state(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("container start denied (fail closed)"),
+            "{name}"
+        );
+        assert!(stderr(&out).contains(want), "{name}: {}", stderr(&out));
+    }
+    let out = hook(
+        &["--native", "--bundle", &good, "--trusted-key", "k1"],
+        &latest_state(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a trusted key is `ID=KEY`"),
+        "{}",
+        stderr(&out)
+    );
+}

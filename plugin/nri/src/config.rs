@@ -3,11 +3,15 @@
 //!
 //! Either a compiled bundle (`palisade compile` output), base64-encoded, or inline YAML with
 //! one or more `ContainerPolicy` documents (and, optionally, an `Inventory` for labels and
-//! service accounts). A configuration that does not load, or that holds no `ContainerPolicy`,
+//! service accounts), or a JSON object `{"bundle": "<base64>", "trustedKeys": [{"keyId": ..,
+//! "publicKey": ..}]}`: with trusted keys only a bundle signed by one of them for the whole mesh
+//! (the plugin admits every container on its node) is accepted. A configuration that does not load, or that holds no `ContainerPolicy`,
 //! is refused: `plugin_configure` returns an error and NRI does not start the plugin.
 
 use base64::Engine as _;
-use palisade_engine::{Engine, Options, SourceFile, bundle, compile, decode_bundle, load};
+use palisade_engine::{
+    Engine, Options, Scope, SourceFile, TrustedKeys, bundle, compile, load, open_bundle,
+};
 
 /// The loaded policy.
 #[derive(Debug, Clone)]
@@ -32,11 +36,30 @@ pub enum ConfigError {
     /// YAML that does not load or compile.
     #[error("the configured policy is invalid: {0}")]
     Policy(String),
+    /// The JSON form does not parse, or names a key that is not one.
+    #[error("the configuration is invalid: {0}")]
+    Invalid(String),
     /// No ContainerPolicy: every container would be allowed.
     #[error(
         "the configuration holds no ContainerPolicy (kind `ContainerPolicy`, apiVersion `palisade.dev/v1alpha1`); the plugin would allow every container"
     )]
     NoContainerPolicy,
+}
+
+/// The JSON form.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JsonConfig {
+    bundle: String,
+    #[serde(default)]
+    trusted_keys: Vec<TrustedKey>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TrustedKey {
+    key_id: String,
+    public_key: String,
 }
 
 /// Reads the configuration text.
@@ -45,14 +68,33 @@ pub fn parse(text: &str) -> Result<Policy, ConfigError> {
     if trimmed.is_empty() {
         return Err(ConfigError::Empty);
     }
-    let compact: String = trimmed.split_whitespace().collect();
+    let (bundle_text, keys) = if trimmed.starts_with('{') {
+        let c: JsonConfig =
+            serde_json::from_str(trimmed).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let keys = TrustedKeys::parse(
+            c.trusted_keys
+                .iter()
+                .map(|k| (k.key_id.as_str(), k.public_key.as_str())),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        (c.bundle, keys)
+    } else {
+        (trimmed.to_string(), TrustedKeys::none())
+    };
+    let compact: String = bundle_text.split_whitespace().collect();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(compact.as_bytes())
         .ok()
         .filter(|b| b.starts_with(bundle::MAGIC));
+    if decoded.is_none() && trimmed.starts_with('{') {
+        return Err(ConfigError::Bundle(
+            "`bundle` is not a base64 bundle".into(),
+        ));
+    }
     let policy = match decoded {
         Some(bytes) => {
-            let engine = decode_bundle(&bytes).map_err(|e| ConfigError::Bundle(e.to_string()))?;
+            let (engine, _) = open_bundle(&bytes, &keys, &Scope::Mesh)
+                .map_err(|e| ConfigError::Bundle(e.to_string()))?;
             let digest = bundle::digest_hex(&bytes).unwrap_or_default();
             Policy {
                 engine,
@@ -108,6 +150,72 @@ spec:
             p.as_ref()
                 .is_ok_and(|p| p.source.starts_with("bundle sha256:"))
         );
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn with_trusted_keys_only_a_bundle_signed_by_one_of_them_loads() {
+        use palisade_engine::bundle::public_key_base64;
+        use palisade_engine::{BundleInfo, BundleSigner, encode_signed};
+        let engine = load(&[SourceFile::new("p.yaml", POLICY)])
+            .ok()
+            .and_then(|s| compile(&s, &Options::default()).ok())
+            .unwrap();
+        let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let signer = |seed: u8| BundleSigner {
+            key_id: format!("k{seed}"),
+            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+        };
+        let key = |seed: u8| {
+            serde_json::json!({"keyId": format!("k{seed}"),
+                "publicKey": public_key_base64(&signer(seed).key.verifying_key())})
+        };
+        let mesh = BundleInfo::default();
+        let ns = BundleInfo {
+            scope: Scope::Namespace("shop".into()),
+            inputs: vec![],
+        };
+        let signed = b64(encode_signed(&engine, &mesh, Some(&signer(1))).unwrap());
+        let for_ns = b64(encode_signed(&engine, &ns, Some(&signer(1))).unwrap());
+        let unsigned = b64(palisade_engine::encode_bundle(&engine).unwrap());
+        let conf = |bundle: &str, keys: serde_json::Value| {
+            parse(&serde_json::json!({"bundle": bundle, "trustedKeys": keys}).to_string())
+                .map(|p| p.source)
+                .map_err(|e| e.to_string())
+        };
+        assert!(
+            conf(&signed, serde_json::json!([key(1)]))
+                .is_ok_and(|s| s.starts_with("bundle sha256:"))
+        );
+        let rows = [
+            (
+                "unsigned",
+                &unsigned,
+                serde_json::json!([key(1)]),
+                "the configured bundle is refused: bundle is not signed, and this host only accepts bundles signed by a trusted key",
+            ),
+            (
+                "another key",
+                &signed,
+                serde_json::json!([key(2)]),
+                "the configured bundle is refused: bundle is signed by key `k1`, which this host does not trust",
+            ),
+            (
+                "one namespace's bundle",
+                &for_ns,
+                serde_json::json!([key(1)]),
+                "the configured bundle is refused: bundle is for namespace:shop, and this host enforces mesh",
+            ),
+            (
+                "not a bundle",
+                &"AAAA".to_string(),
+                serde_json::json!([key(1)]),
+                "the configured bundle is refused: `bundle` is not a base64 bundle",
+            ),
+        ];
+        for (name, bundle, keys, want) in rows {
+            assert_eq!(conf(bundle, keys), Err(want.to_string()), "{name}");
+        }
     }
 
     #[test]

@@ -13,9 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use base64::Engine as _;
 use ipnet::IpNet;
 use palisade_engine::{
-    Decision, Engine, Errors, PathNormalization, Protocol, Request, Step, Verdict, WorkloadRef,
+    Decision, Engine, Errors, PathNormalization, Protocol, Request, Scope, Step, TrustedKeys,
+    Verdict, WorkloadRef,
     compile::{Needs, WorkloadView},
-    decode_bundle, netpol,
+    netpol, open_bundle,
 };
 #[cfg(feature = "yaml")]
 use palisade_engine::{Options, SourceFile, load};
@@ -116,6 +117,11 @@ pub struct PluginConfig {
     /// A compiled bundle (`palisade compile` output), base64.
     #[serde(default)]
     pub bundle: Option<String>,
+    /// The keys a `bundle` must be signed by (`[{keyId, publicKey}]`, the public key as
+    /// `palisade keygen` prints it). When set, only a bundle signed by one of them, for this
+    /// workload, its namespace or the mesh, is accepted; several allow rotation.
+    #[serde(default)]
+    pub trusted_keys: Option<Vec<TrustedKeyConfig>>,
     /// Which filter this configuration serves: `http` (`envoy.filters.http.wasm`, the
     /// default) or `tcp` (`envoy.filters.network.wasm`). One `.wasm` serves both; Envoy does
     /// not tell a plugin which filter created it, so the configuration does.
@@ -166,6 +172,16 @@ pub struct PluginConfig {
     /// The body of an HTTP denial (default `RBAC: access denied`).
     #[serde(default)]
     pub deny_body: Option<String>,
+}
+
+/// A key bundles may be signed by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustedKeyConfig {
+    /// The id `palisade compile --key-id` wrote into the bundle.
+    pub key_id: String,
+    /// The ed25519 public key, base64.
+    pub public_key: String,
 }
 
 /// The local workload as Istio describes it in Envoy's node metadata
@@ -262,7 +278,30 @@ impl Plugin {
                 "a `peerRecorder` configuration decides nothing (see `configure`)".into(),
             ));
         }
+        let workload = local_workload(config.workload.take(), node)?;
+        let keys = match config.trusted_keys.take() {
+            Some(keys) if keys.is_empty() => {
+                return Err(ConfigError::Invalid(
+                    "`trustedKeys` is empty: name at least one key, or leave it out".into(),
+                ));
+            }
+            Some(keys) => Some(
+                TrustedKeys::parse(
+                    keys.iter()
+                        .map(|k| (k.key_id.as_str(), k.public_key.as_str())),
+                )
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
         let mut engine = match (config.policy.take(), config.bundle.take()) {
+            (Some(_), None) if keys.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "`trustedKeys` accepts only a signed `bundle`, not an inline `policy`: \
+                     compile and sign it with `palisade compile --sign`"
+                        .into(),
+                ));
+            }
             #[cfg(not(feature = "yaml"))]
             (Some(_), None) => {
                 return Err(ConfigError::Invalid(
@@ -303,7 +342,18 @@ impl Plugin {
                     .decode(bundle.as_bytes())
                     .map_err(|e| ConfigError::Bundle(format!("not base64: {e}")))?;
                 drop(bundle);
-                decode_bundle(&bytes).map_err(|e| ConfigError::Bundle(e.to_string()))?
+                // What this plugin enforces: its workload when named, else its namespace.
+                let host = match &workload.name {
+                    Some(name) => Scope::Workload {
+                        namespace: workload.namespace.clone(),
+                        name: name.clone(),
+                    },
+                    None => Scope::Namespace(workload.namespace.clone()),
+                };
+                let keys = keys.unwrap_or_default();
+                open_bundle(&bytes, &keys, &host)
+                    .map_err(|e| ConfigError::Bundle(e.to_string()))?
+                    .0
             }
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Invalid(
@@ -331,7 +381,6 @@ impl Plugin {
                 "`denyStatus` {deny_status} is not an HTTP status between 200 and 599"
             )));
         }
-        let workload = local_workload(config.workload, node)?;
         let named = workload
             .name
             .as_ref()
@@ -958,6 +1007,102 @@ spec:
         let json = serde_json::json!({"bundle": "AAAA", "trustDomain": "x", "workload": {"namespace": "shop"}});
         let e = err(&serde_json::to_vec(&json).unwrap());
         assert!(e.contains("fixed when a bundle is compiled"), "{e}");
+    }
+
+    /// A signed bundle of `POLICY` for `scope`, and the `trustedKeys` entry of its key.
+    fn signed_bundle(seed: u8, scope: palisade_engine::Scope) -> (String, serde_json::Value) {
+        use palisade_engine::{BundleInfo, BundleSigner, bundle::public_key_base64};
+        let set = load(&[SourceFile::new("p.yaml", POLICY)]).unwrap();
+        let engine = palisade_engine::compile(&set, &Options::default()).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let public = public_key_base64(&key.verifying_key());
+        let signer = BundleSigner {
+            key_id: format!("key-{seed}"),
+            key,
+        };
+        let info = BundleInfo {
+            scope,
+            inputs: vec![],
+        };
+        let bytes = palisade_engine::encode_signed(&engine, &info, Some(&signer)).unwrap();
+        (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            serde_json::json!({"keyId": format!("key-{seed}"), "publicKey": public}),
+        )
+    }
+
+    #[test]
+    fn trusted_keys_accept_only_a_bundle_signed_for_this_workload() {
+        use palisade_engine::Scope;
+        let cart =
+            serde_json::json!({"namespace": "shop", "name": "cart", "labels": {"app": "cart"}});
+        let workload = |ns: &str, name: &str| Scope::Workload {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        let (good, key) = signed_bundle(1, workload("shop", "cart"));
+        let (_, other_key) = signed_bundle(2, Scope::Mesh);
+        let (for_frontend, _) = signed_bundle(1, workload("shop", "frontend"));
+        let (mesh, _) = signed_bundle(1, Scope::Mesh);
+        let unsigned = base64::engine::general_purpose::STANDARD.encode(
+            palisade_engine::encode_bundle(
+                &palisade_engine::compile(
+                    &load(&[SourceFile::new("p.yaml", POLICY)]).unwrap(),
+                    &Options::default(),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+        );
+        let configure = |bundle: &str, keys: serde_json::Value| {
+            let json = serde_json::json!({"bundle": bundle, "trustedKeys": keys, "workload": cart});
+            Plugin::configure(
+                &serde_json::to_vec(&json).unwrap(),
+                &NodeMetadata::default(),
+            )
+            .map(|p| p.view.policies)
+            .map_err(|e| e.to_string())
+        };
+        let policies = Ok(vec!["shop/only-get".to_string()]);
+        assert_eq!(configure(&good, serde_json::json!([key])), policies);
+        assert_eq!(configure(&mesh, serde_json::json!([key])), policies);
+        // Rotation: the old key and a new one, either accepted.
+        assert_eq!(
+            configure(&good, serde_json::json!([other_key, key])),
+            policies
+        );
+        let refused = [
+            (
+                "unsigned",
+                &unsigned,
+                serde_json::json!([key]),
+                "invalid `bundle`: bundle is not signed, and this host only accepts bundles signed by a trusted key",
+            ),
+            (
+                "another key",
+                &good,
+                serde_json::json!([other_key]),
+                "invalid `bundle`: bundle is signed by key `key-1`, which this host does not trust",
+            ),
+            (
+                "another workload",
+                &for_frontend,
+                serde_json::json!([key]),
+                "invalid `bundle`: bundle is for workload:shop/frontend, and this host enforces workload:shop/cart",
+            ),
+            (
+                "no key named",
+                &good,
+                serde_json::json!([]),
+                "invalid plugin configuration: `trustedKeys` is empty: name at least one key, or leave it out",
+            ),
+        ];
+        for (name, bundle, keys, want) in refused {
+            assert_eq!(configure(bundle, keys), Err(want.to_string()), "{name}");
+        }
+        let json = serde_json::json!({"policy": POLICY, "trustedKeys": [key], "workload": cart});
+        let e = err(&serde_json::to_vec(&json).unwrap());
+        assert!(e.contains("accepts only a signed `bundle`"), "{e}");
     }
 
     #[test]
