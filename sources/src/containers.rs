@@ -1,11 +1,11 @@
 //! Containers on a host: `podman inspect` / `docker inspect` (the Docker API's container
 //! inspect format, which Podman follows), and `podman ps --format json`.
 //!
-//! Workload names: a `palisade.dev/workload` label names the workload; else Compose's
-//! `com.docker.compose.service` (namespace: its `com.docker.compose.project`); else Swarm's
-//! `com.docker.swarm.service.name` (namespace: its stack, `com.docker.stack.namespace`);
-//! else the container's name. `palisade.dev/namespace` names the namespace; else the
-//! caller's default. Replicas (`shop-web-1`, `shop-web-2`) become one workload.
+//! Workload names: a `palisade.dev/workload` label; else Compose's `com.docker.compose.service`;
+//! else Swarm's `com.docker.swarm.service.name`; else the container's name. Namespaces: a
+//! `palisade.dev/namespace` label; else Compose's project (`com.docker.compose.project`); else
+//! Swarm's stack (`com.docker.stack.namespace`); else the caller's default. Replicas
+//! (`shop-web-1`, `shop-web-2`) become one workload.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -320,15 +320,11 @@ impl Containers {
         at: &str,
     ) -> Option<(String, String)> {
         let get = |k: &str| labels.get(k).filter(|v| !v.is_empty()).cloned();
-        let (ns, workload) = if let Some(w) = get(WORKLOAD_LABEL) {
-            (None, w)
-        } else if let Some(s) = get(COMPOSE_SERVICE) {
-            (get(COMPOSE_PROJECT), s)
-        } else if let Some(s) = get(SWARM_SERVICE) {
-            (get(STACK_NAMESPACE), s)
-        } else if !name.is_empty() {
-            (None, name.to_string())
-        } else {
+        let workload = get(WORKLOAD_LABEL)
+            .or_else(|| get(COMPOSE_SERVICE))
+            .or_else(|| get(SWARM_SERVICE))
+            .or_else(|| (!name.is_empty()).then(|| name.to_string()));
+        let Some(workload) = workload else {
             self.unmapped.push(Finding::new(
                 ObjectRef::new("Container", "", if id.is_empty() { at } else { id }),
                 "a container without a name or a workload label",
@@ -336,14 +332,21 @@ impl Containers {
             return None;
         };
         let namespace = get(NAMESPACE_LABEL)
-            .or(ns)
+            .or_else(|| get(COMPOSE_PROJECT))
+            .or_else(|| get(STACK_NAMESPACE))
             .unwrap_or_else(|| self.default_namespace.clone());
         Some((namespace, workload))
     }
 
-    /// Runs `<program> <args> ps -a -q` and `inspect` on every container it lists, and reads
-    /// the result: the host's containers now.
-    pub fn from_command(&mut self, program: &str, args: &[String]) -> Result<(), ReadError> {
+    /// Runs `<program> <args> ps -a -q --no-trunc <ps_args>` and `inspect` on every container
+    /// it lists, and reads the result: the host's containers now. `args` go before the
+    /// subcommand (Podman's `--storage-driver`, ...), `ps_args` after `ps` (`--filter ...`).
+    pub fn from_command(
+        &mut self,
+        program: &str,
+        args: &[String],
+        ps_args: &[String],
+    ) -> Result<(), ReadError> {
         let run = |extra: &[&str]| -> Result<String, ReadError> {
             let out = Command::new(program)
                 .args(args)
@@ -362,7 +365,9 @@ impl Containers {
             }
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         };
-        let ids: Vec<String> = run(&["ps", "-a", "-q", "--no-trunc"])?
+        let mut ps: Vec<&str> = vec!["ps", "-a", "-q", "--no-trunc"];
+        ps.extend(ps_args.iter().map(String::as_str));
+        let ids: Vec<String> = run(&ps)?
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
