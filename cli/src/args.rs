@@ -91,6 +91,9 @@ pub enum Command {
     /// wasm/native disagreement and every record decided unlike the live system. Exit 0 when
     /// the `.wasm` and the native engine agree, 3 when they disagree, 2 on invalid input.
     Replay(crate::replay::ReplayArgs),
+    /// Write the Inventory document from Kubernetes objects (`kubectl get ... -o json`) and
+    /// container inspect output; report every object not mapped on standard error.
+    Inventory(crate::inventory::InventoryArgs),
 }
 
 /// The mesh settings that change how policies are read ([`Options`]).

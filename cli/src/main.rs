@@ -11,6 +11,7 @@ mod args;
 mod commands;
 mod demo;
 mod input;
+mod inventory;
 mod replay;
 mod report;
 mod summary;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Inspect { bundle } => commands::inspect(bundle, output),
         Command::Demo => demo::demo(output),
         Command::Replay(args) => replay::replay(args, output),
+        Command::Inventory(args) => inventory::inventory(args).map_err(report::Failure::message),
     };
     match result {
         Ok(status) => ExitCode::from(status),
