@@ -12,6 +12,8 @@ pub mod containers;
 pub mod document;
 pub mod kubernetes;
 mod members;
+#[cfg(feature = "watch")]
+pub mod watch;
 mod yaml;
 
 use std::collections::BTreeMap;
