@@ -203,7 +203,8 @@ impl Objects {
             }
         }
         let mut namespaces_seen: BTreeSet<String> = BTreeSet::new();
-        for pod in &self.pods {
+        let pods = latest(&self.pods, "Pod", |p| &p.metadata, &mut unmapped);
+        for pod in pods {
             match pod_member(pod, &owners, &mut notes) {
                 Ok((m, host_ips)) => {
                     if !m.node_name.is_empty() && !host_ips.is_empty() {
@@ -221,7 +222,12 @@ impl Objects {
             }
         }
         let mut inventory = Inventory::default();
-        for ns in &self.namespaces {
+        for ns in latest(
+            &self.namespaces,
+            "Namespace",
+            |n| &n.metadata,
+            &mut unmapped,
+        ) {
             let name = ns.metadata.name.clone().unwrap_or_default();
             if name.is_empty() {
                 unmapped.push(Finding::new(
@@ -260,6 +266,40 @@ impl Objects {
             counts: self.counts.clone(),
         }
     }
+}
+
+/// The objects without repeats: an object read twice (overlapping dumps) counts once, as
+/// read last; the earlier copy is reported.
+fn latest<'a, T>(
+    objects: &'a [Arc<T>],
+    kind: &str,
+    meta: impl Fn(&T) -> &ObjectMeta,
+    unmapped: &mut Vec<Finding>,
+) -> Vec<&'a T> {
+    let mut last: BTreeMap<(Option<&str>, Option<&str>), usize> = BTreeMap::new();
+    for (i, o) in objects.iter().enumerate() {
+        let m = meta(o);
+        if let Some(earlier) = last.insert((m.namespace.as_deref(), m.name.as_deref()), i)
+            && m.name.is_some()
+        {
+            let e = objects.get(earlier).map(|e| meta(e));
+            unmapped.push(Finding::new(
+                ObjectRef::new(
+                    kind,
+                    e.and_then(|e| e.namespace.as_deref()).unwrap_or(""),
+                    e.and_then(|e| e.name.as_deref()).unwrap_or(""),
+                ),
+                "read again later: the later copy is used",
+            ));
+        }
+    }
+    let keep: BTreeSet<usize> = last.into_values().collect();
+    objects
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| keep.contains(i) || meta(o).name.is_none())
+        .map(|(_, o)| o.as_ref())
+        .collect()
 }
 
 fn push<T: DeserializeOwned>(

@@ -855,3 +855,90 @@ fn the_written_document_reads_back_as_the_same_inventory_in_yaml_and_json() {
     // An empty import is a valid, empty document too.
     assert_roundtrip(&import(vec![]));
 }
+
+#[test]
+fn argo_rollouts_and_openshift_deploymentconfigs_are_named_as_istio_names_them() {
+    let rollout = pod(
+        "ns",
+        "web-7f6d5c-a",
+        "web-7f6d5c-",
+        Some(("ReplicaSet", "web-7f6d5c")),
+        json!({"rollouts-pod-template-hash": "7f6d5c"}),
+    );
+    let dc = pod(
+        "ns",
+        "legacy-3-x9z",
+        "legacy-3-",
+        Some(("ReplicationController", "legacy-3")),
+        json!({"deploymentconfig": "legacy"}),
+    );
+    let rc = pod(
+        "ns",
+        "plain-rc-x9z",
+        "plain-rc-",
+        Some(("ReplicationController", "plain-rc")),
+        json!({}),
+    );
+    let i = import(vec![rollout, dc, rc]);
+    assert_eq!(names(&i), ["ns/legacy", "ns/plain-rc", "ns/web"]);
+}
+
+#[test]
+fn node_objects_give_their_internal_and_external_addresses_only() {
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"},
+    "status": {"addresses": [
+        {"type": "InternalIP", "address": "192.168.0.10"},
+        {"type": "ExternalIP", "address": "203.0.113.10"},
+        {"type": "Hostname", "address": "node-a"},
+        {"type": "InternalIP", "address": "fd00::10"},
+        {"type": "InternalIP", "address": "not-an-ip"}
+    ]}});
+    let mut p = with_ip(pod("ns", "a", "", None, json!({})), "10.0.0.1");
+    p["spec"]["nodeName"] = json!("node-a");
+    p["status"]["hostIP"] = json!("192.168.0.10");
+    let i = import(vec![node, p]);
+    assert_eq!(i.inventory.nodes.len(), 1);
+    assert_eq!(
+        i.inventory.nodes[0].ips,
+        [addr("192.168.0.10"), addr("203.0.113.10"), addr("fd00::10")]
+    );
+    assert_eq!(
+        i.notes,
+        [finding(
+            "Node",
+            "",
+            "node-a",
+            "`InternalIP` address `not-an-ip` is not an IP address: left out"
+        )]
+    );
+}
+
+#[test]
+fn an_object_read_twice_counts_once_as_read_last_and_the_earlier_copy_is_reported() {
+    let mut o = Objects::default();
+    o.add(list(vec![
+        with_ip(pod("ns", "a", "", None, json!({"v": "1"})), "10.0.0.1"),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}),
+    ]));
+    o.add(list(vec![with_ip(
+        pod("ns", "a", "", None, json!({"v": "2"})),
+        "10.0.0.2",
+    )]));
+    let i = o.import();
+    assert_eq!(i.inventory.workloads.len(), 1);
+    assert_eq!(i.inventory.workloads[0].ips, [addr("10.0.0.2")]);
+    assert_eq!(
+        i.inventory.workloads[0].labels,
+        BTreeMap::from([("v".into(), "2".into())])
+    );
+    assert_eq!(
+        i.unmapped,
+        [finding(
+            "Pod",
+            "ns",
+            "a",
+            "read again later: the later copy is used"
+        )]
+    );
+    assert_eq!(i.notes, []);
+}
