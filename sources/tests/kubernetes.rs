@@ -942,3 +942,55 @@ fn an_object_read_twice_counts_once_as_read_last_and_the_earlier_copy_is_reporte
     );
     assert_eq!(i.notes, []);
 }
+
+#[test]
+fn the_yaml_document_is_written_in_the_layout_docs_inventory_md_shows() {
+    let mut p = with_ip(
+        pod(
+            "shop",
+            "api-0",
+            "api-",
+            Some(("StatefulSet", "api")),
+            json!({"app": "api"}),
+        ),
+        "10.1.0.9",
+    );
+    p["spec"]["serviceAccountName"] = json!("api");
+    p["spec"]["nodeName"] = json!("node-a");
+    p["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 8080}, {"containerPort": 9090, "protocol": "UDP"}]);
+    p["status"]["podIPs"] = json!([{"ip": "10.1.0.9"}, {"ip": "fd00:1::9"}]);
+    p["status"]["hostIP"] = json!("192.168.0.10");
+    p["status"]["containerStatuses"] = json!([{"name": "app", "image": "example/app:1", "imageID": "example/app@sha256:abc123", "ready": true, "restartCount": 0}]);
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop"}}});
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "shop"}});
+    let i = import(vec![p, ns, cm]);
+    assert_eq!(
+        document::to_yaml(&i, "cluster"),
+        r#"# Written by `palisade inventory`: 1 workloads, 1 namespaces, 1 nodes; 1 objects not mapped, 0 notes.
+# not mapped: ConfigMap shop/cfg: `v1` `ConfigMap` carries no workload facts Palisade reads
+apiVersion: palisade.dev/v1alpha1
+kind: Inventory
+metadata:
+  name: cluster
+spec:
+  nodes:
+    - name: node-a
+      ips: ["192.168.0.10"]
+  namespaces:
+    - name: shop
+      labels: {team: shop}
+  workloads:
+    # image app: example/app:1 @ sha256:abc123
+    - name: api
+      namespace: shop
+      serviceAccount: api
+      labels: {app: api}
+      ips: ["10.1.0.9", "fd00:1::9"]
+      ports:
+        - {name: http, port: 8080}
+        - {port: 9090, protocol: UDP}
+      phase: Running
+      nodeName: node-a
+"#
+    );
+}
