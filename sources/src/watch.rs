@@ -36,7 +36,7 @@ impl Watch {
 
     /// Watches every namespace's pods, and the namespaces, through `client`. The first
     /// import is published once both initial lists have arrived, so no one sees a partial
-    /// cluster.
+    /// cluster. Call it within a Tokio runtime: the watch runs as tasks on it.
     pub fn start(client: Client) -> Watch {
         let notify = Arc::new(Notify::new());
         let errors = Arc::new(Mutex::new(Vec::new()));

@@ -322,6 +322,24 @@ async fn the_watch_follows_lists_watches_bookmarks_gone_and_relists_to_the_curre
     )
     .await;
 
+    // The state can be final before each watcher has opened its last watch: wait for it.
+    for (path, n) in [("/api/v1/pods", 5), ("/api/v1/namespaces", 6)] {
+        let seen = || {
+            server
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(p, _, _)| p == path)
+                .count()
+        };
+        for _ in 0..200 {
+            if seen() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let errors = watch.errors();
     drop(watch);
     server.stop.store(true, Ordering::SeqCst);
