@@ -994,3 +994,59 @@ spec:
 "#
     );
 }
+
+#[test]
+fn a_cronjobs_pod_is_checked_against_its_job_when_the_job_was_read() {
+    let job = |name: &str, cron: Option<&str>| {
+        let mut j = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "ops"},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "x"}]}}}});
+        if let Some(c) = cron {
+            j["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "CronJob", "name": c, "uid": "u", "controller": true}]);
+        }
+        j
+    };
+    let i = import(vec![
+        pod(
+            "ops",
+            "backup-29412360-a",
+            "backup-29412360-",
+            Some(("Job", "backup-29412360")),
+            json!({}),
+        ),
+        pod(
+            "ops",
+            "report-29412360-b",
+            "report-29412360-",
+            Some(("Job", "report-29412360")),
+            json!({}),
+        ),
+        pod(
+            "ops",
+            "sync-29412360-c",
+            "sync-29412360-",
+            Some(("Job", "sync-29412360")),
+            json!({}),
+        ),
+        job("backup-29412360", Some("backup")),
+        job("report-29412360", None),
+    ]);
+    assert_eq!(names(&i), ["ops/backup", "ops/report", "ops/sync"]);
+    assert_eq!(
+        i.notes,
+        [
+            finding(
+                "Pod",
+                "ops",
+                "report-29412360-b",
+                "named `report` as Istio derives it, but its Job `report-29412360` has no controller"
+            ),
+            finding(
+                "Pod",
+                "ops",
+                "sync-29412360-c",
+                "its controller Job `sync-29412360` is not among the objects read: named `sync` from the pod alone"
+            ),
+        ]
+    );
+}
