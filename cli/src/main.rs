@@ -12,6 +12,7 @@ mod commands;
 mod demo;
 mod exit;
 mod input;
+mod inventory;
 mod replay;
 mod report;
 mod signing;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Keygen { out } => signing::keygen(out, output),
         Command::Demo => demo::demo(output),
         Command::Replay(args) => replay::replay(args, output),
+        Command::Inventory(args) => inventory::inventory(args).map_err(report::Failure::message),
     };
     match result {
         Ok(status) => status.into(),
