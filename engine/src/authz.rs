@@ -16,6 +16,8 @@ use crate::diag::Diagnostic;
 use crate::pattern::parse_cidr;
 use crate::yaml::{At, DResult, Fields, Str, join};
 
+pub mod translate;
+
 /// What a policy does when one of its rules matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Action {

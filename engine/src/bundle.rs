@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::compile::Engine;
+use crate::engine::Engine;
 
 /// The first four bytes of every bundle.
 pub const MAGIC: &[u8; 4] = b"PLSD";

@@ -178,7 +178,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compile::Engine;
 use crate::container_host::{HostFacts, Storage, host_paths, namespace_is_host};
 use crate::inventory::Inventory;
 use crate::netpol::{LabelSelector, parse_requirement};
@@ -1581,13 +1580,6 @@ impl fmt::Display for ContainerDecision {
             write!(f, "\n  {v}")?;
         }
         Ok(())
-    }
-}
-
-impl Engine {
-    /// Decides a container start with the compiled engine's ContainerPolicies and inventory.
-    pub fn decide_container(&self, req: &ContainerRequest) -> Result<ContainerDecision, String> {
-        decide_container(&self.container, &self.inventory, req)
     }
 }
 

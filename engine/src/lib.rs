@@ -34,29 +34,35 @@
 pub mod authn;
 pub mod authz;
 pub mod bundle;
-pub mod compile;
 pub mod container;
 pub mod container_host;
 pub mod container_read;
 pub mod decision;
 pub mod diag;
+pub mod engine;
 pub mod extauthz;
+pub mod index;
 pub mod inventory;
+pub mod needs;
 pub mod netpol;
 pub mod normalize;
 pub mod pattern;
+pub mod predicate;
 pub mod request;
 pub mod requests;
+pub mod view;
 pub mod yaml;
 
 pub use bundle::{BundleError, decode_bundle, encode_bundle};
-pub use compile::{Engine, compile};
 pub use decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};
 pub use diag::{Diagnostic, Errors, Location};
+pub use engine::{Engine, compile};
+pub use needs::Needs;
 pub use normalize::PathNormalization;
 pub use request::{
     Endpoint, ExtAuthzAnswer, HttpAttributes, Protocol, Request, Transport, WorkloadRef,
 };
+pub use view::{ViewCache, WorkloadView};
 
 use serde::{Deserialize, Serialize};
 

@@ -67,7 +67,7 @@ fn an_inline_destination_is_viewed_once_and_decides_as_a_fresh_view() {
 fn the_kept_views_are_bounded() {
     let set = load(&[SourceFile::new("p.yaml", POLICY)]).unwrap();
     let engine = compile(&set, &Options::default()).unwrap();
-    let cap = palisade_engine::compile::ViewCache::CAPACITY;
+    let cap = palisade_engine::ViewCache::CAPACITY;
     for i in 0..cap + 10 {
         let r = request(&format!("app-{i}"), "/private");
         assert_eq!(engine.decide(&r).verdict, Verdict::Allow);

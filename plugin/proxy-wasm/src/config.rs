@@ -13,9 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use base64::Engine as _;
 use ipnet::IpNet;
 use palisade_engine::{
-    Decision, Engine, Errors, PathNormalization, Protocol, Request, Step, Verdict, WorkloadRef,
-    compile::{Needs, WorkloadView},
-    decode_bundle, netpol,
+    Decision, Engine, Errors, Needs, PathNormalization, Protocol, Request, Step, Verdict,
+    WorkloadRef, WorkloadView, decode_bundle, netpol,
 };
 #[cfg(feature = "yaml")]
 use palisade_engine::{Options, SourceFile, load};

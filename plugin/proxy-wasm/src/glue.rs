@@ -9,7 +9,7 @@ mod custom;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use palisade_engine::compile::Needs;
+use palisade_engine::Needs;
 use palisade_engine::extauthz::ExtensionProvider;
 use palisade_engine::{Decision, Protocol, Request, Verdict};
 use proxy_wasm::hostcalls;
