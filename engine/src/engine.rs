@@ -18,12 +18,13 @@ use crate::decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdic
 use crate::diag::Errors;
 use crate::index::RuleSet;
 use crate::inventory::{AddressOwner, Inventory};
+use crate::load::PolicySet;
 use crate::needs::Needs;
 use crate::netpol::{self, CompiledNetwork};
+use crate::options::Options;
 use crate::predicate::Facts;
 use crate::request::{ExtAuthzAnswer, Protocol, Request, WorkloadRef};
 use crate::view::{Groups, ViewCache, ViewInputs, WorkloadView};
-use crate::{Options, PolicySet};
 
 /// The compiled, indexed policy set: decide requests, or encode it as a bundle.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

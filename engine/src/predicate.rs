@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::Options;
 use crate::normalize::{normalize, strip_query};
+use crate::options::Options;
 use crate::pattern::StrMatch;
 use crate::request::Request;
 

@@ -8,7 +8,11 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{Decision, Diagnostic, Engine, Errors, Location, Request, SourceFile, Step, Verdict};
+use crate::decision::{Decision, Step, Verdict};
+use crate::diag::{Diagnostic, Errors, Location};
+use crate::engine::Engine;
+use crate::load::SourceFile;
+use crate::request::Request;
 
 /// A request to decide, with an optional name and expectations.
 #[derive(Debug, Clone)]

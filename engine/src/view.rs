@@ -6,11 +6,11 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::Options;
 use crate::authn;
 use crate::authz::Action;
 use crate::authz::translate::{CompiledPolicy, CompiledRule};
 use crate::index::{RuleSet, build_set};
+use crate::options::Options;
 use crate::request::Protocol;
 
 /// The groups for one protocol.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Options;
 use crate::authz::{Action, AuthorizationPolicy, ConditionKey, Operation, Rule, Scope, Source};
 use crate::decision::RuleRef;
+use crate::options::Options;
 use crate::pattern::{Glob, GlobPart, StrMatch, Template, parse_cidr};
 use crate::predicate::{Attr, Body, Pred, Values};
 use crate::request::Protocol;
