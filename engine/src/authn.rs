@@ -644,18 +644,7 @@ pub enum Authenticated<'r> {
 
 /// Envoy's wording for a token whose issuer no provider accepts (`JwtUnknownIssuer`).
 pub const UNKNOWN_ISSUER: &str = "Jwt issuer is not configured";
-/// Envoy's wording for a token whose audiences the provider does not allow.
-pub const AUDIENCE_NOT_ALLOWED: &str = "Audiences in Jwt are not allowed";
-
-/// The status `jwt_authn` answers a refusal with: 403 for audiences it does not allow, 401
-/// for everything else (Envoy's `Filter::onComplete`).
-pub fn rejection_status(reason: &str) -> u32 {
-    if reason == AUDIENCE_NOT_ALLOWED {
-        403
-    } else {
-        401
-    }
-}
+pub use crate::error::{AUDIENCE_NOT_ALLOWED, rejection_status};
 
 /// What `jwt_authn` does with a verified payload.
 ///

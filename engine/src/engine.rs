@@ -16,6 +16,7 @@ use crate::authz::translate::{CompiledPolicy, CompiledRule, translate};
 use crate::container::{ContainerDecision, ContainerRequest};
 use crate::decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};
 use crate::diag::Errors;
+use crate::error::{ContainerError, DecisionError};
 use crate::index::RuleSet;
 use crate::inventory::{AddressOwner, Inventory};
 use crate::load::PolicySet;
@@ -122,7 +123,9 @@ impl Engine {
             Authenticated::Anonymous => None,
             Authenticated::Payload(p) => Some(p),
             Authenticated::Rejected(why) => return jwt_rejected(why),
-            Authenticated::Unverifiable(why) => return error_decision(why),
+            Authenticated::Unverifiable(why) => {
+                return error_decision(DecisionError::UnverifiableToken(why));
+            }
         };
         let facts = Facts::with_jwt(req, &self.options, jwt);
         let g = match proto {
@@ -240,7 +243,7 @@ impl Engine {
         &self,
         w: Option<&'a WorkloadRef>,
         ip: Option<IpAddr>,
-    ) -> Result<Resolved<'a>, String> {
+    ) -> Result<Resolved<'a>, DecisionError> {
         match w {
             Some(WorkloadRef {
                 namespace,
@@ -252,14 +255,18 @@ impl Engine {
                 .iter()
                 .position(|x| &x.namespace == namespace && &x.name == name)
                 .map(Resolved::Known)
-                .ok_or_else(|| format!("workload `{namespace}/{name}` is not in the inventory")),
+                .ok_or_else(|| DecisionError::UnknownWorkload {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                }),
             Some(w) => Ok(Resolved::Inline(w)),
             None => match ip {
                 Some(ip) => match self.inventory.owner_of(ip) {
                     AddressOwner::Workload(i) => Ok(Resolved::Known(i)),
-                    AddressOwner::Node(node) => Err(format!(
-                        "the address `{ip}` is node `{node}`'s (a node or a hostNetwork pod), not a pod's: name the workload"
-                    )),
+                    AddressOwner::Node(node) => Err(DecisionError::NodeAddress {
+                        ip,
+                        node: node.to_string(),
+                    }),
                     AddressOwner::Ambiguous(a, b) => {
                         let name = |i: usize| {
                             self.inventory
@@ -269,17 +276,15 @@ impl Engine {
                                     format!("`{}/{}`", w.namespace, w.name)
                                 })
                         };
-                        Err(format!(
-                            "the address `{ip}` is held by both {} and {}: which one it is cannot be known; mark the stale one finished (`phase`) or remove it from the inventory",
-                            name(a),
-                            name(b)
-                        ))
+                        Err(DecisionError::AmbiguousAddress {
+                            ip,
+                            first: name(a),
+                            second: name(b),
+                        })
                     }
-                    AddressOwner::External => {
-                        Err(format!("no workload in the inventory has address `{ip}`"))
-                    }
+                    AddressOwner::External => Err(DecisionError::NoWorkloadForAddress { ip }),
                 },
-                None => Err("the request names no destination workload or address".into()),
+                None => Err(DecisionError::NoDestination),
             },
         }
     }
@@ -301,7 +306,7 @@ impl Engine {
         let mut decision = match dst {
             Ok(Resolved::Known(i)) => match self.views.get(i) {
                 Some(v) => self.decide_in_view_with(v, req, verifier),
-                None => error_decision("inventory view missing".into()),
+                None => error_decision(DecisionError::ViewMissing),
             },
             Ok(Resolved::Inline(w)) => {
                 let view = self
@@ -347,7 +352,7 @@ impl Engine {
                 }
                 decision.network = Some(outcome);
             }
-            Err(e) => return error_decision(e),
+            Err(e) => return error_decision(e.into()),
         }
         decision
     }
@@ -406,7 +411,7 @@ enum Resolved<'a> {
 }
 
 /// `jwt_authn` refused the token (HTTP 401 or 403): RBAC never runs.
-fn jwt_rejected(why: &str) -> Decision {
+fn jwt_rejected(why: &'static str) -> Decision {
     Decision {
         verdict: Verdict::Deny,
         step: Step::JwtRejected,
@@ -414,12 +419,12 @@ fn jwt_rejected(why: &str) -> Decision {
         shadow: Vec::new(),
         audit: None,
         network: None,
-        errors: vec![why.to_string()],
+        errors: vec![DecisionError::JwtRejected(why)],
         custom: Vec::new(),
     }
 }
 
-fn error_decision(e: String) -> Decision {
+fn error_decision(e: DecisionError) -> Decision {
     Decision {
         verdict: Verdict::Deny,
         step: Step::Error,
@@ -434,7 +439,10 @@ fn error_decision(e: String) -> Decision {
 
 impl Engine {
     /// Decides a container start with the compiled engine's ContainerPolicies and inventory.
-    pub fn decide_container(&self, req: &ContainerRequest) -> Result<ContainerDecision, String> {
+    pub fn decide_container(
+        &self,
+        req: &ContainerRequest,
+    ) -> Result<ContainerDecision, ContainerError> {
         crate::container::decide_container(&self.container, &self.inventory, req)
     }
 }

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, Errors};
-use crate::load::SourceFile;
+use crate::source::SourceFile;
 use crate::yaml;
 use crate::yaml::{At, DResult, Str};
 

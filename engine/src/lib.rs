@@ -38,6 +38,7 @@ pub mod container;
 pub mod decision;
 pub mod diag;
 pub mod engine;
+pub mod error;
 pub mod extauthz;
 pub mod index;
 pub mod inventory;
@@ -52,6 +53,7 @@ pub mod predicate;
 pub mod request;
 pub mod requests;
 pub mod selector;
+pub mod source;
 pub mod view;
 pub mod yaml;
 
@@ -60,7 +62,7 @@ pub use decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};
 pub use diag::{Diagnostic, Errors, Location};
 pub use engine::{Engine, compile};
 pub use inventory::{AddressOwner, InventoryWarning, Phase};
-pub use load::{PolicySet, SourceFile, load};
+pub use load::{PolicySet, load};
 pub use needs::Needs;
 pub use netpol::{HostNetworkPods, NodeTraffic};
 pub use normalize::PathNormalization;
@@ -68,4 +70,5 @@ pub use options::Options;
 pub use request::{
     Endpoint, ExtAuthzAnswer, HttpAttributes, Protocol, Request, Transport, WorkloadRef,
 };
+pub use source::SourceFile;
 pub use view::{ViewCache, WorkloadView};

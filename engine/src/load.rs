@@ -6,27 +6,9 @@ use crate::diag::{Diagnostic, Errors};
 use crate::inventory::{self, Inventory};
 use crate::meta::{Origin, read_metadata};
 use crate::netpol::{self, NetworkPolicy};
+use crate::source::SourceFile;
 use crate::yaml::{self, At};
 use crate::{authn, container};
-
-/// An input file: a name for messages and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    /// The name used in diagnostics (a path, `-`, or a host-given name).
-    pub name: String,
-    /// The YAML text (one or more documents).
-    pub text: String,
-}
-
-impl SourceFile {
-    /// A file from a name and its text.
-    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        SourceFile {
-            name: name.into(),
-            text: text.into(),
-        }
-    }
-}
 
 /// Everything read from the inputs, validated.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 use crate::decision::{Decision, Step, Verdict};
 use crate::diag::{Diagnostic, Errors, Location};
 use crate::engine::Engine;
-use crate::load::SourceFile;
 use crate::request::Request;
+use crate::source::SourceFile;
 
 /// A request to decide, with an optional name and expectations.
 #[derive(Debug, Clone)]

@@ -98,7 +98,7 @@ fn summary(e: &Engine, c: &str) -> String {
     let step = serde_json::to_value(d.step).unwrap();
     let mut s = format!("{} {}", d.verdict, step.as_str().unwrap());
     if d.step == Step::Error {
-        s.push_str(&format!(": {}", d.errors.join("; ")));
+        s.push_str(&format!(": {}", d.error_message()));
     }
     s
 }

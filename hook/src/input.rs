@@ -106,7 +106,9 @@ fn read_config_file(path: &Path) -> Result<String, String> {
     let file =
         fs::File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
     let bytes = read_bytes(file, &format!("`{}`", path.display()))?;
-    palisade_engine::container::read::first_document(&bytes).map(str::to_string)
+    palisade_engine::container::read::first_document(&bytes)
+        .map(str::to_string)
+        .map_err(String::from)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::checks;
 use super::host::{HostFacts, Storage, host_paths, namespace_is_host};
 use super::image::ImageRef;
 use super::*;
+use crate::error::ContainerError;
 use crate::inventory::Inventory;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,12 +92,17 @@ impl Facts<'_> {
     }
 }
 
-fn labels_json(key: &str, text: &str) -> Result<BTreeMap<String, String>, String> {
-    serde_json::from_str(text)
-        .map_err(|e| format!("annotation `{key}` is not a JSON object of string labels: {e}"))
+fn labels_json(key: &str, text: &str) -> Result<BTreeMap<String, String>, ContainerError> {
+    serde_json::from_str(text).map_err(|e| ContainerError::BadLabels {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
 }
 
-fn facts<'a>(inventory: &Inventory, req: &'a ContainerRequest) -> Result<Facts<'a>, String> {
+fn facts<'a>(
+    inventory: &Inventory,
+    req: &'a ContainerRequest,
+) -> Result<Facts<'a>, ContainerError> {
     use annotations as a;
     let mut all: BTreeMap<&str, &str> = BTreeMap::new();
     for map in [
@@ -175,9 +181,9 @@ pub fn decide_container(
     policies: &[ContainerPolicy],
     inventory: &Inventory,
     req: &ContainerRequest,
-) -> Result<ContainerDecision, String> {
+) -> Result<ContainerDecision, ContainerError> {
     if req.state.id.is_empty() {
-        return Err("invalid OCI state: `id` is empty".into());
+        return Err(ContainerError::EmptyId);
     }
     let f = facts(inventory, req)?;
     let mut decision = ContainerDecision {

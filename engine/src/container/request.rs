@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::host::HostFacts;
+use crate::error::ContainerError;
 
 /// bundle) plus what a host may know besides. JSON, camelCase; unknown fields are ignored
 /// everywhere, as runc's and crun's extras must be.
@@ -35,9 +36,10 @@ impl ContainerRequest {
     /// A request from the two documents an OCI hook has: the state JSON and `config.json`.
     /// `config.json` is read as every runtime would read it, or refused
     /// ([`crate::container::read`]).
-    pub fn from_oci(state: &str, config: &str) -> Result<ContainerRequest, String> {
+    pub fn from_oci(state: &str, config: &str) -> Result<ContainerRequest, ContainerError> {
         Ok(ContainerRequest {
-            state: serde_json::from_str(state).map_err(|e| format!("invalid OCI state: {e}"))?,
+            state: serde_json::from_str(state)
+                .map_err(|e| ContainerError::BadState(e.to_string()))?,
             config: crate::container::read::read_config(config)?,
             ..ContainerRequest::default()
         })

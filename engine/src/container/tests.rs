@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::host::HostFacts;
 use super::*;
+use crate::error::ContainerError;
 use crate::{PolicySet, SourceFile, load};
 
 const DIGEST: &str = "sha256:4b1c9cf9d2d7a1b0e5f0d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2";
@@ -1227,7 +1228,12 @@ fn unreadable_requests_are_errors() {
     c["annotations"]["io.kubernetes.cri-o.Labels"] = json!("{not json");
     let err = decide_container(&s.container, &s.inventory, &request(c)).unwrap_err();
     assert!(
-        err.starts_with("annotation `io.kubernetes.cri-o.Labels` is not a JSON object"),
+        matches!(&err, ContainerError::BadLabels { key, .. } if key == "io.kubernetes.cri-o.Labels"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("annotation `io.kubernetes.cri-o.Labels` is not a JSON object"),
         "{err}"
     );
     let mut c = containerd_config();
@@ -1245,6 +1251,13 @@ fn unreadable_requests_are_errors() {
             .and_then(|r| decide_container(&s.container, &s.inventory, &r));
         assert!(res.is_err(), "state {state:?}");
     }
+    let empty = ContainerRequest::from_oci(r#"{"id": "", "status": "creating"}"#, &config)
+        .and_then(|r| decide_container(&s.container, &s.inventory, &r));
+    assert_eq!(empty, Err(ContainerError::EmptyId));
+    assert_eq!(
+        ContainerError::EmptyId.to_string(),
+        "invalid OCI state: `id` is empty"
+    );
     assert!(
         ContainerRequest::from_oci(r#"{"id":"x"}"#, r#"{"process": {"user": {"uid": -1}}}"#)
             .is_err()

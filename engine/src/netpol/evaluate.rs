@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::*;
+use crate::error::{NetworkError, Side as End};
 use crate::selector::Labels;
 
 /// A namespace's labels, with `kubernetes.io/metadata.name` set as Kubernetes sets it.
@@ -78,16 +79,16 @@ fn resolve<'a>(
     net: &'a CompiledNetwork,
     inventory: &'a Inventory,
     ep: &'a Endpoint,
-    side: &str,
+    side: End,
     nodes: NodeTraffic,
-) -> Result<Side<'a>, String> {
+) -> Result<Side<'a>, NetworkError> {
     // `named`: the request names the workload (so a `hostNetwork` pod can be told apart from
     // its node in `HostNetworkPods::Pod`).
-    let known = |i: usize, named: bool| -> Result<Side<'a>, String> {
+    let known = |i: usize, named: bool| -> Result<Side<'a>, NetworkError> {
         let w = inventory
             .workloads
             .get(i)
-            .ok_or_else(|| "inventory workload missing".to_string())?;
+            .ok_or(NetworkError::WorkloadMissing)?;
         let ips = match ep.ip {
             Some(ip) => Ips::One(ip),
             None => Ips::All(&w.ips),
@@ -99,10 +100,11 @@ fn resolve<'a>(
                 node: Some(&w.node_name),
             });
         }
-        let selected = net.selected.get(i).map(Cow::Borrowed).ok_or_else(|| {
-            "the compiled NetworkPolicies do not match the inventory (recompile the bundle)"
-                .to_string()
-        })?;
+        let selected = net
+            .selected
+            .get(i)
+            .map(Cow::Borrowed)
+            .ok_or(NetworkError::StaleBundle)?;
         Ok(Side {
             pod: Some(Pod {
                 namespace: &w.namespace,
@@ -122,11 +124,10 @@ fn resolve<'a>(
                     .workloads
                     .iter()
                     .position(|x| x.namespace == w.namespace && &x.name == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "{side} workload `{}/{name}` is not in the inventory",
-                            w.namespace
-                        )
+                    .ok_or_else(|| NetworkError::UnknownWorkload {
+                        side,
+                        namespace: w.namespace.clone(),
+                        name: name.clone(),
                     })?;
                 known(i, true)
             }
@@ -167,35 +168,38 @@ fn resolve<'a>(
                         .filter(|(_, w)| w.namespace == ns && w.service_account == sa);
                     match (matches.next(), matches.next()) {
                         (Some((i, _)), None) => known(i, false),
-                        (Some(_), Some(_)) => Err(format!(
-                            "the {side} identity `{ns}/{sa}` is shared by several inventory workloads; give its workload or address"
-                        )),
-                        (None, _) => Err(format!(
-                            "no inventory workload runs as the {side} identity `{ns}/{sa}`"
-                        )),
+                        (Some(_), Some(_)) => Err(NetworkError::SharedIdentity {
+                            side,
+                            namespace: ns.to_string(),
+                            service_account: sa.to_string(),
+                        }),
+                        (None, _) => Err(NetworkError::UnknownIdentity {
+                            side,
+                            namespace: ns.to_string(),
+                            service_account: sa.to_string(),
+                        }),
                     }
                 }
-                None => Err(format!(
-                    "NetworkPolicy needs the {side} workload, address or SPIFFE identity, and the request gives none"
-                )),
+                None => Err(NetworkError::NoEndpoint { side }),
             },
         },
     }
 }
 
 /// The error for an address two live workloads claim.
-fn ambiguous(inventory: &Inventory, side: &str, ip: IpAddr, a: usize, b: usize) -> String {
+fn ambiguous(inventory: &Inventory, side: End, ip: IpAddr, a: usize, b: usize) -> NetworkError {
     let name = |i: usize| {
         inventory
             .workloads
             .get(i)
             .map_or_else(String::new, |w| format!("`{}/{}`", w.namespace, w.name))
     };
-    format!(
-        "the {side} address `{ip}` is held by both {} and {}: which one sent it cannot be known; mark the stale one finished (`phase`) or remove it from the inventory",
-        name(a),
-        name(b)
-    )
+    NetworkError::AmbiguousAddress {
+        side,
+        ip,
+        first: name(a),
+        second: name(b),
+    }
 }
 
 /// `spiffe://<td>/ns/<ns>/sa/<sa>` → `(ns, sa)`.
@@ -318,9 +322,9 @@ pub fn evaluate(
     inventory: &Inventory,
     req: &Request,
     nodes: NodeTraffic,
-) -> Result<NetworkOutcome, String> {
-    let src = resolve(net, inventory, &req.source, "source", nodes)?;
-    let dst = resolve(net, inventory, &req.destination, "destination", nodes)?;
+) -> Result<NetworkOutcome, NetworkError> {
+    let src = resolve(net, inventory, &req.source, End::Source, nodes)?;
+    let dst = resolve(net, inventory, &req.destination, End::Destination, nodes)?;
     let port = req.destination.port;
     let dst_ports = dst.pod.as_ref().map_or(&[][..], |p| p.ports);
     // `None`: not isolated that way; `Some(None)`: isolated and no rule allows.

@@ -99,12 +99,13 @@ fn summary(e: &Engine, c: &str) -> String {
     let d = e.decide(&conn(c));
     let step = serde_json::to_value(d.step).unwrap();
     let id = |r: Option<RuleRef>| r.map_or_else(|| "-".to_string(), |r| r.id);
+    let errors = d.error_message();
     let (i, o) = d
         .network
         .map_or((None, None), |n| (n.ingress_rule, n.egress_rule));
     let mut s = format!("{} {}", d.verdict, step.as_str().unwrap());
     if d.step == Step::Error {
-        s.push_str(&format!(" {}", d.errors.join("; ")));
+        s.push_str(&format!(" {errors}"));
     } else {
         s.push_str(&format!(" in={} out={}", id(i), id(o)));
     }

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use ipnet::IpNet;
 use palisade_engine::{
     Decision, Engine, Errors, Needs, PathNormalization, Protocol, Request, Step, Verdict,
-    WorkloadRef, WorkloadView, decode_bundle, netpol,
+    WorkloadRef, WorkloadView, decode_bundle, error::DecisionError, netpol,
 };
 #[cfg(feature = "yaml")]
 use palisade_engine::{Options, SourceFile, load};
@@ -500,7 +500,7 @@ pub fn peer_candidates(nets: &[IpNet]) -> Vec<IpAddr> {
 }
 
 /// A fail-closed decision for an internal error (a property that cannot be read, say).
-pub fn error_decision(message: String) -> Decision {
+pub fn error_decision(message: impl Into<DecisionError>) -> Decision {
     Decision {
         verdict: Verdict::Deny,
         step: Step::Error,
@@ -508,7 +508,7 @@ pub fn error_decision(message: String) -> Decision {
         shadow: Vec::new(),
         audit: None,
         network: None,
-        errors: vec![message],
+        errors: vec![message.into()],
         custom: Vec::new(),
     }
 }
