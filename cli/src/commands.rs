@@ -42,7 +42,7 @@ pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, F
     let result = CheckResult {
         valid: true,
         files: sources.iter().map(|s| s.name.clone()).collect(),
-        options: engine.options.clone(),
+        options: engine.options().clone(),
         network_policies: set.network.len(),
         summary: summarise(&engine),
         warnings: set.inventory.warnings(),
@@ -66,7 +66,7 @@ pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<u8, F
     Ok(OK)
 }
 
-pub use palisade_engine::requests::{Evaluated, Totals, decide_all, decide_all_with};
+pub use palisade_engine::labelled::{Evaluated, Totals, decide_all, decide_all_with};
 
 #[derive(Debug, Serialize)]
 struct EvalResult {
@@ -125,7 +125,7 @@ pub fn eval(
     Ok(status)
 }
 
-pub use palisade_engine::requests::step_name;
+pub use palisade_engine::labelled::step_name;
 
 fn human_decision(out: &mut String, r: &Evaluated) {
     let d = &r.decision;
@@ -231,8 +231,8 @@ pub fn inspect(bundle: &Path, output: Format) -> Result<u8, Failure> {
         format_version: format_version(&bytes),
         size: bytes.len(),
         sha256: digest_hex(&bytes).unwrap_or_default(),
-        options: engine.options.clone(),
-        rules: engine.rules.len(),
+        options: engine.options().clone(),
+        rules: engine.rule_count(),
         summary: summarise(&engine),
     };
     print_result(output, &result, || {

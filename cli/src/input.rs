@@ -92,7 +92,7 @@ pub fn build(
     Ok((set, engine))
 }
 
-pub use palisade_engine::requests::Labelled;
+pub use palisade_engine::labelled::Labelled;
 
 /// Reads requests from a file or `-` (standard input).
 pub fn read_requests(arg: &str) -> Result<(SourceFile, Vec<Labelled>), Failure> {
@@ -115,7 +115,7 @@ pub fn read_requests(arg: &str) -> Result<(SourceFile, Vec<Labelled>), Failure> 
 /// sequence of JSON values). Each item is a `Request` or
 /// `{name?, description?, request, expect?, rule?}`.
 pub fn parse_requests(file: &SourceFile) -> Result<Vec<Labelled>, Failure> {
-    palisade_engine::requests::parse(file)
+    palisade_engine::labelled::parse(file)
         .map_err(|e| Failure::invalid(e, std::slice::from_ref(file)))
 }
 

@@ -17,7 +17,9 @@ pub use crate::meta::Origin;
 use crate::pattern::parse_cidr;
 use crate::yaml::{At, DResult, Fields, Str, join};
 
-pub mod translate;
+pub(crate) mod translate;
+
+pub use translate::CompiledPolicy;
 
 /// What a policy does when one of its rules matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -3,6 +3,15 @@
 //! Layout: the magic `PLSD`, a little-endian `u16` format version, the 32-byte SHA-256 of the
 //! payload, then the payload (the engine encoded with postcard). A bundle with another magic,
 //! an unknown version or a payload that does not hash to the recorded digest is refused.
+//!
+//! What changes the format: postcard writes fields in declaration order and enum variants by
+//! index, without names. Renaming a type or field leaves bundles as they are; adding, removing
+//! or reordering a field or variant of an encoded type changes them (bump [`FORMAT_VERSION`]).
+//! Encoded: [`Engine`] and everything in it — `Options`, the compiled AuthorizationPolicies
+//! and rules (`CompiledPolicy`, `CompiledRule`, `Pred`, `Attr`, `Values`, `StrMatch`, `RuleRef`),
+//! the `Inventory`, the workload views and indexes (`WorkloadView`, `Groups`, `RuleSet`,
+//! `Index`), `CompiledNetwork`, `ContainerPolicy`, `CompiledRequestAuthentication`. Not
+//! encoded: the inline-view cache.
 
 use sha2::{Digest, Sha256};
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::authn::{self, Authenticated};
 use crate::authz::translate::{CompiledPolicy, CompiledRule, translate};
-use crate::container::{ContainerDecision, ContainerRequest};
+use crate::container::{ContainerDecision, ContainerPolicy, ContainerRequest};
 use crate::decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};
 use crate::diag::Errors;
 use crate::error::{ContainerError, DecisionError};
@@ -31,27 +31,76 @@ use crate::view::{Groups, ViewCache, ViewInputs, WorkloadView};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Engine {
     /// The options it was compiled with.
-    pub options: Options,
+    options: Options,
     /// AuthorizationPolicies.
-    pub policies: Vec<CompiledPolicy>,
+    policies: Vec<CompiledPolicy>,
     /// All rules.
-    pub rules: Vec<CompiledRule>,
+    rules: Vec<CompiledRule>,
     /// The inventory.
-    pub inventory: Inventory,
+    inventory: Inventory,
     /// A view per inventory workload (same order as `inventory.workloads`).
-    pub views: Vec<WorkloadView>,
+    views: Vec<WorkloadView>,
     /// NetworkPolicies.
-    pub network: CompiledNetwork,
+    network: CompiledNetwork,
     /// ContainerPolicies (decided by [`Engine::decide_container`]).
-    pub container: Vec<crate::container::ContainerPolicy>,
+    container: Vec<ContainerPolicy>,
     /// RequestAuthentications: which workloads run `jwt_authn` and with which providers.
     /// Empty when the input holds none (see [`authn::authenticate`]).
-    pub authentication: Vec<authn::CompiledRequestAuthentication>,
+    authentication: Vec<authn::CompiledRequestAuthentication>,
     /// Views built for destinations described inline (namespace and labels, not an inventory
     /// workload), kept so that [`Engine::decide`] builds each one once. Not part of the
     /// compiled policy: not encoded in bundles, not compared, empty in a clone.
     #[serde(skip)]
-    pub inline_views: ViewCache,
+    inline_views: ViewCache,
+}
+
+impl Engine {
+    /// The options it was compiled with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The inventory it was compiled with.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The compiled NetworkPolicies.
+    pub fn network(&self) -> &CompiledNetwork {
+        &self.network
+    }
+
+    /// The ContainerPolicies (decided by [`Engine::decide_container`]).
+    pub fn container_policies(&self) -> &[ContainerPolicy] {
+        &self.container
+    }
+
+    /// The AuthorizationPolicies, as compiled, in input order.
+    pub fn policies(&self) -> &[CompiledPolicy] {
+        &self.policies
+    }
+
+    /// How many AuthorizationPolicy rules it holds (each rule once, whatever applies it).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// A view per inventory workload, in the inventory's order.
+    pub fn views(&self) -> &[WorkloadView] {
+        &self.views
+    }
+
+    /// The views built so far for destinations described inline.
+    pub fn inline_views(&self) -> &ViewCache {
+        &self.inline_views
+    }
+
+    /// Drops what a host deciding for one workload's requests never reads: the other
+    /// workloads' views and the ContainerPolicies (the proxy-wasm plugin keeps its own view).
+    pub fn drop_views_and_container_policies(&mut self) {
+        self.views = Vec::new();
+        self.container = Vec::new();
+    }
 }
 
 /// Compiles a validated policy set.

@@ -31,31 +31,34 @@
 //! assert_eq!(decision.rule.unwrap().id, "ns[shop]-policy[only-frontend]-rule[0]");
 //! ```
 
+// What hosts use: the crate-root items below, and these modules.
 pub mod authn;
 pub mod authz;
 pub mod bundle;
 pub mod container;
 pub mod decision;
 pub mod diag;
-pub mod engine;
 pub mod error;
 pub mod extauthz;
-pub mod index;
 pub mod inventory;
-pub mod load;
-pub mod meta;
-pub mod needs;
+pub mod labelled;
 pub mod netpol;
 pub mod normalize;
-pub mod options;
 pub mod pattern;
-pub mod predicate;
 pub mod request;
-pub mod requests;
 pub mod selector;
-pub mod source;
-pub mod view;
 pub mod yaml;
+
+// The engine's inside: compiled rules, their indexes and views, loading.
+mod engine;
+mod index;
+mod load;
+mod meta;
+mod needs;
+mod options;
+mod predicate;
+mod source;
+mod view;
 
 pub use bundle::{BundleError, decode_bundle, encode_bundle};
 pub use decision::{CustomCheck, Decision, RuleRef, ShadowResult, Step, Verdict};

@@ -11,7 +11,7 @@ use crate::view::WorkloadView;
 /// enforced ALLOW and DENY, AUDIT, dry-run ALLOW and DENY), plus the NetworkPolicies'
 /// needs when there are any. A host that reads its attributes one call at a time (the
 /// proxy-wasm plugin) reads only these: an attribute no rule tests cannot change the
-/// decision, so leaving it out of the [`Request`] (absent) decides exactly as reading it.
+/// decision, so leaving it out of the [`Request`](crate::Request) (absent) decides exactly as reading it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
     /// The direct peer address (`ipBlocks`, `source.ip`).

@@ -115,18 +115,9 @@ pub struct Facts<'r> {
 }
 
 impl<'r> Facts<'r> {
-    /// Prepares a request: normalises the path and lower-cases the host. The JWT payload is
-    /// taken as it is.
-    pub fn new(req: &'r Request, options: &Options) -> Self {
-        Self::with_jwt(
-            req,
-            options,
-            req.jwt.as_ref().map(std::borrow::Cow::Borrowed),
-        )
-    }
-
-    /// Like [`Facts::new`], with the JWT payload the rules see.
-    pub fn with_jwt(
+    /// Prepares a request: normalises the path and lower-cases the host; `jwt` is the payload
+    /// the rules see (after `jwt_authn`).
+    pub(crate) fn with_jwt(
         req: &'r Request,
         options: &Options,
         jwt: Option<std::borrow::Cow<'r, serde_json::Value>>,

@@ -67,7 +67,7 @@ pub struct WorkloadView {
     pub jwt_providers: Vec<authn::JwtProvider>,
 }
 
-/// A bounded cache of views for inline destinations (see [`Engine::inline_views`]): at most
+/// A bounded cache of views for inline destinations (see [`Engine::inline_views`](crate::Engine::inline_views)): at most
 /// [`ViewCache::CAPACITY`] entries, emptied when full. Looked up by a hash of the namespace and
 /// labels and checked against them, so a hit allocates nothing. Shared between threads behind
 /// a mutex; a poisoned lock only means the view is built again.

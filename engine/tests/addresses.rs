@@ -614,7 +614,7 @@ fn envoy_details_are_shown_for_denials_only() {
     ])
     .unwrap();
     let e = compile(&set, &Options::default()).unwrap();
-    let requests = palisade_engine::requests::parse(&SourceFile::new(
+    let requests = palisade_engine::labelled::parse(&SourceFile::new(
         "r.json",
         r#"[
   {"name": "allowed", "request": {"protocol": "http",
@@ -626,7 +626,7 @@ fn envoy_details_are_shown_for_denials_only() {
 ]"#,
     ))
     .unwrap_or_else(|e| panic!("{e}"));
-    let (results, _) = palisade_engine::requests::decide_all(&e, requests);
+    let (results, _) = palisade_engine::labelled::decide_all(&e, requests);
     let json: Vec<Value> = results
         .iter()
         .map(|r| serde_json::to_value(r).unwrap())

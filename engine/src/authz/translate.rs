@@ -42,7 +42,7 @@ pub struct CompiledPolicy {
     pub target_refs: bool,
     /// Dry-run.
     pub dry_run: bool,
-    /// The indices of its rules in [`Engine::rules`].
+    /// The indices of its rules in the engine's rules (`Engine::rules`).
     pub rules: Vec<u32>,
     /// Source file and line, for `check`.
     pub origin: String,

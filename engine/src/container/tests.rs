@@ -1304,7 +1304,7 @@ fn the_engine_decides_and_a_bundle_round_trips() {
     let s = set(RESTRICTED);
     let engine = crate::compile(&s, &crate::Options::default()).unwrap();
     let back = crate::decode_bundle(&crate::encode_bundle(&engine).unwrap()).unwrap();
-    assert_eq!(back.container, s.container);
+    assert_eq!(back.container_policies(), s.container);
     let mut c = containerd_config();
     c["process"]["user"]["uid"] = json!(0);
     let d = back.decide_container(&request(c)).unwrap();

@@ -675,7 +675,7 @@ fn connections_are_decided_as_kubernetes_does() {
 #[test]
 fn no_network_policies_leave_decisions_alone() {
     let e = engine(&[]);
-    assert!(e.network.is_empty());
+    assert!(e.network().is_empty());
     let d = e.decide(&conn("x/b -> x/a:80"));
     assert!(d.allowed());
     assert_eq!(d.network, None);
@@ -690,12 +690,12 @@ fn compile_precomputes_the_policies_selecting_each_workload() {
     ]);
     let by_name = |ns: &str, name: &str| {
         let i = e
-            .inventory
+            .inventory()
             .workloads
             .iter()
             .position(|w| w.namespace == ns && w.name == name)
             .unwrap();
-        e.network.selected[i].clone()
+        e.network().selected[i].clone()
     };
     assert_eq!(
         by_name("x", "a"),
@@ -725,7 +725,7 @@ fn compiled_policies_survive_a_bundle() {
     ]);
     let bytes = crate::encode_bundle(&e).unwrap();
     let back = crate::decode_bundle(&bytes).unwrap();
-    assert_eq!(back.network, e.network);
+    assert_eq!(back.network(), e.network());
     assert_eq!(
         summary(&back, "203.0.113.9 -> x/a:8050"),
         "allow network-allowed in=netpol[x/p]-ingress[0] out=-"

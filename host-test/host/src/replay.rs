@@ -238,7 +238,7 @@ impl Replayer {
                 "the request names no destination workload or address".into(),
             ));
         };
-        let inventory = &self.native.inventory;
+        let inventory = self.native.inventory();
         match inventory.owner_of(ip) {
             // Only a live pod-network workload has a sidecar to decide in.
             palisade_engine::AddressOwner::Workload(i) => inventory.workloads.get(i),

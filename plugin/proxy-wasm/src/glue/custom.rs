@@ -75,7 +75,7 @@ pub(super) fn provider_of<'p>(
         .ok_or("a pending decision names no provider")?;
     plugin
         .engine
-        .options
+        .options()
         .extension_providers
         .iter()
         .find(|p| p.name == name)
