@@ -56,89 +56,25 @@ fn readonly() -> Value {
 
 /// A pod's application container as containerd's CRI plugin writes it: restricted-
 /// compliant (uid 1000, only NET_BIND_SERVICE, no new privileges, RuntimeDefault seccomp,
-/// read-only root), joining the pause container's namespaces.
+/// read-only root), joining the pause container's namespaces
+/// (`testdata/containerd-config.json`).
 fn containerd_config() -> Value {
-    let caps = json!(["CAP_NET_BIND_SERVICE"]);
-    json!({
-      "ociVersion": "1.1.0",
-      "process": {
-        "user": {"uid": 1000, "gid": 1000, "additionalGids": [1000]},
-        "args": ["/processor"], "cwd": "/",
-        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": true,
-        "apparmorProfile": "cri-containerd.apparmor.d",
-        "oomScoreAdj": 1000
-      },
-      "root": {"path": "rootfs", "readonly": true},
-      "mounts": [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-        {"destination": "/etc/hosts", "type": "bind", "source": format!("/var/lib/kubelet/pods/{UID}/etc-hosts"), "options": ["rbind", "rprivate", "rw"]},
-        {"destination": "/dev/termination-log", "type": "bind", "source": format!("/var/lib/kubelet/pods/{UID}/containers/processor/0a1b2c3d"), "options": ["rbind", "rprivate", "rw"]},
-        {"destination": "/etc/hostname", "type": "bind", "source": format!("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{SANDBOX}/hostname"), "options": ["rbind", "rprivate", "rw"]},
-        {"destination": "/etc/resolv.conf", "type": "bind", "source": format!("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{SANDBOX}/resolv.conf"), "options": ["rbind", "rprivate", "rw"]},
-        {"destination": "/dev/shm", "type": "bind", "source": format!("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{SANDBOX}/shm"), "options": ["rbind", "rprivate", "rw"]},
-        {"destination": "/var/run/secrets/kubernetes.io/serviceaccount", "type": "bind", "source": format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~projected/kube-api-access-8xk2p"), "options": ["rbind", "rprivate", "ro"]}
-      ],
-      "annotations": {
-        "io.kubernetes.cri.container-type": "container",
-        "io.kubernetes.cri.container-name": "processor",
-        "io.kubernetes.cri.image-name": format!("registry.example.com/payments/processor@{DIGEST}"),
-        "io.kubernetes.cri.sandbox-id": SANDBOX,
-        "io.kubernetes.cri.sandbox-name": "processor-7d9f4",
-        "io.kubernetes.cri.sandbox-namespace": "payments",
-        "io.kubernetes.cri.sandbox-uid": UID
-      },
-      "linux": {
-        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-        "cgroupsPath": "kubepods-besteffort-pod6f1a2b3c.slice:cri-containerd:3e4f",
-        "namespaces": [
-          {"type": "pid"},
-          {"type": "ipc", "path": "/proc/4242/ns/ipc"},
-          {"type": "uts", "path": "/proc/4242/ns/uts"},
-          {"type": "mount"},
-          {"type": "network", "path": "/proc/4242/ns/net"}
-        ],
-        "seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
-                    "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]},
-        "maskedPaths": masked(),
-        "readonlyPaths": readonly()
-      }
-    })
+    fixture(include_str!("testdata/containerd-config.json"))
 }
 
-/// `runc spec` (runc 1.1): root, AUDIT_WRITE/KILL/NET_BIND_SERVICE, no seccomp.
+/// `runc spec` (runc 1.1): root, AUDIT_WRITE/KILL/NET_BIND_SERVICE, no seccomp
+/// (`testdata/runc-spec.json`).
 fn runc_spec_default() -> Value {
-    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
-    json!({
-      "ociVersion": "1.0.2-dev",
-      "process": {
-        "terminal": true, "user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/",
-        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-        "noNewPrivileges": true
-      },
-      "root": {"path": "rootfs", "readonly": true},
-      "hostname": "runc",
-      "mounts": [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
-      ],
-      "linux": {
-        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-        "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
-        "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-      }
-    })
+    fixture(include_str!("testdata/runc-spec.json"))
+}
+
+/// A `config.json` fixture with the pod's uid, sandbox and image digest filled in.
+fn fixture(text: &str) -> Value {
+    let text = text
+        .replace("@UID@", UID)
+        .replace("@SANDBOX@", SANDBOX)
+        .replace("@DIGEST@", DIGEST);
+    serde_json::from_str(&text).unwrap()
 }
 
 /// The same container under CRI-O: its annotations instead of containerd's.
