@@ -14,6 +14,7 @@ mod exit;
 mod input;
 mod replay;
 mod report;
+mod serve;
 mod signing;
 mod summary;
 mod token;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Keygen { out } => signing::keygen(out, output),
         Command::Demo => demo::demo(output),
         Command::Replay(args) => replay::replay(args, output),
+        Command::Serve(args) => serve::serve(args),
     };
     match result {
         Ok(status) => status.into(),
