@@ -58,7 +58,16 @@ pub struct Obtained {
 
 /// The persisted bundle, when there is one and it verifies (keys may have changed since).
 fn persisted(dir: Option<&Path>, verify: &dyn Fn(&[u8]) -> Result<(), String>) -> Option<Vec<u8>> {
-    let path = dir?.join(PERSISTED);
+    // Only from a directory only this user can write: a bundle there decides when the server
+    // is down, and the signature alone would not stop a rollback to an older signed bundle.
+    let dir = match usable_dir(dir?) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("palisade-oci-hook: warning: not using the bundle cache: {e}");
+            return None;
+        }
+    };
+    let path = dir.join(PERSISTED);
     let bytes = fs::read(&path).ok()?;
     match verify(&bytes) {
         Ok(()) => Some(bytes),

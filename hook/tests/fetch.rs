@@ -421,3 +421,25 @@ fn a_server_that_never_answers_is_given_up_at_the_fetch_timeout() {
     assert!(short_timeout >= Duration::from_millis(100));
     assert!(short_timeout < default_timeout);
 }
+
+#[test]
+fn a_bundle_cache_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let good = signed(
+        &std::fs::read_to_string(policy_yaml()).unwrap(),
+        TRUSTED_SEED,
+        "k1",
+    );
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(cache.path().join("last-verified.plsd"), &good).unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (out, _) = hook(&closed_port(), cache.path(), &[], "allowed");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("not using the bundle cache"), "{err}");
+    assert!(err.contains("writable by group or others"), "{err}");
+    // The same bundle in a directory only this user writes decides.
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (out, _) = hook(&closed_port(), cache.path(), &[], "allowed");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
