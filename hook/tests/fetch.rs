@@ -42,7 +42,11 @@ fn policy_without_latest_rule() -> String {
 /// The state of a recorded runc case (`latest`: denied by the test policy; `allowed`).
 fn state(case: &str) -> String {
     let recorded = testdata().join("runc").join(case);
-    let dir = scratch().join(format!("fetch-{case}"));
+    // A directory per call: tests run in parallel, and a `config.json` rewritten while another
+    // hook reads it would be read half-written.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch().join(format!("fetch-{case}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(dir.join("rootfs")).unwrap();
     std::fs::copy(recorded.join("config.json"), dir.join("config.json")).unwrap();
     let mut state: serde_json::Value =
