@@ -107,7 +107,7 @@ pub fn spawn(config: Config) -> Result<Handle, Error> {
     let shared = Arc::new(Shared::new(recipe.scopes.clone()));
     let first = recipe.build();
     log_attempt(&first, None);
-    shared.apply(first);
+    shared.apply(first, None);
 
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(config.http))
@@ -248,8 +248,9 @@ async fn recompile_loop(
                 continue;
             }
         };
-        log_attempt(&attempt, Some(first.elapsed()));
-        shared.apply(attempt);
+        let since_change = first.elapsed();
+        log_attempt(&attempt, Some(since_change));
+        shared.apply(attempt, Some(since_change));
     }
 }
 

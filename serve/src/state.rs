@@ -81,16 +81,49 @@ pub struct Status {
 /// Clients remembered at most: a bound so a flood of made-up client ids can't grow memory.
 const MAX_CLIENTS: usize = 10_000;
 
-/// Compile time buckets (seconds), Prometheus histogram style.
+/// Histogram buckets (seconds), Prometheus style.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// A Prometheus histogram of durations.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bucket, count) in BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bucket {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_us.fetch_add(micros(d), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bucket, count) in BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bucket}\"}} {}", get(count));
+        }
+        let total = get(&self.count);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let sum = get(&self.sum_us) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+    }
+}
 
 /// The counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub(crate) compiles: AtomicU64,
     pub(crate) compile_failures: AtomicU64,
-    compile_us_sum: AtomicU64,
-    compile_buckets: [AtomicU64; BUCKETS.len()],
+    compile_time: Histogram,
+    change_to_served: Histogram,
     pub(crate) bundles_served: AtomicU64,
     pub(crate) not_modified: AtomicU64,
     pub(crate) long_pollers: AtomicU64,
@@ -140,19 +173,12 @@ impl Shared {
     }
 
     /// Applies a compile: a good one replaces the bundles whose revision changed; a bad one
-    /// changes nothing served and is recorded with its diagnostics. Returns whether the
-    /// revision served changed.
-    pub(crate) fn apply(&self, attempt: Attempt) -> bool {
+    /// changes nothing served and is recorded with its diagnostics. `since_change`: the time
+    /// since the first file event that led to it. Returns whether the revision served changed.
+    pub(crate) fn apply(&self, attempt: Attempt, since_change: Option<Duration>) -> bool {
         let m = &self.metrics;
         m.compiles.fetch_add(1, Ordering::Relaxed);
-        m.compile_us_sum
-            .fetch_add(micros(attempt.took), Ordering::Relaxed);
-        let secs = attempt.took.as_secs_f64();
-        for (bucket, count) in BUCKETS.iter().zip(&m.compile_buckets) {
-            if secs <= *bucket {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        m.compile_time.observe(attempt.took);
         let mut status = CompileStatus {
             ok: false,
             finished_at_ms: now_ms(),
@@ -197,6 +223,9 @@ impl Shared {
                 });
                 if changed {
                     m.revisions.fetch_add(1, Ordering::Relaxed);
+                    if let Some(d) = since_change {
+                        m.change_to_served.observe(d);
+                    }
                 }
                 changed
             }
@@ -294,18 +323,16 @@ impl Shared {
             "gauge",
             get(&m.long_pollers),
         );
-        let name = "palisade_serve_compile_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time to read, compile and sign.\n# TYPE {name} histogram"
+        m.compile_time.render(
+            &mut out,
+            "palisade_serve_compile_seconds",
+            "Time to read, compile and sign.",
         );
-        for (bucket, count) in BUCKETS.iter().zip(&m.compile_buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bucket}\"}} {}", get(count));
-        }
-        let total = get(&m.compiles);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let sum = get(&m.compile_us_sum) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+        m.change_to_served.render(
+            &mut out,
+            "palisade_serve_change_to_served_seconds",
+            "From the first file event of a change to its new revision being served (debounce included).",
+        );
         out
     }
 }

@@ -166,6 +166,16 @@ fn a_long_polling_client_sees_every_edit_as_a_new_signed_revision() {
     assert!(latencies[latencies.len() - 1] < Duration::from_secs(5));
     let status = h.status();
     assert_eq!(status.revisions["mesh"], etag.trim_matches('"'));
+    let text = String::from_utf8(get(&h, "/metrics", None).body).unwrap();
+    for line in [
+        "palisade_serve_revisions_total 21",
+        "palisade_serve_change_to_served_seconds_count 20",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
     let client = status
         .clients
         .iter()
@@ -232,6 +242,10 @@ fn an_invalid_edit_is_never_served_and_its_diagnostics_are_in_the_status() {
     let metrics = get(&h, "/metrics", None);
     let text = String::from_utf8(metrics.body).unwrap();
     assert!(
+        text.contains("\npalisade_serve_change_to_served_seconds_count 1\n"),
+        "{text}"
+    );
+    assert!(
         text.contains("\npalisade_serve_compile_failures_total 1\n"),
         "{text}"
     );
@@ -271,6 +285,7 @@ fn the_revision_held_answers_304_and_any_other_200() {
         "palisade_serve_compiles_total 1",
         "palisade_serve_long_pollers 0",
         "palisade_serve_compile_seconds_count 1",
+        "palisade_serve_change_to_served_seconds_count 0",
     ] {
         assert!(
             text.lines().any(|l| l == line),
