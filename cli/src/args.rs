@@ -110,6 +110,35 @@ pub enum Command {
     /// Write the Inventory document from Kubernetes objects (`kubectl get ... -o json`) and
     /// container inspect output; report every object not mapped on standard error.
     Inventory(InventoryArgs),
+    /// Watch policies and inventory, recompile and sign on every change, and serve each
+    /// scope's bundle over HTTP (`GET /v1/bundles/{scope}` with ETag and long polling,
+    /// `/v1/status`, `/metrics`). Runs until interrupted.
+    Serve(ServeArgs),
+}
+
+/// `palisade serve`'s arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Policy and inventory files or directories (watched).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Where to listen for HTTP.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
+    pub http: std::net::SocketAddr,
+    /// Sign every bundle with this ed25519 key (PKCS#8 PEM, from `palisade keygen`).
+    #[arg(long, value_name = "KEY", requires = "key_id")]
+    pub sign: Option<PathBuf>,
+    /// The id hosts know the key by (their `trustedKeys`).
+    #[arg(long, value_name = "ID", requires = "sign")]
+    pub key_id: Option<String>,
+    /// A scope to serve: `mesh`, `namespace:NS` or `workload:NS/NAME` (repeat) [default: mesh].
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// How long the inputs must be quiet after a change before recompiling, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub debounce_ms: u64,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
 }
 
 /// How `compile` signs and scopes a bundle.

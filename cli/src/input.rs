@@ -2,10 +2,10 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use palisade_engine::labelled::Labelled;
-use palisade_engine::{Diagnostic, Errors, Options, PolicySet, SourceFile, compile, load};
+use palisade_engine::{Options, PolicySet, SourceFile, compile, load};
 
 use crate::args::{HostNetworkAs, MeshArgs};
 use crate::report::Failure;
@@ -13,70 +13,7 @@ use crate::report::Failure;
 /// Reads every file named, and every `*.yaml` / `*.yml` under every directory named
 /// (recursively, in name order). Every unreadable input is reported.
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, Failure> {
-    let mut files = Vec::new();
-    let mut errors = Errors::default();
-    for path in paths {
-        match fs::metadata(path) {
-            Ok(m) if m.is_dir() => {
-                let before = files.len();
-                walk(path, &mut files, &mut errors);
-                if files.len() == before {
-                    errors.diagnostics.push(
-                        Diagnostic::new(format!(
-                            "no `.yaml` or `.yml` files in directory `{}`",
-                            path.display()
-                        ))
-                        .with_help("name policy and inventory files `*.yaml` or `*.yml`"),
-                    );
-                }
-            }
-            Ok(_) => read_file(path, &mut files, &mut errors),
-            Err(e) => errors.diagnostics.push(Diagnostic::new(format!(
-                "cannot read `{}`: {e}",
-                path.display()
-            ))),
-        }
-    }
-    if errors.is_empty() {
-        Ok(files)
-    } else {
-        Err(Failure::invalid(errors, &files))
-    }
-}
-
-fn walk(dir: &Path, files: &mut Vec<SourceFile>, errors: &mut Errors) {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            errors.diagnostics.push(Diagnostic::new(format!(
-                "cannot read directory `{}`: {e}",
-                dir.display()
-            )));
-            return;
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
-            walk(&path, files, errors);
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            read_file(&path, files, errors);
-        }
-    }
-}
-
-fn read_file(path: &Path, files: &mut Vec<SourceFile>, errors: &mut Errors) {
-    match fs::read_to_string(path) {
-        Ok(text) => files.push(SourceFile::new(path.display().to_string(), text)),
-        Err(e) => errors.diagnostics.push(Diagnostic::new(format!(
-            "cannot read `{}`: {e}",
-            path.display()
-        ))),
-    }
+    palisade_serve::inputs::read_sources(paths).map_err(|(e, files)| Failure::invalid(e, &files))
 }
 
 /// The engine options: the defaults, overridden by the flags given; the extension

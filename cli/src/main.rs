@@ -15,6 +15,7 @@ mod input;
 mod inventory;
 mod replay;
 mod report;
+mod serve;
 mod signing;
 mod summary;
 mod token;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Demo => demo::demo(output),
         Command::Replay(args) => replay::replay(args, output),
         Command::Inventory(args) => inventory::inventory(args).map_err(report::Failure::message),
+        Command::Serve(args) => serve::serve(args),
     };
     match result {
         Ok(status) => status.into(),

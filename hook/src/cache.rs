@@ -124,7 +124,7 @@ fn load_checked(engine: &Engine, cwasm: &Path, expected: &str) -> Result<Compone
 }
 
 /// Creates the cache directory (`0700`) if needed and checks that only this user can write it.
-fn usable_dir(dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn usable_dir(dir: &Path) -> Result<PathBuf, String> {
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -156,7 +156,7 @@ fn usable_dir(dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// Writes `path` whole: a temporary file beside it, then a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = fs::OpenOptions::new()
         .write(true)

@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod component;
+pub mod fetch;
 pub mod host;
 pub mod input;
 pub mod policy;

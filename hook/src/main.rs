@@ -2,7 +2,8 @@
 //! container start only if Palisade's ContainerPolicies allow it.
 //!
 //! ```text
-//! palisade-oci-hook (--bundle <file> | --policy <file|dir>) [--component <file.wasm>]
+//! palisade-oci-hook (--bundle <file> | --policy <file|dir> | --bundle-url <url>)
+//!                   [--bundle-cache <dir>] [--fetch-timeout-ms <n>] [--component <file.wasm>]
 //!                   [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>]
 //!                   [--annotation <key=value>]... [--state-file <file>] [--timing]
 //!                   [--config-file <file>] [--no-host-facts] [--trusted-key <id=key>]...
@@ -16,21 +17,25 @@ use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use palisade_oci_hook::cache::DEFAULT_CACHE_DIR;
 use palisade_oci_hook::component::{DEFAULT_FUEL, Guest};
+use palisade_oci_hook::fetch::{DEFAULT_FETCH_TIMEOUT, Remote};
 use palisade_oci_hook::policy::PolicyPath;
 use palisade_oci_hook::{Args, Outcome, run};
 
-const USAGE: &str = "usage: palisade-oci-hook (--bundle <file> | --policy <file|dir>) \
-[--component <file.wasm>] [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>] \
+const USAGE: &str = "usage: palisade-oci-hook (--bundle <file> | --policy <file|dir> | \
+--bundle-url <url> [--bundle-cache <dir>] [--fetch-timeout-ms <n>]) [--component <file.wasm>] [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>] \
 [--annotation <key=value>]... [--state-file <file>] [--timing] \
 [--config-file <file>] [--no-host-facts] [--trusted-key <id=key>]...
        palisade-oci-hook --precompile [--component <file.wasm>] [--cache-dir <dir>]
 Reads the OCI state on stdin and <bundle>/config.json; exits 0 to allow, 1 to deny, 2 when it
 cannot decide (fail closed). Environment: PALISADE_BUNDLE, PALISADE_POLICY, PALISADE_COMPONENT,
 PALISADE_CACHE_DIR (default /var/cache/palisade-oci-hook), PALISADE_TRUSTED_KEYS (id=key,...:
-with trusted keys, only a bundle signed by one of them for the mesh is enforced).";
+with trusted keys, only a bundle signed by one of them for the mesh is enforced),
+PALISADE_BUNDLE_URL (fetch from `palisade serve`; needs trusted keys; the last verified bundle
+is kept in --bundle-cache, default <cache-dir>/bundles, and decides when the server is down).";
 
 /// The component installed next to the binary.
 const COMPONENT_FILE: &str = "palisade_component.wasm";
@@ -120,6 +125,9 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
         ..Args::default()
     };
     let mut precompile = false;
+    let mut url = env::var("PALISADE_BUNDLE_URL").ok();
+    let mut bundle_cache: Option<PathBuf> = None;
+    let mut fetch_timeout = DEFAULT_FETCH_TIMEOUT;
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
         let flag = flag
@@ -139,6 +147,21 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
             "--trusted-key" => {
                 let v = value("--trusted-key")?;
                 args.trusted_keys.push(key_entry(&v.to_string_lossy())?);
+            }
+            "--bundle-url" => url = Some(value("--bundle-url")?.to_string_lossy().into_owned()),
+            "--bundle-cache" => bundle_cache = Some(value("--bundle-cache")?.into()),
+            "--fetch-timeout-ms" => {
+                let v = value("--fetch-timeout-ms")?;
+                fetch_timeout = v
+                    .to_str()
+                    .and_then(|s| s.parse().ok())
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| {
+                        format!(
+                            "`--fetch-timeout-ms` needs a number, got `{}`",
+                            v.to_string_lossy()
+                        )
+                    })?;
             }
             "--native" => args.native = true,
             "--timing" => args.timing = true,
@@ -161,6 +184,11 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
+    args.remote = url.map(|url| Remote {
+        url,
+        timeout: fetch_timeout,
+        dir: bundle_cache.or_else(|| args.cache_dir.as_ref().map(|d| d.join("bundles"))),
+    });
     if args.component.is_none() {
         args.component = env::current_exe()
             .ok()

@@ -38,6 +38,9 @@ pub struct Args {
     /// The keys a bundle must be signed by (`--trusted-key ID=KEY`, `PALISADE_TRUSTED_KEYS`);
     /// none: bundles are accepted unsigned. When set, YAML policies are refused.
     pub trusted_keys: Vec<(String, String)>,
+    /// Fetch the bundle from `palisade serve` (`--bundle-url`, `PALISADE_BUNDLE_URL`), keeping
+    /// the last verified one in `dir` (`--bundle-cache`); needs trusted keys.
+    pub remote: Option<crate::fetch::Remote>,
 }
 
 impl Default for Args {
@@ -55,6 +58,7 @@ impl Default for Args {
             config_file: None,
             no_host_facts: false,
             trusted_keys: Vec::new(),
+            remote: None,
         }
     }
 }
@@ -134,17 +138,65 @@ fn verify(policy: &PolicySource, keys: &[(String, String)]) -> Result<(), String
 }
 
 fn decide(args: &Args, input: &HookInput) -> Outcome {
+    if let Some(remote) = &args.remote {
+        return decide_remote(args, remote, input);
+    }
     let policy = match &args.policy {
         Some(p) => p,
         None => {
             return Outcome::Failed(
-                "no policy: give `--bundle <file>` or `--policy <file|dir>` (or set `PALISADE_BUNDLE` / `PALISADE_POLICY`)".into(),
+                "no policy: give `--bundle <file>` or `--policy <file|dir>` (or set `PALISADE_BUNDLE` / `PALISADE_POLICY`), or fetch it with `--bundle-url <url>`".into(),
             );
         }
     };
+    decide_with(args, input, policy.read())
+}
+
+/// Decides with the bundle fetched from the server (or the persisted one), and keeps a
+/// fetched bundle once it has decided: a bundle that fails to verify or to load is never
+/// kept, and the persisted one decides instead.
+fn decide_remote(args: &Args, remote: &crate::fetch::Remote, input: &HookInput) -> Outcome {
+    if args.trusted_keys.is_empty() {
+        return Outcome::Failed(
+            "`--bundle-url` needs `--trusted-key`: a bundle fetched over the network is enforced only when signed by a trusted key".into(),
+        );
+    }
+    let check = |bytes: &[u8]| verify(&PolicySource::Bundle(bytes.to_vec()), &args.trusted_keys);
+    let obtained = match crate::fetch::obtain(remote, &check) {
+        Ok(o) => o,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let outcome = decide_with(
+        args,
+        input,
+        Ok(PolicySource::Bundle(obtained.bytes.clone())),
+    );
+    if obtained.origin != crate::fetch::Origin::Fetched {
+        return outcome;
+    }
+    match (&outcome, &obtained.persisted) {
+        (Outcome::Failed(why), Some(kept)) => {
+            eprintln!(
+                "palisade-oci-hook: warning: the fetched bundle cannot decide ({why}); deciding with the persisted bundle"
+            );
+            decide_with(args, input, Ok(PolicySource::Bundle(kept.clone())))
+        }
+        (Outcome::Failed(_), None) => outcome,
+        _ => {
+            if let Some(dir) = &remote.dir
+                && let Err(e) = crate::fetch::persist(dir, &obtained.bytes)
+            {
+                eprintln!("palisade-oci-hook: warning: cannot persist the fetched bundle: {e}");
+            }
+            outcome
+        }
+    }
+}
+
+fn decide_with(args: &Args, input: &HookInput, policy: Result<PolicySource, String>) -> Outcome {
     let facts = (!args.no_host_facts)
         .then(|| crate::host::gather(&input.bundle, &input.config_json, &input.annotations));
-    let result = policy.read().and_then(|policy| {
+    let result = policy.and_then(|policy| {
         verify(&policy, &args.trusted_keys)?;
         if args.native {
             admit_native(

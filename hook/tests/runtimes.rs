@@ -878,3 +878,105 @@ fn class_9_podman_named_volumes_and_custom_stores_start_with_the_hook() {
     }
     let _ = fs::remove_dir_all(&custom);
 }
+
+/// The hook's arguments with the bundle fetched from `url` and kept in `kept`.
+fn fetch_args(url: &str, kept: &Path, key: &str) -> Value {
+    json!([
+        "palisade-oci-hook",
+        "--bundle-url",
+        url,
+        "--trusted-key",
+        key,
+        "--bundle-cache",
+        kept,
+        "--component",
+        component(),
+        "--cache-dir",
+        cache_dir(),
+    ])
+}
+
+#[test]
+fn runc_starts_by_the_bundle_fetched_from_palisade_serve_then_by_the_persisted_one() {
+    use ed25519_dalek::SigningKey;
+    use palisade_engine::bundle::public_key_base64;
+    let Some(env) = env() else { return };
+    let policies = env.dir.join("served-policies");
+    fs::create_dir_all(&policies).unwrap();
+    fs::copy(policy_yaml(), policies.join("policy.yaml")).unwrap();
+    let key = SigningKey::from_bytes(&[1; 32]);
+    let trusted = format!("k1={}", public_key_base64(&key.verifying_key()));
+    let server = palisade_serve::spawn(palisade_serve::Config {
+        recipe: palisade_serve::Recipe {
+            paths: vec![policies],
+            options: palisade_engine::Options::default(),
+            signer: Some(palisade_engine::BundleSigner {
+                key_id: "k1".into(),
+                key,
+            }),
+            scopes: vec![palisade_engine::Scope::Mesh],
+        },
+        http: "127.0.0.1:0".parse().unwrap(),
+        debounce: std::time::Duration::from_millis(50),
+    })
+    .unwrap();
+    let url = format!("http://{}/v1/bundles/mesh", server.addr());
+    let kept = env.dir.join("fetched-bundles");
+    let with_url = |image: &'static str| {
+        let args = fetch_args(&url, &kept, &trusted);
+        move |c: &mut Value| {
+            c["hooks"]["createRuntime"][0]["args"] = args;
+            c["annotations"][IMAGE] = json!(image);
+        }
+    };
+    let out = runc(
+        env,
+        "fetched-allowed",
+        Policy::Bundle,
+        with_url(PINNED_IMAGE),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from fetched-allowed"));
+    let latest = "docker.io/library/busybox:latest";
+    let out = runc(env, "fetched-latest", Policy::Bundle, with_url(latest));
+    assert_denied(&out, &["image.deniedTag"]);
+    assert!(kept.join("last-verified.plsd").exists());
+
+    // The server goes away: the persisted bundle decides.
+    drop(server);
+    let out = runc(
+        env,
+        "persisted-allowed",
+        Policy::Bundle,
+        with_url(PINNED_IMAGE),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = runc(env, "persisted-latest", Policy::Bundle, with_url(latest));
+    assert_denied(&out, &["image.deniedTag"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("deciding with the persisted bundle"));
+
+    // Nothing persisted and no server: refused.
+    fs::remove_file(kept.join("last-verified.plsd")).unwrap();
+    let out = runc(
+        env,
+        "nothing-persisted",
+        Policy::Bundle,
+        with_url(PINNED_IMAGE),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("container start denied (fail closed)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no bundle is persisted"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hello from"));
+}
