@@ -151,11 +151,24 @@ pub fn shop_bundle_signed(
 }
 
 /// A free TCP port on 127.0.0.1.
+/// Never the same port twice in one process: the kernel may hand a just-released port out
+/// again, and two listeners of one Envoy on the same address would refuse the configuration.
 pub fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .context(|| "finding a free port".into())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .context(|| "finding a free port".into())?;
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err(Error("no fresh free port after 100 tries".into()))
 }
 
 /// A module that speaks just enough of the proxy-wasm ABI (0.2.1) for Envoy to load and

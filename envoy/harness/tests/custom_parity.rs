@@ -24,7 +24,7 @@
     clippy::indexing_slicing
 )]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,11 +43,7 @@ fn repo_root() -> &'static Path {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    palisade_envoy_harness::shop::free_port().unwrap()
 }
 
 /// The policies: CUSTOM on `/custom*` asking `provider`, DENY on `/custom/admin`.
