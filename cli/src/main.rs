@@ -12,6 +12,7 @@ mod commands;
 mod demo;
 mod exit;
 mod input;
+mod provenance;
 mod replay;
 mod report;
 mod signing;
@@ -46,6 +47,8 @@ fn main() -> ExitCode {
             trusted_keys,
         } => commands::inspect(bundle, trusted_keys, output),
         Command::Keygen { out } => signing::keygen(out, output),
+        Command::Attest(args) => provenance::attest(args, output),
+        Command::Verify(args) => provenance::verify(args, output),
         Command::Demo => demo::demo(output),
         Command::Replay(args) => replay::replay(args, output),
     };

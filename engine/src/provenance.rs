@@ -733,7 +733,7 @@ pub struct StatementSpec {
 pub const ATTEST_BUILD_TYPE: &str = "https://palisade.dev/attest/v1";
 
 impl StatementSpec {
-    /// The statement as JSON bytes, fields in the specification's order.
+    /// The statement as JSON bytes (keys sorted).
     pub fn to_json(&self) -> Result<Vec<u8>, ProvenanceError> {
         let hex = image_sha256(&self.digest)?;
         if !is_lower_hex(&self.revision, &[40, 64]) {
