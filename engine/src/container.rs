@@ -240,6 +240,8 @@ pub struct ImageRules {
     pub denied_tags: Vec<String>,
     /// `digestsByIdentity`: every entry that applies must list the image's digest.
     pub digests_by_identity: Vec<IdentityDigests>,
+    /// `provenance`: a verified statement from the pipeline must name the image's digest.
+    pub provenance: Option<crate::provenance::ProvenanceRule>,
 }
 
 impl ImageRules {
@@ -249,6 +251,7 @@ impl ImageRules {
             && !self.require_digest
             && self.denied_tags.is_empty()
             && self.digests_by_identity.is_empty()
+            && self.provenance.is_none()
     }
 }
 
@@ -659,12 +662,14 @@ fn parse_images(at: At<'_>) -> DResult<ImageRules> {
     let digest = f.take("requireDigest");
     let tags = f.take("deniedTags");
     let by_identity = f.take("digestsByIdentity");
+    let provenance = f.take("provenance");
     f.finish(&[
         "allowedRegistries",
         "allowedRepositories",
         "requireDigest",
         "deniedTags",
         "digestsByIdentity",
+        "provenance",
     ])?;
     let mut rules = ImageRules::default();
     if let Some(r) = &registries {
@@ -718,6 +723,9 @@ fn parse_images(at: At<'_>) -> DResult<ImageRules> {
                 .digests_by_identity
                 .push(parse_identity_digests(item.with_path(&path))?);
         }
+    }
+    if let Some(p) = &provenance {
+        rules.provenance = Some(crate::provenance::parse_rule(p.at())?);
     }
     Ok(rules)
 }
@@ -1856,6 +1864,14 @@ fn check_images(
         );
     }
     let digest = img.digest.clone().or_else(|| f.image_digest.clone());
+    if let Some(rule) = &rules.provenance {
+        let offered = f.host.map_or(&[][..], |h| h.attestations.as_slice());
+        if let Some(message) =
+            crate::provenance::check_image(rule, &img.to_string(), digest.as_deref(), offered)
+        {
+            out.add("image.provenance", message);
+        }
+    }
     for entry in &rules.digests_by_identity {
         if f.subject.namespace.as_deref() != Some(entry.namespace.as_str()) {
             continue;

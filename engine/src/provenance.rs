@@ -702,6 +702,90 @@ impl ProvenanceRule {
     }
 }
 
+/// An attestation a host offers at decision time: where it came from (for messages) and the
+/// envelope's JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Attestation {
+    /// The file (or other origin) it was read from.
+    pub name: String,
+    /// The DSSE envelope, JSON.
+    pub envelope: String,
+}
+
+/// The ContainerPolicy check: `None` when an offered attestation lets `digest` run, else the
+/// violation's message.
+pub fn check_image(
+    rule: &ProvenanceRule,
+    image: &str,
+    digest: Option<&str>,
+    attestations: &[Attestation],
+) -> Option<String> {
+    let Some(digest) = digest else {
+        return Some(format!(
+            "image `{image}` has no digest, so no provenance statement can name it; pin it as `name@sha256:…`"
+        ));
+    };
+    match rule.check(
+        digest,
+        attestations
+            .iter()
+            .map(|a| (a.name.as_str(), a.envelope.as_str())),
+    ) {
+        Ok(_) => None,
+        Err(denial) => Some(format!("image `{image}`: {denial}")),
+    }
+}
+
+/// Reads `images.provenance`: `{builders: [...], sources: [...], keys: [{keyId, publicKey}]}`,
+/// each list non-empty (an empty one would let nothing run, which is what no rule is for).
+pub fn parse_rule(at: crate::yaml::At<'_>) -> crate::yaml::DResult<ProvenanceRule> {
+    let mut f = at.fields()?;
+    let builders_f = f.require("builders")?;
+    let sources_f = f.require("sources")?;
+    let keys_f = f.require("keys")?;
+    f.finish(&["builders", "sources", "keys"])?;
+    let mut rule = ProvenanceRule::default();
+    for (field, list, what) in [
+        (&builders_f, &mut rule.builders, "builder id"),
+        (&sources_f, &mut rule.sources, "source"),
+    ] {
+        for s in field.at().strings()? {
+            if s.value.is_empty() || s.value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(s.error(format!("invalid {what} `{}`", s.value)));
+            }
+            list.push(s.value);
+        }
+        if list.is_empty() {
+            return Err(field
+                .at()
+                .error(format!("no {what}s: no image could run"))
+                .with_help("list the builders, sources and keys of your pipeline"));
+        }
+    }
+    for (item, path) in keys_f.at().items()? {
+        let item = item.with_path(&path);
+        let mut k = item.fields()?;
+        let id_f = k.require("keyId")?;
+        let key_f = k.require("publicKey")?;
+        k.finish(&["keyId", "publicKey"])?;
+        let id = id_f.at().string()?;
+        let key = ProvenanceKey::parse(&id, &key_f.at().string()?).map_err(|e| {
+            key_f.at().error(e).with_help(
+                "the base64 of the 32-byte ed25519 public key, as `palisade keygen` writes it",
+            )
+        })?;
+        if rule.keys.iter().any(|k| k.key_id == id) {
+            return Err(id_f.at().error(format!("key id `{id}` is listed twice")));
+        }
+        rule.keys.push(key);
+    }
+    if rule.keys.is_empty() {
+        return Err(keys_f.at().error("no keys: no statement could be verified"));
+    }
+    Ok(rule)
+}
+
 /// The hex of `sha256:<hex>`, which must be 64 lowercase hex digits.
 pub fn image_sha256(digest: &str) -> Result<&str, ProvenanceError> {
     digest

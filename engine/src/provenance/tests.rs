@@ -661,3 +661,131 @@ fn attest_refuses_a_revision_that_is_not_a_commit() {
         ))
     );
 }
+
+// ---- the ContainerPolicy rule ----
+
+mod container_policy {
+    use super::*;
+    use crate::container::{ContainerRequest, decide_container};
+    use crate::{SourceFile, load};
+
+    fn policy(keys: &str) -> String {
+        format!(
+            "apiVersion: palisade.dev/v1alpha1
+kind: ContainerPolicy
+metadata: {{name: pipeline, namespace: shop}}
+spec:
+  images:
+    provenance:
+      builders: [\"{BUILDER}\"]
+      sources: [\"{REPO}\"]
+      keys: {keys}
+"
+        )
+    }
+
+    fn ci_keys() -> String {
+        format!(
+            "[{{keyId: ci, publicKey: \"{}\"}}]",
+            BASE64.encode(key(1).verifying_key().to_bytes())
+        )
+    }
+
+    fn request(image: &str, attestations: &[(&str, String)]) -> ContainerRequest {
+        let mut req: ContainerRequest = serde_json::from_value(serde_json::json!({
+            "state": {"ociVersion": "1.0.2", "id": "c1", "status": "creating", "bundle": "/b",
+                      "annotations": {"io.kubernetes.cri.image-name": image}},
+            "config": {}
+        }))
+        .unwrap();
+        let facts = req.host.get_or_insert_with(Default::default);
+        for (name, envelope) in attestations {
+            facts.attestations.push(Attestation {
+                name: (*name).into(),
+                envelope: envelope.clone(),
+            });
+        }
+        req
+    }
+
+    fn decide(req: &ContainerRequest) -> Vec<(String, String)> {
+        let set = load(&[SourceFile::new("p.yaml", policy(&ci_keys()))]).unwrap();
+        let d = decide_container(&set.container, &set.inventory, req).unwrap();
+        d.violations
+            .iter()
+            .map(|v| (v.control.clone(), v.message.clone()))
+            .collect()
+    }
+
+    const IMAGE: &str = "registry.example.com/shop/cart";
+
+    #[test]
+    fn an_image_with_a_statement_from_the_pipeline_starts() {
+        let env = envelope(&statement(DIGEST, BUILDER, REPO), "ci", 1);
+        let req = request(&format!("{IMAGE}@{DIGEST}"), &[("cart.json", env)]);
+        assert_eq!(decide(&req), vec![]);
+    }
+
+    #[test]
+    fn an_image_without_a_statement_or_from_another_builder_is_denied_with_the_reason() {
+        let image = format!("{IMAGE}@{DIGEST}");
+        assert_eq!(
+            decide(&request(&image, &[])),
+            vec![(
+                "image.provenance".to_string(),
+                format!("image `{image}`: no provenance statement for image `{DIGEST}`")
+            )]
+        );
+        let evil = envelope(
+            &statement(DIGEST, "https://evil.example.com/b", REPO),
+            "ci",
+            1,
+        );
+        assert_eq!(
+            decide(&request(&image, &[("evil.json", evil)])),
+            vec![(
+                "image.provenance".to_string(),
+                format!(
+                    "image `{image}`: no verified provenance statement from an allowed builder and source names image `{DIGEST}`; evil.json: built by `https://evil.example.com/b`, not by an allowed builder (`{BUILDER}`)"
+                )
+            )]
+        );
+    }
+
+    #[test]
+    fn a_tagged_image_cannot_be_matched_to_a_statement() {
+        let env = envelope(&statement(DIGEST, BUILDER, REPO), "ci", 1);
+        assert_eq!(
+            decide(&request(&format!("{IMAGE}:1.4"), &[("cart.json", env)])),
+            vec![(
+                "image.provenance".to_string(),
+                format!(
+                    "image `{IMAGE}:1.4` has no digest, so no provenance statement can name it; pin it as `name@sha256:…`"
+                )
+            )]
+        );
+    }
+
+    #[test]
+    fn the_rule_refuses_empty_lists_and_bad_keys_when_loaded() {
+        let cases = [
+            ("[]", "no keys: no statement could be verified"),
+            (
+                "[{keyId: ci, publicKey: \"AAAA\"}]",
+                "key `ci`: 3 bytes, not the 32 of an ed25519 key",
+            ),
+            ("[{keyId: \"\", publicKey: \"AAAA\"}]", "a key id is empty"),
+        ];
+        for (keys, want) in cases {
+            let errors = load(&[SourceFile::new("p.yaml", policy(keys))]).unwrap_err();
+            let got = errors.diagnostics[0].message.clone();
+            assert_eq!(got, want, "{keys}");
+        }
+        let no_builders = policy(&ci_keys()).replace(&format!("[\"{BUILDER}\"]"), "[]");
+        let errors = load(&[SourceFile::new("p.yaml", no_builders)]).unwrap_err();
+        assert_eq!(
+            errors.diagnostics[0].message,
+            "no builder ids: no image could run"
+        );
+    }
+}
