@@ -38,6 +38,9 @@ pub struct Args {
     /// The keys a bundle must be signed by (`--trusted-key ID=KEY`, `PALISADE_TRUSTED_KEYS`);
     /// none: bundles are accepted unsigned. When set, YAML policies are refused.
     pub trusted_keys: Vec<(String, String)>,
+    /// Provenance envelopes (`*.json`) offered to `images.provenance` (`--attestations DIR`,
+    /// `PALISADE_ATTESTATIONS`); read with the host facts.
+    pub attestations: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -55,6 +58,7 @@ impl Default for Args {
             config_file: None,
             no_host_facts: false,
             trusted_keys: Vec::new(),
+            attestations: None,
         }
     }
 }
@@ -142,8 +146,14 @@ fn decide(args: &Args, input: &HookInput) -> Outcome {
             );
         }
     };
-    let facts = (!args.no_host_facts)
+    let mut facts = (!args.no_host_facts)
         .then(|| crate::host::gather(&input.bundle, &input.config_json, &input.annotations));
+    if let (Some(f), Some(dir)) = (facts.as_mut(), &args.attestations) {
+        match crate::host::attestations(dir) {
+            Ok(a) => f.attestations = a,
+            Err(e) => return Outcome::Failed(e),
+        }
+    }
     let result = policy.read().and_then(|policy| {
         verify(&policy, &args.trusted_keys)?;
         if args.native {
