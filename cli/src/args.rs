@@ -115,6 +115,9 @@ pub enum Command {
     /// wasm/native disagreement and every record decided unlike the live system. Exit 0 when
     /// the `.wasm` and the native engine agree, 3 when they disagree, 2 on invalid input.
     Replay(ReplayArgs),
+    /// Write the Inventory document from Kubernetes objects (`kubectl get ... -o json`) and
+    /// container inspect output; report every object not mapped on standard error.
+    Inventory(InventoryArgs),
 }
 
 /// How `compile` signs and scopes a bundle.
@@ -323,4 +326,41 @@ pub struct VerifyArgs {
     /// An allowed source, `REPOSITORY` or `REPOSITORY@REF` (exact); repeat for several.
     #[arg(long = "source", value_name = "URI")]
     pub sources: Vec<String>,
+}
+
+/// `palisade inventory`'s arguments.
+#[derive(Debug, Clone, Args)]
+pub struct InventoryArgs {
+    /// Kubernetes objects: `kubectl get namespaces,pods,serviceaccounts,services,deployments,
+    /// replicasets,statefulsets,daemonsets,jobs,cronjobs -A -o json` (or `-o yaml`, or
+    /// several files); `-` reads standard input.
+    #[arg(value_name = "KUBERNETES_OBJECTS")]
+    pub kubernetes: Vec<PathBuf>,
+    /// `podman inspect` / `docker inspect` (or `podman ps --format json`) output (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub containers: Vec<PathBuf>,
+    /// Ask the host's Podman for its containers (`podman ps -a -q`, `podman inspect`).
+    #[arg(long)]
+    pub podman: bool,
+    /// The namespace of containers whose labels name none.
+    #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+    pub container_namespace: String,
+    /// The document's `metadata.name`.
+    #[arg(long, value_name = "NAME", default_value = "inventory")]
+    pub name: String,
+    /// The document's format.
+    #[arg(long, value_enum, default_value_t = DocumentFormat::Yaml)]
+    pub format: DocumentFormat,
+    /// Where to write the document [default: standard output].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// YAML (with images and findings as comments) or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocumentFormat {
+    /// YAML, as `docs/inventory.md` shows it.
+    Yaml,
+    /// JSON (the same document).
+    Json,
 }

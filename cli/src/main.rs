@@ -12,6 +12,7 @@ mod commands;
 mod demo;
 mod exit;
 mod input;
+mod inventory;
 mod provenance;
 mod replay;
 mod report;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => provenance::verify(args, output),
         Command::Demo => demo::demo(output),
         Command::Replay(args) => replay::replay(args, output),
+        Command::Inventory(args) => inventory::inventory(args).map_err(report::Failure::message),
     };
     match result {
         Ok(status) => status.into(),

@@ -528,12 +528,20 @@ fn repeated_headers_decide_in_the_guest_as_in_the_native_engine() {
             let files = vec![SourceFile::new("h.yaml", policy.clone())];
             let options = Options::default();
             let mut native = Native::default();
-            native.load(&files, &options).map_err(TestCaseError::fail)?;
+            native
+                .load(&files, &options)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let mut guest = ProxyWasmDecider::new(host.clone());
-            guest.load(&files, &options).map_err(TestCaseError::fail)?;
+            guest
+                .load(&files, &options)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             for request in &requests {
-                let want = native.decide(request).map_err(TestCaseError::fail)?;
-                let got = guest.decide(request).map_err(TestCaseError::fail)?;
+                let want = native
+                    .decide(request)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let got = guest
+                    .decide(request)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 compared.set(compared.get() + 1);
                 let mut first = request.clone();
                 if let Some(h) = first.http.as_mut() {
@@ -548,7 +556,9 @@ fn repeated_headers_decide_in_the_guest_as_in_the_native_engine() {
                 {
                     repeated.set(repeated.get() + 1);
                 }
-                let first_only = native.decide(&first).map_err(TestCaseError::fail)?;
+                let first_only = native
+                    .decide(&first)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 if summary(&first_only) != summary(&want) {
                     first_value_decides_otherwise.set(first_value_decides_otherwise.get() + 1);
                 }
