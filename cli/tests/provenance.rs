@@ -191,3 +191,65 @@ fn a_tampered_payload_does_not_verify() {
         stderr(&o)
     );
 }
+
+/// `examples/shop/provenance`: each image of `examples/shop/kubernetes.json` from the shop's
+/// registry has an envelope that verifies with the example's key for its `imageID` digest,
+/// from the example policy's builder and its own repository; the policy loads.
+#[test]
+fn the_shop_examples_attestations_verify_for_their_images() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shop");
+    let objects: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("kubernetes.json")).unwrap())
+            .unwrap();
+    let mut images: Vec<(String, String)> = Vec::new();
+    for item in objects["items"].as_array().unwrap() {
+        if item["kind"] != "Pod" {
+            continue;
+        }
+        for s in item["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let (image, id) = (s["image"].as_str().unwrap(), s["imageID"].as_str().unwrap());
+            if image.starts_with("registry.example.com/") {
+                images.push((image.to_string(), id.to_string()));
+            }
+        }
+    }
+    images.sort();
+    images.dedup();
+    assert_eq!(images.len(), 5, "{images:?}");
+    let dir = root.join("provenance");
+    let key = format!(
+        "shop-ci-2026={}",
+        std::fs::read_to_string(dir.join("ci.pub")).unwrap().trim()
+    );
+    for (image, id) in &images {
+        // registry.example.com/<team>/<name>:<tag>
+        let repo = image.rsplit_once(':').unwrap().0;
+        let parts: Vec<&str> = repo.split('/').collect();
+        let (team, name) = (parts[1], parts[2]);
+        let digest = id.split_once('@').unwrap().1;
+        let envelope = dir.join(format!("{team}-{name}.intoto.json"));
+        let source = format!("https://git.example.com/{team}/{name}");
+        let o = palisade(
+            &[
+                "verify",
+                envelope.to_str().unwrap(),
+                "--trusted-key",
+                &key,
+                "--image-digest",
+                digest,
+                "--builder",
+                "https://ci.example.com/builders/container@v1",
+                "--source",
+                &source,
+            ],
+            &root,
+        );
+        assert_eq!(o.status.code(), Some(0), "{image}: {}", stderr(&o));
+    }
+    let o = palisade(&["check", "provenance/policy.yaml"], &root);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
