@@ -114,6 +114,35 @@ fn the_dsse_specifications_published_envelope_is_read() {
 }
 
 #[test]
+fn an_envelope_signed_by_securesystemslib_verifies_here() {
+    // testdata/sslib.py: securesystemslib 1.6.0's DSSE (the DSSE authors' library) signed this
+    // with the ed25519 key of seed [3; 32]; the same script verified an envelope `palisade
+    // attest` wrote (examples/shop/provenance/shop-cart.intoto.json) the other way round.
+    let text = include_str!("testdata/sslib-envelope.json");
+    let rule = ProvenanceRule {
+        builders: vec!["https://ci.example.com/builders/container@v1".into()],
+        sources: vec!["https://git.example.com/shop/cart".into()],
+        keys: vec![trusted("sslib", 3)],
+    };
+    let digest = "sha256:c9cab907477e6ee1932739c11844d691a51649eaada0d1e219fde566ec790855";
+    let a = rule.check_envelope(digest, text).unwrap();
+    assert_eq!(a.key_ids, vec!["sslib".to_string()]);
+    assert_eq!(
+        a.provenance.source.revision,
+        "8e2d4f6a0c1b3e5d7f9a2c4e6b8d0f1a3c5e7b92"
+    );
+    // One byte of the payload changed breaks it.
+    let tampered = text.replacen("eyJfdHlwZSI6", "eyJfdHlwZSI7", 1);
+    assert_ne!(tampered, text);
+    assert_eq!(
+        rule.check_envelope(digest, &tampered),
+        Err(ProvenanceError::Unsigned(
+            "signature 0 by key `sslib` does not verify".into()
+        ))
+    );
+}
+
+#[test]
 fn a_signed_envelope_verifies_and_names_its_key() {
     let body = statement(DIGEST, BUILDER, REPO);
     let e = Envelope::from_json(&envelope(&body, "ci", 1)).unwrap();
