@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use palisade_engine::bundle::digest_hex;
 use palisade_engine::bundle::{Manifest, hex, parts};
-use palisade_engine::requests::{Evaluated, Totals, decide_all_with};
+use palisade_engine::labelled::{Evaluated, Totals, decide_all_with};
 use palisade_engine::{BundleInfo, Options, Scope, encode_signed};
 use serde::Serialize;
 
@@ -37,7 +37,7 @@ pub fn check(paths: &[PathBuf], mesh: &MeshArgs, output: Format) -> Result<Exit,
     let result = CheckResult {
         valid: true,
         files: sources.iter().map(|s| s.name.clone()).collect(),
-        options: engine.options.clone(),
+        options: engine.options().clone(),
         network_policies: set.network.len(),
         summary: summarise(&engine),
         warnings: set.inventory.warnings(),
@@ -281,8 +281,8 @@ pub fn inspect(bundle: &Path, trusted: &[String], output: Format) -> Result<Exit
                 sha256: hex(&i.sha256),
             })
             .collect(),
-        options: engine.options.clone(),
-        rules: engine.rules.len(),
+        options: engine.options().clone(),
+        rules: engine.rule_count(),
         summary: summarise(&engine),
     };
     print_result(output, &result, || {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use palisade_engine::requests::{Evaluated, Labelled, Totals, decide_all};
+use palisade_engine::labelled::{Evaluated, Labelled, Totals, decide_all};
 use palisade_engine::{Options, SourceFile};
 use serde::Serialize;
 

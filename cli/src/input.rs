@@ -4,7 +4,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use palisade_engine::requests::Labelled;
+use palisade_engine::labelled::Labelled;
 use palisade_engine::{Diagnostic, Errors, Options, PolicySet, SourceFile, compile, load};
 
 use crate::args::{HostNetworkAs, MeshArgs};
@@ -149,7 +149,7 @@ pub fn read_requests(arg: &str) -> Result<(SourceFile, Vec<Labelled>), Failure> 
 /// sequence of JSON values). Each item is a `Request` or
 /// `{name?, description?, request, expect?, rule?}`.
 pub fn parse_requests(file: &SourceFile) -> Result<Vec<Labelled>, Failure> {
-    palisade_engine::requests::parse(file)
+    palisade_engine::labelled::parse(file)
         .map_err(|e| Failure::invalid(e, std::slice::from_ref(file)))
 }
 

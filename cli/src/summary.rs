@@ -84,7 +84,7 @@ pub struct EngineSummary {
 pub fn summarise(engine: &Engine) -> EngineSummary {
     let mut counts = AuthzCounts::default();
     let mut policies = Vec::new();
-    for p in &engine.policies {
+    for p in engine.policies() {
         counts.total += 1;
         match p.action.as_str() {
             "ALLOW" => counts.allow += 1,
@@ -115,10 +115,16 @@ pub fn summarise(engine: &Engine) -> EngineSummary {
         });
     }
     let workloads: Vec<WorkloadSummary> = engine
-        .inventory
+        .inventory()
         .workloads
         .iter()
-        .zip(engine.views.iter().map(Some).chain(std::iter::repeat(None)))
+        .zip(
+            engine
+                .views()
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
         .map(|(w, v)| WorkloadSummary {
             namespace: w.namespace.clone(),
             name: w.name.clone(),
@@ -127,7 +133,7 @@ pub fn summarise(engine: &Engine) -> EngineSummary {
         })
         .collect();
     let unselected = engine
-        .policies
+        .policies()
         .iter()
         .filter_map(|p| {
             let id = format!("{}/{}", p.namespace, p.name);

@@ -59,7 +59,7 @@ fn request(i: usize) -> Request {
 }
 
 /// Median ns per call over 31 batches of `iters` calls.
-fn time(engine: &Engine, view: &palisade_engine::compile::WorkloadView, req: &Request) -> f64 {
+fn time(engine: &Engine, view: &palisade_engine::WorkloadView, req: &Request) -> f64 {
     let iters = 20_000;
     let mut samples = Vec::new();
     for _ in 0..31 {

@@ -545,7 +545,7 @@ pub struct JwtProvider {
 
 /// A RequestAuthentication's header and providers, kept for selection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CRequestAuthentication {
+pub struct CompiledRequestAuthentication {
     /// Name.
     pub name: String,
     /// Namespace.
@@ -559,7 +559,7 @@ pub struct CRequestAuthentication {
 }
 
 /// Compiles RequestAuthentications for selection.
-pub fn compile(set: &[RequestAuthentication]) -> Vec<CRequestAuthentication> {
+pub fn compile(set: &[RequestAuthentication]) -> Vec<CompiledRequestAuthentication> {
     set.iter()
         .map(|ra| {
             let (selector, target_refs) = match &ra.scope {
@@ -568,7 +568,7 @@ pub fn compile(set: &[RequestAuthentication]) -> Vec<CRequestAuthentication> {
                 Scope::TargetRefs => (None, true),
             };
             let policy = format!("{}/{}", ra.namespace, ra.name);
-            CRequestAuthentication {
+            CompiledRequestAuthentication {
                 name: ra.name.clone(),
                 namespace: ra.namespace.clone(),
                 selector,
@@ -594,12 +594,12 @@ pub fn compile(set: &[RequestAuthentication]) -> Vec<CRequestAuthentication> {
 /// AuthorizationPolicy, a selector must match the labels and `targetRefs` never applies to a
 /// workload), their rules sorted by issuer, ties kept in that order.
 pub fn providers_for(
-    set: &[CRequestAuthentication],
+    set: &[CompiledRequestAuthentication],
     root_namespace: &str,
     namespace: &str,
     labels: &[(String, String)],
 ) -> Vec<JwtProvider> {
-    let applies = |ra: &CRequestAuthentication, ns: &str| {
+    let applies = |ra: &CompiledRequestAuthentication, ns: &str| {
         !ra.target_refs
             && ra.namespace == ns
             && ra.selector.as_ref().is_none_or(|sel| {
@@ -644,18 +644,7 @@ pub enum Authenticated<'r> {
 
 /// Envoy's wording for a token whose issuer no provider accepts (`JwtUnknownIssuer`).
 pub const UNKNOWN_ISSUER: &str = "Jwt issuer is not configured";
-/// Envoy's wording for a token whose audiences the provider does not allow.
-pub const AUDIENCE_NOT_ALLOWED: &str = "Audiences in Jwt are not allowed";
-
-/// The status `jwt_authn` answers a refusal with: 403 for audiences it does not allow, 401
-/// for everything else (Envoy's `Filter::onComplete`).
-pub fn rejection_status(reason: &str) -> u32 {
-    if reason == AUDIENCE_NOT_ALLOWED {
-        403
-    } else {
-        401
-    }
-}
+pub use crate::error::{AUDIENCE_NOT_ALLOWED, rejection_status};
 
 /// What `jwt_authn` does with a verified payload.
 ///

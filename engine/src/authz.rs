@@ -13,8 +13,13 @@
 //! beside the real ones and reported as shadow results.
 
 use crate::diag::Diagnostic;
+pub use crate::meta::Origin;
 use crate::pattern::parse_cidr;
 use crate::yaml::{At, DResult, Fields, Str, join};
+
+pub(crate) mod translate;
+
+pub use translate::CompiledPolicy;
 
 /// What a policy does when one of its rules matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -72,15 +77,6 @@ pub struct AuthorizationPolicy {
     pub dry_run: bool,
     /// Where the policy came from (file name) and its document index.
     pub origin: Origin,
-}
-
-/// Where a document was read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Origin {
-    /// File name.
-    pub file: String,
-    /// 1-based line of the document start.
-    pub line: usize,
 }
 
 /// A rule matches when any `from` matches (or there is none), any `to` matches (or there is

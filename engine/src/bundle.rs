@@ -18,6 +18,14 @@
 //! changes the format (and [`FORMAT_VERSION`]): this layout, the manifest, and the postcard
 //! layout of the compiled `Engine` and everything in it (field order and enum variants, not
 //! names).
+//!
+//! Postcard writes fields in declaration order and enum variants by index, without names:
+//! renaming a type or field leaves bundles as they are; adding, removing or reordering a field
+//! or variant of an encoded type changes them. Encoded: [`Engine`] and everything in it —
+//! `Options`, the compiled AuthorizationPolicies and rules (`CompiledPolicy`, `CompiledRule`,
+//! `Pred`, `Attr`, `Values`, `StrMatch`, `RuleRef`), the `Inventory`, the workload views and
+//! indexes (`WorkloadView`, `Groups`, `RuleSet`, `Index`), `CompiledNetwork`,
+//! `ContainerPolicy`, `CompiledRequestAuthentication`. Not encoded: the inline-view cache.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -25,7 +33,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, Verifying
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compile::Engine;
+use crate::engine::Engine;
 
 /// The first four bytes of every bundle.
 pub const MAGIC: &[u8; 4] = b"PLSD";

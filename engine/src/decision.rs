@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::DecisionError;
+
 /// Allow or deny — or, when a CUSTOM policy's provider has not answered yet, pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -145,7 +147,7 @@ pub struct Decision {
     /// The NetworkPolicy outcome when NetworkPolicies were evaluated (they must allow too).
     pub network: Option<NetworkOutcome>,
     /// Evaluation errors; any error denies.
-    pub errors: Vec<String>,
+    pub errors: Vec<DecisionError>,
     /// The external authorizers CUSTOM rules asked, in order (empty when none matched). The
     /// last one decided when the step is [`Step::CustomPending`] or [`Step::CustomDenied`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -167,6 +169,11 @@ pub struct NetworkOutcome {
 }
 
 impl Decision {
+    /// The errors as one line, `; `-separated (empty when there are none).
+    pub fn error_message(&self) -> String {
+        join(&self.errors)
+    }
+
     /// Whether the request may proceed.
     pub fn allowed(&self) -> bool {
         self.verdict == Verdict::Allow
@@ -181,7 +188,7 @@ impl Decision {
             let why = self
                 .errors
                 .first()
-                .map_or("", String::as_str)
+                .map_or_else(String::new, ToString::to_string)
                 .replace(' ', "_");
             return format!("jwt_authn_access_denied{{{why}}}");
         }
@@ -224,15 +231,15 @@ impl Decision {
                 "allowed: the connection comes from the destination pod's own node, which NetworkPolicy always lets in".to_string()
             }
             Step::JwtRejected => {
-                let why = self.errors.join("; ");
+                let why = join(&self.errors);
                 format!(
                     "denied (HTTP {}): jwt_authn refuses the token: {why}",
-                    crate::authn::rejection_status(&why)
+                    crate::error::rejection_status(&why)
                 )
             }
             Step::Error => format!(
                 "denied (fail closed): {}",
-                self.errors.join("; ")
+                join(&self.errors)
             ),
             Step::CustomPending => format!(
                 "pending: CUSTOM rule {} matched; ask provider `{}`",
@@ -278,6 +285,15 @@ impl Decision {
         }
         out
     }
+}
+
+/// Errors as one line, `; `-separated.
+fn join(errors: &[DecisionError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, Errors};
+use crate::source::SourceFile;
+use crate::yaml;
 use crate::yaml::{At, DResult, Str};
-use crate::{SourceFile, yaml};
 
 /// Istio's default `timeout` for both APIs: 600 s.
 pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;

@@ -98,7 +98,7 @@ fn summary(e: &Engine, c: &str) -> String {
     let step = serde_json::to_value(d.step).unwrap();
     let mut s = format!("{} {}", d.verdict, step.as_str().unwrap());
     if d.step == Step::Error {
-        s.push_str(&format!(": {}", d.errors.join("; ")));
+        s.push_str(&format!(": {}", d.error_message()));
     }
     s
 }
@@ -614,7 +614,7 @@ fn envoy_details_are_shown_for_denials_only() {
     ])
     .unwrap();
     let e = compile(&set, &Options::default()).unwrap();
-    let requests = palisade_engine::requests::parse(&SourceFile::new(
+    let requests = palisade_engine::labelled::parse(&SourceFile::new(
         "r.json",
         r#"[
   {"name": "allowed", "request": {"protocol": "http",
@@ -626,7 +626,7 @@ fn envoy_details_are_shown_for_denials_only() {
 ]"#,
     ))
     .unwrap_or_else(|e| panic!("{e}"));
-    let (results, _) = palisade_engine::requests::decide_all(&e, requests);
+    let (results, _) = palisade_engine::labelled::decide_all(&e, requests);
     let json: Vec<Value> = results
         .iter()
         .map(|r| serde_json::to_value(r).unwrap())

@@ -29,7 +29,7 @@ fn request(app: &str, path: &str) -> Request {
 fn an_inline_destination_is_viewed_once_and_decides_as_a_fresh_view() {
     let set = load(&[SourceFile::new("p.yaml", POLICY)]).unwrap();
     let engine = compile(&set, &Options::default()).unwrap();
-    assert!(engine.inline_views.is_empty());
+    assert!(engine.inline_views().is_empty());
 
     let cart = [("app".to_string(), "cart".to_string())];
     let fresh = engine.build_view("shop", &cart);
@@ -45,7 +45,7 @@ fn an_inline_destination_is_viewed_once_and_decides_as_a_fresh_view() {
         assert_eq!(kept.verdict, want, "{path}");
     }
     assert_eq!(
-        engine.inline_views.len(),
+        engine.inline_views().len(),
         1,
         "one view for the one destination"
     );
@@ -55,11 +55,11 @@ fn an_inline_destination_is_viewed_once_and_decides_as_a_fresh_view() {
         engine.decide(&request("web", "/private")).verdict,
         Verdict::Allow
     );
-    assert_eq!(engine.inline_views.len(), 2);
+    assert_eq!(engine.inline_views().len(), 2);
 
     // A clone starts empty and still equals the original: the views are not the policy.
     let copy = engine.clone();
-    assert!(copy.inline_views.is_empty());
+    assert!(copy.inline_views().is_empty());
     assert_eq!(copy, engine);
 }
 
@@ -67,16 +67,16 @@ fn an_inline_destination_is_viewed_once_and_decides_as_a_fresh_view() {
 fn the_kept_views_are_bounded() {
     let set = load(&[SourceFile::new("p.yaml", POLICY)]).unwrap();
     let engine = compile(&set, &Options::default()).unwrap();
-    let cap = palisade_engine::compile::ViewCache::CAPACITY;
+    let cap = palisade_engine::ViewCache::CAPACITY;
     for i in 0..cap + 10 {
         let r = request(&format!("app-{i}"), "/private");
         assert_eq!(engine.decide(&r).verdict, Verdict::Allow);
         assert!(
-            engine.inline_views.len() <= cap,
+            engine.inline_views().len() <= cap,
             "{} views kept",
-            engine.inline_views.len()
+            engine.inline_views().len()
         );
     }
     // Emptied when full, then filled again: the last ten destinations are kept.
-    assert_eq!(engine.inline_views.len(), 10);
+    assert_eq!(engine.inline_views().len(), 10);
 }

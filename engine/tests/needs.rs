@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-use palisade_engine::compile::Needs;
+use palisade_engine::Needs;
 use palisade_engine::{
     Engine, HttpAttributes, Options, Protocol, Request, SourceFile, compile, load,
 };

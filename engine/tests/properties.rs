@@ -603,7 +603,7 @@ proptest! {
         let engine = which.get(engines);
         let d = engine.decide(&req);
         let _ = (d.explain(), d.envoy_details(), serde_json::to_string(&d).unwrap());
-        for view in &engine.views {
+        for view in engine.views() {
             let _ = engine.decide_in_view(view, &req);
         }
         // Requests that round trip through JSON decide the same (the CLI's and browser's path).

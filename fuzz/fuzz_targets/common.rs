@@ -134,7 +134,7 @@ pub fn exercise(engine: &Engine, req: &Request) {
         let _ = d.explain();
         let _ = d.envoy_details();
         let _ = serde_json::to_string(&d);
-        for view in &engine.views {
+        for view in engine.views() {
             let _ = engine.decide_in_view(view, r).explain();
         }
     }

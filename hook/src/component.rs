@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
+use palisade_engine::container::host::HostFacts;
 use palisade_engine::container::{ContainerRequest, Violation};
-use palisade_engine::container_host::HostFacts;
 use palisade_engine::{Options, compile, decode_bundle, load};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};

@@ -21,11 +21,11 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use palisade_engine::container::{OciConfig, annotations as a};
-use palisade_engine::container_host::{
+use palisade_engine::container::host::{
     HostFacts, MountFact, NamespaceFact, PathFact, SandboxFact, is_bind, safe_component,
 };
-use palisade_engine::container_read::read_config;
+use palisade_engine::container::read::read_config;
+use palisade_engine::container::{OciConfig, annotations as a};
 use palisade_engine::provenance::{Attestation, MAX_ENVELOPE};
 
 /// Where containerd keeps its persistent state unless `/etc/containerd/config.toml` says

@@ -7,7 +7,7 @@
 //!
 //! `config.json` is cut after its first JSON document, as runc reads it (trailing bytes,
 //! UTF-8 or not, are what runc ignores and crun refuses; see
-//! `palisade_engine::container_read`).
+//! `palisade_engine::container::read`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -106,7 +106,9 @@ fn read_config_file(path: &Path) -> Result<String, String> {
     let file =
         fs::File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
     let bytes = read_bytes(file, &format!("`{}`", path.display()))?;
-    palisade_engine::container_read::first_document(&bytes).map(str::to_string)
+    palisade_engine::container::read::first_document(&bytes)
+        .map(str::to_string)
+        .map_err(String::from)
 }
 
 #[cfg(test)]

@@ -1211,7 +1211,7 @@ mod tests {
             .decode(c["bundle"].as_str().unwrap())
             .unwrap();
         let engine = palisade_engine::decode_bundle(&b).unwrap();
-        assert_eq!(engine.rules.len(), 3);
+        assert_eq!(engine.rule_count(), 3);
         assert_eq!(c["workload"]["namespace"], NAMESPACE);
     }
 

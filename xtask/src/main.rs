@@ -167,6 +167,24 @@ fn demo() -> Result<(), String> {
     add_targets(&["wasm32-wasip1"])?;
     plugin()?;
     let wasm = target_dir().join("wasm32-wasip1/plugin/palisade_proxy_wasm.wasm");
+    // The workloads as the orchestrator reports them: the shop's `kubectl get ... -o json`
+    // dump imported into an Inventory, then checked with the shop's policies.
+    let imported = target_dir().join("demo-shop-inventory.yaml");
+    run(
+        "palisade inventory: examples/shop's Kubernetes objects as an Inventory",
+        cargo()
+            .args(["run", "--quiet", "-p", "palisade-cli", "--", "inventory"])
+            .arg("examples/shop/kubernetes.json")
+            .arg("-o")
+            .arg(&imported),
+    )?;
+    run(
+        "palisade check: the shop's policies over the imported workloads",
+        cargo()
+            .args(["run", "--quiet", "-p", "palisade-cli", "--", "check"])
+            .arg("examples/shop/policies")
+            .arg(&imported),
+    )?;
     run(
         "palisade replay: examples/shop's recorded Envoy traffic through the plugin and natively",
         cargo()

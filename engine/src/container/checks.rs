@@ -9,7 +9,7 @@ use super::{
     AppArmor, OciConfig, OciDevice, OciDeviceCgroup, OciLinux, OciProcess, Privileges, ProcMount,
     Report, ticks,
 };
-use crate::container_host::{clean_path, path_under};
+use crate::container::host::{clean_path, path_under};
 
 // ----------------------------------------------------------------------------------------
 // /proc and /sys

@@ -108,6 +108,48 @@ pub fn shop_bundle(policy: &str) -> Result<String> {
     Ok(b64)
 }
 
+/// The same policy compiled into a bundle for `scope`, signed by the ed25519 key whose seed is
+/// `[seed; 32]` under `key_id`; with `flip_signature`, one signature byte flipped. Returns the
+/// bundle (base64) and the plugin's `trustedKeys` entry for that key.
+pub fn shop_bundle_signed(
+    policy: &str,
+    seed: u8,
+    key_id: &str,
+    scope: palisade_engine::Scope,
+    flip_signature: bool,
+) -> Result<(String, Value)> {
+    use palisade_engine::bundle::{parts, public_key_base64};
+    let set = palisade_engine::load(&[palisade_engine::SourceFile::new("shop.yaml", policy)])
+        .map_err(|e| Error(format!("loading the shop policy: {e:?}")))?;
+    let engine = palisade_engine::compile(&set, &palisade_engine::Options::default())
+        .map_err(|e| Error(format!("compiling the shop policy: {e:?}")))?;
+    let signer = palisade_engine::BundleSigner {
+        key_id: key_id.into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+    };
+    let info = palisade_engine::BundleInfo {
+        scope,
+        inputs: vec![],
+    };
+    let mut bytes = palisade_engine::encode_signed(&engine, &info, Some(&signer))
+        .map_err(|e| Error(format!("encoding the bundle: {e:?}")))?;
+    if flip_signature {
+        let payload = parts(&bytes)
+            .map_err(|e| Error(format!("reading the bundle back: {e}")))?
+            .payload_len();
+        let at = bytes.len() - payload - 64;
+        if let Some(b) = bytes.get_mut(at) {
+            *b ^= 1;
+        }
+    }
+    let mut b64 = base64url(&bytes).replace('-', "+").replace('_', "/");
+    while !b64.len().is_multiple_of(4) {
+        b64.push('=');
+    }
+    let key = json!({"keyId": key_id, "publicKey": public_key_base64(&signer.key.verifying_key())});
+    Ok((b64, key))
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     TcpListener::bind("127.0.0.1:0")

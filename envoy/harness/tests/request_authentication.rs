@@ -455,7 +455,9 @@ fn engine_code(engine: &Engine, (namespace, app): (&str, &str), probe: &Probe) -
     let d = engine.decide(&request);
     match (d.allowed(), d.step) {
         (true, _) => 200,
-        (false, Step::JwtRejected) => u16::try_from(rejection_status(&d.errors[0])).unwrap(),
+        (false, Step::JwtRejected) => {
+            u16::try_from(rejection_status(&d.errors[0].to_string())).unwrap()
+        }
         (false, _) => 403,
     }
 }

@@ -11,7 +11,9 @@
 //! values; a bad plugin configuration and a corrupt `.wasm` pushed through LDS, rejected with
 //! the reason logged while the previous policy keeps enforcing; a good update switching the
 //! cart to `mode: dry-run` (counted, not enforced); a trapping plugin failing closed (HTTP and
-//! TCP); and the recorded-traffic access log (`envoy/access-log.json`), every line parsed.
+//! TCP); bundles signed by an untrusted key, with a flipped signature or for another workload
+//! refused under `trustedKeys` while the cart keeps enforcing, and a good signed one taken;
+//! and the recorded-traffic access log (`envoy/access-log.json`), every line parsed.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,13 +25,14 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use palisade_engine::Scope;
 use palisade_envoy_harness::access_log;
 use palisade_envoy_harness::bootstrap::ListenerKind;
 use palisade_envoy_harness::client::{HttpResponse, Transport, probe_tcp, send_http_full};
 use palisade_envoy_harness::jwt::{EXPIRY, mint};
 use palisade_envoy_harness::plugin::{POLICY_HEADER, http_filter};
 use palisade_envoy_harness::shop::{
-    INTERNET, NO_SIDECAR, Shop, per_policy, request, spec, with_vm, workload,
+    INTERNET, NO_SIDECAR, Shop, per_policy, request, shop_bundle_signed, spec, with_vm, workload,
 };
 use serde_json::{Value, json};
 
@@ -360,6 +363,80 @@ fn the_shop_runs_end_to_end_in_envoy() {
     );
     check("plaintext-to-cart", &plaintext_to_cart());
 
+    // ---- 3b. Signed bundles: with `trustedKeys` the cart takes only a bundle signed by a
+    // trusted key for itself. A bundle signed by an unknown key, one with a flipped signature
+    // byte and one signed for another workload are each rejected with the reason, and the cart
+    // keeps enforcing; then a good one is taken and decides as the policy says.
+    let cart_scope = Scope::Workload {
+        namespace: "shop".into(),
+        name: "cart".into(),
+    };
+    let (good, key_a) = shop_bundle_signed(&policy, 1, "ci-a", cart_scope.clone(), false).unwrap();
+    let (_, key_b) = shop_bundle_signed(&policy, 2, "ci-b", Scope::Mesh, false).unwrap();
+    let (flipped, _) = shop_bundle_signed(&policy, 1, "ci-a", cart_scope.clone(), true).unwrap();
+    let frontend = Scope::Workload {
+        namespace: "shop".into(),
+        name: "frontend".into(),
+    };
+    let (elsewhere, _) = shop_bundle_signed(&policy, 1, "ci-a", frontend, false).unwrap();
+    let signed_cart = |bundle: &str, key: &Value| {
+        s.setup
+            .listeners_with(
+                http_filter(
+                    &wasm,
+                    &json!({"bundle": bundle, "trustedKeys": [key], "workload": workload("shop", "cart")}),
+                ),
+                vec![],
+            )
+            .unwrap()
+    };
+    let refusals = [
+        (
+            "an unknown key",
+            signed_cart(&good, &key_b),
+            "bundle is signed by key `ci-a`, which this host does not trust",
+        ),
+        (
+            "a flipped signature byte",
+            signed_cart(&flipped, &key_a),
+            "bundle signature by key `ci-a` does not verify",
+        ),
+        (
+            "another workload's bundle",
+            signed_cart(&elsewhere, &key_a),
+            "bundle is for workload:shop/frontend, and this host enforces workload:shop/cart",
+        ),
+    ];
+    let accepted = signed_cart(&good, &key_a);
+    for (name, listeners, reason) in refusals {
+        let rejected = s.stat("listener_manager.lds.update_rejected").unwrap();
+        s.setup.lds.push(&listeners).unwrap();
+        assert_eq!(
+            s.wait_stat("listener_manager.lds.update_rejected", rejected + 1)
+                .unwrap(),
+            rejected + 1,
+            "{name}: not rejected:\n{}",
+            s.envoy_log()
+        );
+        let log = s.envoy_log();
+        assert!(log.contains(reason), "{name}: {log}");
+        println!("signed bundle, {name}: rejected ({reason})");
+        check("plaintext-to-cart", &plaintext_to_cart());
+        check("frontend-adds-to-cart", &adds_to_cart());
+    }
+    let successes = s.stat("listener_manager.lds.update_success").unwrap();
+    s.setup.lds.push(&accepted).unwrap();
+    s.wait_stat("listener_manager.lds.update_success", successes + 1)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s.stat("listener_manager.total_listeners_warming").unwrap() > 0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check("plaintext-to-cart", &plaintext_to_cart());
+    check("frontend-adds-to-cart", &adds_to_cart());
+
     // ---- 4. A good update: the cart in `mode: dry-run`. Denials are counted as shadow and
     // not enforced.
     let successes = s.stat("listener_manager.lds.update_success").unwrap();
@@ -416,9 +493,10 @@ fn the_shop_runs_end_to_end_in_envoy() {
     println!("trap, Envoy's log:\n  {}", trap_lines.join("\n  "));
 
     // ---- 6. The access log: one JSON object per line with every field of the format.
-    // 16 HTTP requests (12 in step 1, 2 + 1 + 1 after the updates, 2 to the trap) and 3 TCP
-    // connections (2 to postgres, 1 to the trap).
-    const RECORDED: usize = 19;
+    // 24 HTTP requests (12 in step 1, 2 + 1 + 1 after the updates, 2 after each of the four
+    // signed-bundle updates, 2 to the trap) and 3 TCP connections (2 to postgres, 1 to the
+    // trap).
+    const RECORDED: usize = 27;
     let fields = access_log::fields().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let lines: Vec<Value> = loop {

@@ -83,9 +83,9 @@ impl ProxyWasmDecider {
         let ip = request.destination.ip.ok_or(DecideError::NoDestination)?;
         self.native
             .as_ref()
-            .and_then(|e| match e.inventory.owner_of(ip) {
+            .and_then(|e| match e.inventory().owner_of(ip) {
                 // Only a live pod-network workload has a sidecar to decide in.
-                palisade_engine::AddressOwner::Workload(i) => e.inventory.workloads.get(i),
+                palisade_engine::AddressOwner::Workload(i) => e.inventory().workloads.get(i),
                 _ => None,
             })
             .map(|w| WorkloadRef {

@@ -157,7 +157,7 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         custom: Vec::new(),
     };
     if let Some(errors) = text.strip_prefix("denied (fail closed): ") {
-        d.errors = vec![errors.to_string()];
+        d.errors = vec![errors.to_string().into()];
         return Some(d);
     }
     if let Some((_, why)) = text
@@ -165,7 +165,7 @@ fn parse_explanation(text: &str) -> Option<Decision> {
         .and_then(|t| t.split_once("): jwt_authn refuses the token: "))
     {
         d.step = Step::JwtRejected;
-        d.errors = vec![why.to_string()];
+        d.errors = vec![why.to_string().into()];
         return Some(d);
     }
     let mut parts = text.split("; ");

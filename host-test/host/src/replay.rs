@@ -231,7 +231,7 @@ impl Replayer {
         let Some(ip) = request.destination.ip else {
             return Err(Unroutable::NoDestination);
         };
-        let inventory = &self.native.inventory;
+        let inventory = self.native.inventory();
         match inventory.owner_of(ip) {
             // Only a live pod-network workload has a sidecar to decide in.
             palisade_engine::AddressOwner::Workload(i) => inventory.workloads.get(i),

@@ -24,7 +24,7 @@
 //! [`Simulator`]), tested natively; [`js`] is the thin `#[wasm_bindgen]` layer. Nothing here
 //! panics: bad input is an error object, never a trap.
 
-use palisade_engine::requests::{Labelled, decide_all};
+use palisade_engine::labelled::{Labelled, decide_all};
 use palisade_engine::{
     Diagnostic, Engine, Errors, Options, PolicySet, SourceFile, authz::Action, compile, load,
 };
@@ -254,7 +254,7 @@ pub struct Failure {
     pub errors: Vec<Problem>,
 }
 
-pub use palisade_engine::requests::{Evaluated, Totals};
+pub use palisade_engine::labelled::{Evaluated, Totals};
 
 /// Every decision.
 #[derive(Debug, Clone, Serialize)]
@@ -268,7 +268,7 @@ pub struct Evaluation {
 /// Parses the requests' text (see the module documentation for the forms); every invalid
 /// item is a problem located in `request.json`.
 fn parse_requests(text: &str) -> Result<Vec<Labelled>, Vec<Problem>> {
-    palisade_engine::requests::parse(&SourceFile::new(REQUESTS_FILE, text))
+    palisade_engine::labelled::parse(&SourceFile::new(REQUESTS_FILE, text))
         .map_err(|e| problems(&e))
 }
 

@@ -207,7 +207,7 @@ fn the_page_decides_every_shop_sample_as_the_native_simulator_does() {
             Some(rule),
             "{name}"
         );
-        let step = palisade_engine::requests::step_name(r.decision.step);
+        let step = palisade_engine::labelled::step_name(r.decision.step);
         assert_eq!(term(shown, "step"), Some(step.as_str()), "{name}");
         assert_eq!(
             term(shown, "why").map(unescape).as_deref(),

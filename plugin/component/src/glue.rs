@@ -115,7 +115,7 @@ impl decide::Guest for Component {
             rule_id: d.rule.as_ref().map(|r| r.id.clone()),
             step,
             explanation: d.explain(),
-            errors: d.errors.clone(),
+            errors: d.errors.iter().map(ToString::to_string).collect(),
             detail_json: serde_json::to_string(&d).map_err(|e| e.to_string())?,
         })
     }

@@ -50,7 +50,7 @@ impl Instance {
         let engine = self.engine()?;
         let mut req = ContainerRequest::from_oci(state_json, config_json)?;
         req.annotations.extend(annotations);
-        engine.decide_container(&req)
+        engine.decide_container(&req).map_err(String::from)
     }
 
     /// [`Instance::admit`] with the host's facts (`HostFacts` JSON).
@@ -68,7 +68,7 @@ impl Instance {
             serde_json::from_str(host_facts_json)
                 .map_err(|e| format!("invalid host facts: {e}"))?,
         );
-        engine.decide_container(&req)
+        engine.decide_container(&req).map_err(String::from)
     }
 
     /// Decides a container start given as a whole `ContainerRequest` JSON.
@@ -76,7 +76,7 @@ impl Instance {
         let engine = self.engine()?;
         let req: ContainerRequest = serde_json::from_str(request_json)
             .map_err(|e| format!("invalid container request: {e}"))?;
-        engine.decide_container(&req)
+        engine.decide_container(&req).map_err(String::from)
     }
 
     /// Decides a connection or HTTP request given as the engine's request JSON.

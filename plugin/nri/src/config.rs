@@ -131,7 +131,7 @@ pub fn parse(text: &str) -> Result<Policy, ConfigError> {
             }
         }
     };
-    if policy.engine.container.is_empty() {
+    if policy.engine.container_policies().is_empty() {
         return Err(ConfigError::NoContainerPolicy);
     }
     Ok(policy)
@@ -151,7 +151,10 @@ spec:
     #[test]
     fn inline_yaml_with_a_container_policy_loads() {
         let p = parse(POLICY);
-        assert!(p.as_ref().is_ok_and(|p| p.engine.container.len() == 1));
+        assert!(
+            p.as_ref()
+                .is_ok_and(|p| p.engine.container_policies().len() == 1)
+        );
         assert_eq!(p.map(|p| p.source).ok().as_deref(), Some("inline YAML"));
     }
 

@@ -28,13 +28,13 @@
 
 use std::collections::BTreeMap;
 
+use palisade_engine::container::host::{
+    HostFacts, NamespaceFact, SandboxFact, spelled_host_namespace,
+};
 use palisade_engine::container::{
     ContainerRequest, DEFAULT_DEVICES, DevicePattern, ImageInfo, OciConfig, OciDevice,
     OciDeviceCgroup, OciLinux, OciMount, OciNamespace, OciProcess, OciResources, OciRoot, OciState,
     OciUser, PodInfo, annotations,
-};
-use palisade_engine::container_host::{
-    HostFacts, NamespaceFact, SandboxFact, spelled_host_namespace,
 };
 
 use crate::proto::{CreateContainerRequest, LinuxSeccomp, ProfileType};

@@ -137,7 +137,7 @@ impl Plugin {
             LogLevel::Info,
             &format!(
                 "palisade: {} ContainerPolicies loaded from {} (runtime {} {}, NRI {})",
-                policy.engine.container.len(),
+                policy.engine.container_policies().len(),
                 policy.source,
                 req.runtime_name,
                 req.runtime_version,

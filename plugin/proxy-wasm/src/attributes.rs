@@ -752,7 +752,7 @@ pub fn build(raw: RawAttributes, plugin: &Plugin) -> Result<Built, AttributeErro
             // The plugin decides in its local workload's precompiled view; only NetworkPolicy
             // looks the destination workload up again (its labels and named ports), so the
             // workload (namespace, name, labels: a few allocations) is cloned only then.
-            workload: (!plugin.engine.network.is_empty()).then(|| plugin.workload.clone()),
+            workload: (!plugin.engine.network().is_empty()).then(|| plugin.workload.clone()),
         },
         remote_ip,
         mtls: Some(mtls),

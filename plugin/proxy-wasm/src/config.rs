@@ -13,10 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use base64::Engine as _;
 use ipnet::IpNet;
 use palisade_engine::{
-    Decision, Engine, Errors, PathNormalization, Protocol, Request, Scope, Step, TrustedKeys,
-    Verdict, WorkloadRef,
-    compile::{Needs, WorkloadView},
-    netpol, open_bundle,
+    Decision, Engine, Errors, Needs, PathNormalization, Protocol, Request, Scope, Step,
+    TrustedKeys, Verdict, WorkloadRef, WorkloadView, error::DecisionError, netpol, open_bundle,
 };
 #[cfg(feature = "yaml")]
 use palisade_engine::{Options, SourceFile, load};
@@ -402,7 +400,7 @@ impl Plugin {
             }
         };
         let needs = engine.needs(&view, config.protocol);
-        let peer_candidates = if engine.network.is_empty() {
+        let peer_candidates = if engine.network().is_empty() {
             peer_candidates(&engine.source_ip_cidrs(&view, config.protocol))
         } else {
             Vec::new()
@@ -422,8 +420,7 @@ impl Plugin {
         }
         // What a request context never reads: the other workloads' views (the local one is
         // `view`) and the ContainerPolicies (decided by the container hosts, not Envoy).
-        engine.views = Vec::new();
-        engine.container = Vec::new();
+        engine.drop_views_and_container_policies();
         Ok(Plugin {
             needs,
             headers,
@@ -466,7 +463,7 @@ impl Plugin {
             name,
             self.view.policies.len(),
             self.view.policies.join(", "),
-            self.engine.network.policies.len(),
+            self.engine.network().policies.len(),
         )
     }
 
@@ -481,7 +478,7 @@ impl Plugin {
         if !self.needs.source_ip {
             return self.decide(request);
         }
-        let network = !self.engine.network.is_empty();
+        let network = !self.engine.network().is_empty();
         let inventory_peers;
         let candidates: &[IpAddr] = if network {
             inventory_peers = self.inventory_peers(request.source.principal.as_deref());
@@ -524,7 +521,7 @@ impl Plugin {
         let Some((td, path)) = rest.split_once('/') else {
             return Vec::new();
         };
-        let o = &self.engine.options;
+        let o = self.engine.options();
         if td != o.trust_domain && !o.trust_domain_aliases.iter().any(|a| a == td) {
             return Vec::new();
         }
@@ -533,7 +530,7 @@ impl Plugin {
         };
         let mut ips: Vec<IpAddr> = self
             .engine
-            .inventory
+            .inventory()
             .workloads
             .iter()
             .filter(|w| w.namespace == ns && w.service_account == sa)
@@ -549,15 +546,15 @@ impl Plugin {
     pub fn decide(&self, request: &Request) -> Decision {
         let mut decision = self.engine.decide_in_view(&self.view, request);
         if matches!(decision.step, Step::Error | Step::JwtRejected)
-            || self.engine.network.is_empty()
+            || self.engine.network().is_empty()
         {
             return decision;
         }
         match netpol::evaluate(
-            &self.engine.network,
-            &self.engine.inventory,
+            self.engine.network(),
+            self.engine.inventory(),
             request,
-            self.engine.options.node_traffic,
+            self.engine.options().node_traffic,
         ) {
             Ok(outcome) => {
                 if outcome.verdict == Verdict::Deny && decision.verdict != Verdict::Deny {
@@ -607,7 +604,7 @@ pub fn peer_candidates(nets: &[IpNet]) -> Vec<IpAddr> {
 }
 
 /// A fail-closed decision for an internal error (a property that cannot be read, say).
-pub fn error_decision(message: String) -> Decision {
+pub fn error_decision(message: impl Into<DecisionError>) -> Decision {
     Decision {
         verdict: Verdict::Deny,
         step: Step::Error,
@@ -615,7 +612,7 @@ pub fn error_decision(message: String) -> Decision {
         shadow: Vec::new(),
         audit: None,
         network: None,
-        errors: vec![message],
+        errors: vec![message.into()],
         custom: Vec::new(),
     }
 }
@@ -881,11 +878,11 @@ spec:
         assert_eq!(p.mode, Mode::DryRun);
         assert_eq!((p.deny_status, p.deny_body.as_str()), (401, "no"));
         assert_eq!(p.num_trusted_proxies, Some(2));
-        assert_eq!(p.engine.options.trust_domain, "example.org");
-        assert_eq!(p.engine.options.trust_domain_aliases, vec!["old.example"]);
-        assert_eq!(p.engine.options.root_namespace, "mesh");
+        assert_eq!(p.engine.options().trust_domain, "example.org");
+        assert_eq!(p.engine.options().trust_domain_aliases, vec!["old.example"]);
+        assert_eq!(p.engine.options().root_namespace, "mesh");
         assert_eq!(
-            p.engine.options.path_normalization,
+            p.engine.options().path_normalization,
             PathNormalization::MergeSlashes
         );
     }
@@ -1119,9 +1116,9 @@ spec:
         )
         .unwrap();
         assert_eq!(p.view.policies, vec!["shop/only-get".to_string()]);
-        assert!(p.engine.views.is_empty() && p.engine.container.is_empty());
+        assert!(p.engine.views().is_empty() && p.engine.container_policies().is_empty());
         assert_eq!(
-            p.engine.inventory.workloads.len(),
+            p.engine.inventory().workloads.len(),
             2,
             "NetworkPolicy still needs it"
         );

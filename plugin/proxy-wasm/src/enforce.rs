@@ -268,7 +268,8 @@ pub fn outcome_with<'a>(
     // reason as the body.
     let (status, body) = match (decision.step, decision.errors.first()) {
         (Step::JwtRejected, Some(why)) => {
-            (palisade_engine::authn::rejection_status(why), why.as_str())
+            let why = why.text().unwrap_or_default();
+            (palisade_engine::authn::rejection_status(why), why)
         }
         _ => (plugin.deny_status, plugin.deny_body.as_str()),
     };
@@ -494,7 +495,7 @@ spec:
     #[test]
     fn an_internal_error_blocks_and_counts_an_error() {
         let p = plugin("enforce");
-        let o = owned(&outcome(&error_decision("bad property".into()), &p, "x"));
+        let o = owned(&outcome(&error_decision("bad property"), &p, "x"));
         assert!(o.block);
         assert_eq!(o.policy, "error");
         assert_eq!(o.counters, vec!["palisade.denied", "palisade.errors"]);

@@ -25,7 +25,7 @@ mod tcp;
 
 use std::rc::Rc;
 
-use palisade_engine::compile::Needs;
+use palisade_engine::Needs;
 use palisade_engine::extauthz::ExtensionProvider;
 use palisade_engine::{Decision, Protocol, Request};
 use proxy_wasm::hostcalls;

@@ -459,7 +459,7 @@ pub fn check_except(case: &Case, d: &Decision, unsupported: &[&str]) -> Result<(
         check_network(want.as_ref(), d, &mut diffs);
     }
     if !d.errors.is_empty() {
-        diffs.push(format!("engine errors: {}", d.errors.join("; ")));
+        diffs.push(format!("engine errors: {}", d.error_message()));
     }
     if diffs.is_empty() {
         Ok(())

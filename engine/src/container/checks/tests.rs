@@ -114,9 +114,9 @@ fn decide(privileges: &str, config: Value) -> ContainerDecision {
     let mut req = ContainerRequest::from_oci(&state.to_string(), &config.to_string()).unwrap();
     // The facts the hook establishes on a host where pid 4242 is the pod's pause process: its
     // namespaces are not the host's (the namespace rules are not what these rows test).
-    req.host = Some(crate::container_host::HostFacts {
-        namespaces: crate::container_host::spelled_namespace_facts(&req.config),
-        ..crate::container_host::HostFacts::default()
+    req.host = Some(crate::container::host::HostFacts {
+        namespaces: crate::container::host::spelled_namespace_facts(&req.config),
+        ..crate::container::host::HostFacts::default()
     });
     decide_container(&set.container, &set.inventory, &req).unwrap()
 }

@@ -18,7 +18,7 @@ use crate::extauthz::{
     Answer, CheckAttributes, GRPC_METHOD, GRPC_SERVICE, HttpCheck, grpc_check_request,
     grpc_service, http_check_headers,
 };
-use palisade_engine::compile::Needs;
+use palisade_engine::Needs;
 
 /// A call in flight: the request it is for, the provider, the host's token, when it started.
 #[derive(Debug)]
@@ -76,7 +76,7 @@ pub(super) fn provider_of<'p>(
         .ok_or("a pending decision names no provider")?;
     plugin
         .engine
-        .options
+        .options()
         .extension_providers
         .iter()
         .find(|p| p.name == name)

@@ -1,7 +1,7 @@
 //! What the glue reads from Envoy: properties (one host call each, only those the rules
 //! need), the node metadata, and the request headers.
 
-use palisade_engine::compile::Needs;
+use palisade_engine::Needs;
 use proxy_wasm::types::MapType;
 
 use super::abi::{self, status_name};

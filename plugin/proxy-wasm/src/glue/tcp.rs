@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use palisade_engine::compile::Needs;
+use palisade_engine::Needs;
 use palisade_engine::{Decision, Request, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, StreamContext};

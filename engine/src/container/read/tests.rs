@@ -96,6 +96,8 @@ fn documents_runtimes_could_read_differently_are_refused_with_where() {
         let err = read_config(doc)
             .err()
             .unwrap_or_else(|| panic!("{name}: accepted"));
+        assert!(matches!(err, ConfigError::Ambiguous(_)), "{name}: {err:?}");
+        let err = err.to_string();
         assert!(
             err.starts_with("config.json refused: runtimes could read it differently: "),
             "{name}: {err}"
@@ -142,14 +144,21 @@ fn first_document_cuts_before_trailing_bytes_even_when_not_utf8() {
     assert_eq!(first_document(&bytes), Ok(BASE));
     let err = first_document(b"{\"a\":\"\xff\"}")
         .err()
+        .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
         err.contains("invalid config.json") || err.contains("not UTF-8"),
         "{err}"
     );
-    let err = first_document(b"  ").err().unwrap_or_default();
+    let err = first_document(b"  ")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("invalid config.json"), "{err}");
-    let err = first_document(b"{\"process\":").err().unwrap_or_default();
+    let err = first_document(b"{\"process\":")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("EOF"), "{err}");
 }
 

@@ -8,7 +8,11 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{Decision, Diagnostic, Engine, Errors, Location, Request, SourceFile, Step, Verdict};
+use crate::decision::{Decision, Step, Verdict};
+use crate::diag::{Diagnostic, Errors, Location};
+use crate::engine::Engine;
+use crate::request::Request;
+use crate::source::SourceFile;
 
 /// A request to decide, with an optional name and expectations.
 #[derive(Debug, Clone)]
@@ -237,10 +241,7 @@ impl Evaluated {
 
 /// A step's name as it is serialised (`no-allow-matched`, ...).
 pub fn step_name(step: Step) -> String {
-    serde_json::to_value(step)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    step.as_str().to_string()
 }
 
 /// Totals over a batch.

@@ -28,15 +28,16 @@
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::container::OciConfig;
+use crate::error::ConfigError;
 
 /// How many problems one refusal lists before `…`.
 const MAX_REPORTED: usize = 8;
 
 /// Reads `config.json` text: refuses what runtimes could read differently, then decodes
 /// the first JSON document (trailing data is ignored, as runc ignores it).
-pub fn read_config(text: &str) -> Result<OciConfig, String> {
+pub fn read_config(text: &str) -> Result<OciConfig, ConfigError> {
     let doc = first_document(text.as_bytes())?;
-    let tree: Node = serde_json::from_str(doc).map_err(|e| format!("invalid config.json: {e}"))?;
+    let tree: Node = serde_json::from_str(doc).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let mut problems = Vec::new();
     walk(&tree, &Shape::Obj(SPEC), "", &mut problems);
     if !problems.is_empty() {
@@ -46,33 +47,33 @@ pub fn read_config(text: &str) -> Result<OciConfig, String> {
             String::new()
         };
         problems.truncate(MAX_REPORTED);
-        return Err(format!(
-            "config.json refused: runtimes could read it differently: {}{more}",
+        return Err(ConfigError::Ambiguous(format!(
+            "{}{more}",
             problems.join("; ")
-        ));
+        )));
     }
     let config: OciConfig =
-        serde_json::from_str(doc).map_err(|e| format!("invalid config.json: {e}"))?;
+        serde_json::from_str(doc).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     duplicate_namespaces(&config)?;
     Ok(config)
 }
 
 /// The first JSON document of `bytes` as text (what runc decodes); anything after it is
 /// dropped. Not UTF-8 inside the document, or no complete document: an error.
-pub fn first_document(bytes: &[u8]) -> Result<&str, String> {
+pub fn first_document(bytes: &[u8]) -> Result<&str, ConfigError> {
     let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<de::IgnoredAny>();
     match stream.next() {
-        None => Err("invalid config.json: no JSON document".into()),
-        Some(Err(e)) => Err(format!("invalid config.json: {e}")),
+        None => Err(ConfigError::NoDocument),
+        Some(Err(e)) => Err(ConfigError::Invalid(e.to_string())),
         Some(Ok(_)) => {
             let end = stream.byte_offset();
             let doc = bytes.get(..end).unwrap_or(bytes);
-            std::str::from_utf8(doc).map_err(|e| format!("config.json is not UTF-8: {e}"))
+            std::str::from_utf8(doc).map_err(|e| ConfigError::NotUtf8(e.to_string()))
         }
     }
 }
 
-fn duplicate_namespaces(config: &OciConfig) -> Result<(), String> {
+fn duplicate_namespaces(config: &OciConfig) -> Result<(), ConfigError> {
     let Some(linux) = &config.linux else {
         return Ok(());
     };
@@ -91,10 +92,10 @@ fn duplicate_namespaces(config: &OciConfig) -> Result<(), String> {
         return Ok(());
     }
     let list: Vec<String> = twice.iter().map(|k| format!("`{k}`")).collect();
-    Err(format!(
-        "config.json refused: runtimes could read it differently: `linux.namespaces` lists the {} namespace more than once (runc refuses the file, crun joins the last entry)",
+    Err(ConfigError::Ambiguous(format!(
+        "`linux.namespaces` lists the {} namespace more than once (runc refuses the file, crun joins the last entry)",
         list.join(", ")
-    ))
+    )))
 }
 
 // ----------------------------------------------------------------------------------------
