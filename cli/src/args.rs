@@ -100,6 +100,14 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "PREFIX")]
         out: PathBuf,
     },
+    /// Make a DSSE envelope holding an in-toto Statement v1 with SLSA provenance v1 for an
+    /// image digest, signed with an ed25519 key (for tests and examples; a pipeline's builder
+    /// makes its own). See docs/provenance.md.
+    Attest(AttestArgs),
+    /// Verify a provenance envelope against trusted keys and print what it attests. Exit 0
+    /// when it verifies (and names `--image-digest`, from `--builder` and `--source` when
+    /// given), 2 when not.
+    Verify(VerifyArgs),
     /// Decide the built-in example's sample requests and print them as a table.
     Demo,
     /// Replay recorded traffic (Envoy access logs, Hubble flows, request records) through
@@ -298,6 +306,55 @@ pub enum Compare {
     Outcome,
     /// The full decision, from the plugin's log line.
     Decision,
+}
+
+/// `palisade attest`.
+#[derive(Debug, Clone, Args)]
+pub struct AttestArgs {
+    /// The ed25519 signing key (PKCS#8 PEM, from `palisade keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// The id verifiers know the key by (the signature's `keyid`).
+    #[arg(long, value_name = "ID")]
+    pub key_id: String,
+    /// The image's manifest digest, `sha256:<64 hex>`: the statement's subject.
+    #[arg(long, value_name = "DIGEST")]
+    pub image_digest: String,
+    /// The subject's name (the image's repository).
+    #[arg(long, value_name = "NAME", default_value = "_")]
+    pub name: String,
+    /// `runDetails.builder.id`.
+    #[arg(long, value_name = "ID")]
+    pub builder: String,
+    /// The source repository and the commit built, `URI@COMMIT`.
+    #[arg(long, value_name = "URI@REV")]
+    pub source: String,
+    /// The ref the commit was resolved from.
+    #[arg(long = "ref", value_name = "REF", default_value = "refs/heads/main")]
+    pub git_ref: String,
+    /// Where to write the envelope (JSON).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `palisade verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The envelope (JSON).
+    #[arg(value_name = "ENVELOPE")]
+    pub envelope: PathBuf,
+    /// A key the envelope may be signed by, `ID=PUBLIC_KEY` (base64); repeat for several.
+    #[arg(long = "trusted-key", value_name = "ID=KEY", required = true)]
+    pub trusted_keys: Vec<String>,
+    /// The image digest the statement must name.
+    #[arg(long, value_name = "DIGEST")]
+    pub image_digest: Option<String>,
+    /// An allowed builder id (exact); repeat for several.
+    #[arg(long = "builder", value_name = "ID")]
+    pub builders: Vec<String>,
+    /// An allowed source, `REPOSITORY` or `REPOSITORY@REF` (exact); repeat for several.
+    #[arg(long = "source", value_name = "URI")]
+    pub sources: Vec<String>,
 }
 
 /// `palisade inventory`'s arguments.

@@ -13,6 +13,7 @@ mod demo;
 mod exit;
 mod input;
 mod inventory;
+mod provenance;
 mod replay;
 mod report;
 mod serve;
@@ -48,6 +49,8 @@ fn main() -> ExitCode {
             trusted_keys,
         } => commands::inspect(bundle, trusted_keys, output),
         Command::Keygen { out } => signing::keygen(out, output),
+        Command::Attest(args) => provenance::attest(args, output),
+        Command::Verify(args) => provenance::verify(args, output),
         Command::Demo => demo::demo(output),
         Command::Replay(args) => replay::replay(args, output),
         Command::Inventory(args) => inventory::inventory(args).map_err(report::Failure::message),

@@ -372,7 +372,7 @@ fn compile_then_inspect_round_trips() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = json(&stdout(&o));
     assert_eq!(v["sha256"], digest.as_str());
-    assert_eq!(v["formatVersion"], 3);
+    assert_eq!(v["formatVersion"], 4);
     assert_eq!(v["options"]["trustDomain"], "example.org");
     assert_eq!(v["policies"][0]["id"], "shop/cart");
     assert_eq!(v["policies"][0]["action"], "ALLOW");
@@ -382,7 +382,7 @@ fn compile_then_inspect_round_trips() {
     let o = palisade(&["inspect", "out.plsd"], f.dir.path());
     let out = stdout(&o);
     assert!(out.contains(&format!("sha256: {digest}")), "{out}");
-    assert!(out.contains("format version 3"), "{out}");
+    assert!(out.contains("format version 4"), "{out}");
 }
 
 #[test]

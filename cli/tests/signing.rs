@@ -97,7 +97,7 @@ fn keygen_compile_sign_and_inspect_verify_a_bundle() {
     ));
     assert_eq!(compiled["keyId"], "ci-2026");
     assert_eq!(compiled["scope"], "workload:shop/cart");
-    assert_eq!(compiled["formatVersion"], 3);
+    assert_eq!(compiled["formatVersion"], 4);
 
     let trusted = format!("ci-2026={public}");
     let v = ok_json(&palisade(

@@ -37,10 +37,11 @@ use crate::engine::Engine;
 
 /// The first four bytes of every bundle.
 pub const MAGIC: &[u8; 4] = b"PLSD";
-/// The format version this build reads and writes. 3: the manifest and the signature.
+/// The format version this build reads and writes. 4: the image rule `provenance`.
+/// 3: the manifest and the signature.
 /// 2: the inventory's phases, nodes and host networking, node-traffic and extension-provider
 /// options, RequestAuthentication providers, CUSTOM rules, and the container checks' fields.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 const PREFIX: usize = 4 + 2 + 4;
 const SIGNATURE_LEN: usize = 64;
 /// Manifests are small (a digest, a scope, one line per input file): a bound keeps a hostile

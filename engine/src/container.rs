@@ -112,6 +112,8 @@ pub struct ImageRules {
     pub denied_tags: Vec<String>,
     /// `digestsByIdentity`: every entry that applies must list the image's digest.
     pub digests_by_identity: Vec<IdentityDigests>,
+    /// `provenance`: a verified statement from the pipeline must name the image's digest.
+    pub provenance: Option<crate::provenance::ProvenanceRule>,
 }
 
 impl ImageRules {
@@ -121,6 +123,7 @@ impl ImageRules {
             && !self.require_digest
             && self.denied_tags.is_empty()
             && self.digests_by_identity.is_empty()
+            && self.provenance.is_none()
     }
 }
 

@@ -45,6 +45,7 @@ pub mod labelled;
 pub mod netpol;
 pub mod normalize;
 pub mod pattern;
+pub mod provenance;
 pub mod request;
 pub mod selector;
 pub mod yaml;

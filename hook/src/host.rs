@@ -26,6 +26,7 @@ use palisade_engine::container::host::{
 };
 use palisade_engine::container::read::read_config;
 use palisade_engine::container::{OciConfig, annotations as a};
+use palisade_engine::provenance::{Attestation, MAX_ENVELOPE};
 
 /// Where containerd keeps its persistent state unless `/etc/containerd/config.toml` says
 /// otherwise (containerd's documented default `root`).
@@ -86,6 +87,39 @@ fn resolve(bundle: &Path, p: &str) -> PathFact {
             error: Some(e.to_string()),
         },
     }
+}
+
+/// The provenance envelopes in `dir` (`*.json` regular files, by name) for
+/// `images.provenance`. Each is read up to one byte past the engine's bound, which then
+/// refuses it by size; a directory that cannot be read fails the start (closed).
+pub fn attestations(dir: &Path) -> Result<Vec<Attestation>, String> {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| {
+        format!(
+            "cannot read the attestations directory `{}`: {e}",
+            dir.display()
+        )
+    };
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(cannot)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+        .collect();
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for path in names {
+        let mut text = String::new();
+        fs::File::open(&path)
+            .and_then(|f| f.take(MAX_ENVELOPE as u64 + 1).read_to_string(&mut text))
+            .map_err(|e| format!("cannot read attestation `{}`: {e}", path.display()))?;
+        out.push(Attestation {
+            name: path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            envelope: text,
+        });
+    }
+    Ok(out)
 }
 
 /// Gathers the facts for a container whose bundle is `bundle`, from its `config.json` text

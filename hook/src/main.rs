@@ -7,6 +7,7 @@
 //!                   [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>]
 //!                   [--annotation <key=value>]... [--state-file <file>] [--timing]
 //!                   [--config-file <file>] [--no-host-facts] [--trusted-key <id=key>]...
+//!                   [--attestations <dir>]
 //! ```
 //!
 //! The OCI state comes on stdin; exit 0 allows, 1 denies (the reasons on stderr), 2 is a
@@ -28,14 +29,15 @@ use palisade_oci_hook::{Args, Outcome, run};
 const USAGE: &str = "usage: palisade-oci-hook (--bundle <file> | --policy <file|dir> | \
 --bundle-url <url> [--bundle-cache <dir>] [--fetch-timeout-ms <n>]) [--component <file.wasm>] [--cache-dir <dir>] [--native] [--record <dir>] [--fuel <n>] \
 [--annotation <key=value>]... [--state-file <file>] [--timing] \
-[--config-file <file>] [--no-host-facts] [--trusted-key <id=key>]...
+[--config-file <file>] [--no-host-facts] [--trusted-key <id=key>]... [--attestations <dir>]
        palisade-oci-hook --precompile [--component <file.wasm>] [--cache-dir <dir>]
 Reads the OCI state on stdin and <bundle>/config.json; exits 0 to allow, 1 to deny, 2 when it
 cannot decide (fail closed). Environment: PALISADE_BUNDLE, PALISADE_POLICY, PALISADE_COMPONENT,
 PALISADE_CACHE_DIR (default /var/cache/palisade-oci-hook), PALISADE_TRUSTED_KEYS (id=key,...:
 with trusted keys, only a bundle signed by one of them for the mesh is enforced),
 PALISADE_BUNDLE_URL (fetch from `palisade serve`; needs trusted keys; the last verified bundle
-is kept in --bundle-cache, default <cache-dir>/bundles, and decides when the server is down).";
+is kept in --bundle-cache, default <cache-dir>/bundles, and decides when the server is down),
+PALISADE_ATTESTATIONS (a directory of provenance envelopes, *.json, for images.provenance).";
 
 /// The component installed next to the binary.
 const COMPONENT_FILE: &str = "palisade_component.wasm";
@@ -109,6 +111,7 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
             .map(|p| PolicyPath::Bundle(p.into()))
             .or_else(|| env::var_os("PALISADE_POLICY").map(|p| PolicyPath::Yaml(p.into()))),
         component: env::var_os("PALISADE_COMPONENT").map(PathBuf::from),
+        attestations: env::var_os("PALISADE_ATTESTATIONS").map(PathBuf::from),
         cache_dir: Some(
             env::var_os("PALISADE_CACHE_DIR")
                 .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from),
@@ -144,6 +147,7 @@ fn parse(argv: Vec<OsString>) -> Result<Mode, String> {
             "--state-file" => args.state_file = Some(value("--state-file")?.into()),
             "--config-file" => args.config_file = Some(value("--config-file")?.into()),
             "--no-host-facts" => args.no_host_facts = true,
+            "--attestations" => args.attestations = Some(value("--attestations")?.into()),
             "--trusted-key" => {
                 let v = value("--trusted-key")?;
                 args.trusted_keys.push(key_entry(&v.to_string_lossy())?);

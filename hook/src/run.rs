@@ -41,6 +41,9 @@ pub struct Args {
     /// Fetch the bundle from `palisade serve` (`--bundle-url`, `PALISADE_BUNDLE_URL`), keeping
     /// the last verified one in `dir` (`--bundle-cache`); needs trusted keys.
     pub remote: Option<crate::fetch::Remote>,
+    /// Provenance envelopes (`*.json`) offered to `images.provenance` (`--attestations DIR`,
+    /// `PALISADE_ATTESTATIONS`); read with the host facts.
+    pub attestations: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -59,6 +62,7 @@ impl Default for Args {
             no_host_facts: false,
             trusted_keys: Vec::new(),
             remote: None,
+            attestations: None,
         }
     }
 }
@@ -194,8 +198,14 @@ fn decide_remote(args: &Args, remote: &crate::fetch::Remote, input: &HookInput) 
 }
 
 fn decide_with(args: &Args, input: &HookInput, policy: Result<PolicySource, String>) -> Outcome {
-    let facts = (!args.no_host_facts)
+    let mut facts = (!args.no_host_facts)
         .then(|| crate::host::gather(&input.bundle, &input.config_json, &input.annotations));
+    if let (Some(f), Some(dir)) = (facts.as_mut(), &args.attestations) {
+        match crate::host::attestations(dir) {
+            Ok(a) => f.attestations = a,
+            Err(e) => return Outcome::Failed(e),
+        }
+    }
     let result = policy.and_then(|policy| {
         verify(&policy, &args.trusted_keys)?;
         if args.native {

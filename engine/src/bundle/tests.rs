@@ -55,7 +55,7 @@ fn signed(info: &BundleInfo, s: &BundleSigner) -> Vec<u8> {
 fn an_unsigned_bundle_starts_with_the_magic_and_version_and_round_trips() {
     let bytes = encode_bundle(&engine()).unwrap();
     assert_eq!(&bytes[..4], b"PLSD");
-    assert_eq!(&bytes[4..6], &3u16.to_le_bytes());
+    assert_eq!(&bytes[4..6], &4u16.to_le_bytes());
     let p = parts(&bytes).unwrap();
     assert_eq!(p.signature, None);
     assert_eq!(p.manifest.key_id, None);
@@ -249,7 +249,7 @@ fn every_truncation_and_a_hostile_manifest_length_are_refused_without_panic() {
     old[4..6].copy_from_slice(&2u16.to_le_bytes());
     assert_eq!(
         decode_bundle(&old).unwrap_err().to_string(),
-        "unsupported bundle format version 2 (this build reads version 3)"
+        "unsupported bundle format version 2 (this build reads version 4)"
     );
 }
 

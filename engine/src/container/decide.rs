@@ -316,6 +316,14 @@ fn check_images(
         );
     }
     let digest = img.digest.clone().or_else(|| f.image_digest.clone());
+    if let Some(rule) = &rules.provenance {
+        let offered = f.host.map_or(&[][..], |h| h.attestations.as_slice());
+        if let Some(message) =
+            crate::provenance::check_image(rule, &img.to_string(), digest.as_deref(), offered)
+        {
+            out.add("image.provenance", message);
+        }
+    }
     for entry in &rules.digests_by_identity {
         if f.subject.namespace.as_deref() != Some(entry.namespace.as_str()) {
             continue;

@@ -40,6 +40,10 @@ pub struct HostFacts {
     /// The pod sandbox the container was proven to belong to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxFact>,
+    /// Provenance attestations the host holds (the OCI hook's `--attestations DIR`), for
+    /// `images.provenance`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<crate::provenance::Attestation>,
 }
 
 /// What a namespace path names.

@@ -74,12 +74,14 @@ fn parse_images(at: At<'_>) -> DResult<ImageRules> {
     let digest = f.take("requireDigest");
     let tags = f.take("deniedTags");
     let by_identity = f.take("digestsByIdentity");
+    let provenance = f.take("provenance");
     f.finish(&[
         "allowedRegistries",
         "allowedRepositories",
         "requireDigest",
         "deniedTags",
         "digestsByIdentity",
+        "provenance",
     ])?;
     let mut rules = ImageRules::default();
     if let Some(r) = &registries {
@@ -133,6 +135,9 @@ fn parse_images(at: At<'_>) -> DResult<ImageRules> {
                 .digests_by_identity
                 .push(parse_identity_digests(item.with_path(&path))?);
         }
+    }
+    if let Some(p) = &provenance {
+        rules.provenance = Some(crate::provenance::parse_rule(p.at())?);
     }
     Ok(rules)
 }

@@ -5,7 +5,10 @@
 //! one or more `ContainerPolicy` documents (and, optionally, an `Inventory` for labels and
 //! service accounts), or a JSON object `{"bundle": "<base64>", "trustedKeys": [{"keyId": ..,
 //! "publicKey": ..}]}`: with trusted keys only a bundle signed by one of them for the whole mesh
-//! (the plugin admits every container on its node) is accepted. A configuration that does not load, or that holds no `ContainerPolicy`,
+//! (the plugin admits every container on its node) is accepted. The JSON form may also carry
+//! `"attestations": [<DSSE envelope>, ...]`: the provenance statements `images.provenance`
+//! verifies (NRI gives the plugin no filesystem, so they travel with the configuration).
+//! A configuration that does not load, or that holds no `ContainerPolicy`,
 //! is refused: `plugin_configure` returns an error and NRI does not start the plugin.
 
 use base64::Engine as _;
@@ -20,6 +23,8 @@ pub struct Policy {
     pub engine: Engine,
     /// `bundle sha256:<hex>` or `inline YAML`.
     pub source: String,
+    /// Provenance envelopes from the JSON form's `attestations`.
+    pub attestations: Vec<palisade_engine::provenance::Attestation>,
 }
 
 /// Why a configuration is refused.
@@ -53,6 +58,8 @@ struct JsonConfig {
     bundle: String,
     #[serde(default)]
     trusted_keys: Vec<TrustedKey>,
+    #[serde(default)]
+    attestations: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -68,6 +75,7 @@ pub fn parse(text: &str) -> Result<Policy, ConfigError> {
     if trimmed.is_empty() {
         return Err(ConfigError::Empty);
     }
+    let mut attestations = Vec::new();
     let (bundle_text, keys) = if trimmed.starts_with('{') {
         let c: JsonConfig =
             serde_json::from_str(trimmed).map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -77,6 +85,15 @@ pub fn parse(text: &str) -> Result<Policy, ConfigError> {
                 .map(|k| (k.key_id.as_str(), k.public_key.as_str())),
         )
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        attestations = c
+            .attestations
+            .iter()
+            .enumerate()
+            .map(|(i, v)| palisade_engine::provenance::Attestation {
+                name: format!("attestations[{i}]"),
+                envelope: v.to_string(),
+            })
+            .collect();
         (c.bundle, keys)
     } else {
         (trimmed.to_string(), TrustedKeys::none())
@@ -99,6 +116,7 @@ pub fn parse(text: &str) -> Result<Policy, ConfigError> {
             Policy {
                 engine,
                 source: format!("bundle sha256:{digest}"),
+                attestations,
             }
         }
         None => {
@@ -109,6 +127,7 @@ pub fn parse(text: &str) -> Result<Policy, ConfigError> {
             Policy {
                 engine,
                 source: "inline YAML".into(),
+                attestations,
             }
         }
     };

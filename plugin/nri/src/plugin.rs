@@ -8,6 +8,7 @@
 
 use palisade_engine::Engine;
 use palisade_engine::container::ContainerDecision;
+use palisade_engine::provenance::Attestation;
 use prost::Message;
 
 use crate::config::{self, Policy};
@@ -41,7 +42,19 @@ pub struct Verdict {
 /// Converts and decides: what the plugin does for `CreateContainer`, and what a native
 /// comparison runs. `Err` when the request cannot be read or decided; the plugin denies then.
 pub fn decide(engine: &Engine, req: &CreateContainerRequest) -> Result<Verdict, String> {
-    let converted = Converted::try_from(req).map_err(|e| e.to_string())?;
+    decide_with(engine, &[], req)
+}
+
+/// [`decide`] with the provenance statements the configuration carries.
+pub fn decide_with(
+    engine: &Engine,
+    attestations: &[Attestation],
+    req: &CreateContainerRequest,
+) -> Result<Verdict, String> {
+    let mut converted = Converted::try_from(req).map_err(|e| e.to_string())?;
+    if let Some(host) = converted.request.host.as_mut() {
+        host.attestations = attestations.to_vec();
+    }
     let decision = engine.decide_container(&converted.request)?;
     Ok(Verdict {
         decision,
@@ -177,7 +190,7 @@ impl Plugin {
                 );
             }
         };
-        let verdict = match decide(&policy.engine, &req) {
+        let verdict = match decide_with(&policy.engine, &policy.attestations, &req) {
             Ok(v) => v,
             Err(e) => return deny(log, format!("palisade: denied (fail closed): {e}")),
         };
@@ -271,6 +284,105 @@ spec:
             }),
         }
         .encode_to_vec()
+    }
+
+    /// A plugin configured with a provenance rule (as a bundle) and one attestation for
+    /// `attested`, made by `builder`.
+    #[allow(clippy::unwrap_used)]
+    fn with_provenance(attested: &str, builder: &str) -> Plugin {
+        use base64::Engine as _;
+        use palisade_engine::provenance::{
+            ATTEST_BUILD_TYPE, Envelope, PAYLOAD_TYPE, StatementSpec,
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let policy = format!(
+            "apiVersion: palisade.dev/v1alpha1
+kind: ContainerPolicy
+metadata: {{name: pipeline, namespace: shop}}
+spec:
+  images:
+    provenance:
+      builders: [https://ci.example.com/b@v1]
+      sources: [https://git.example.com/shop/web]
+      keys: [{{keyId: ci, publicKey: \"{}\"}}]
+",
+            b64.encode(key.verifying_key().to_bytes())
+        );
+        let set =
+            palisade_engine::load(&[palisade_engine::SourceFile::new("p.yaml", policy)]).unwrap();
+        let engine = palisade_engine::compile(&set, &palisade_engine::Options::default()).unwrap();
+        let bundle = b64.encode(palisade_engine::encode_bundle(&engine).unwrap());
+        let body = StatementSpec {
+            name: "registry.example.com/shop/web".into(),
+            digest: attested.into(),
+            builder: builder.into(),
+            build_type: ATTEST_BUILD_TYPE.into(),
+            repository: "https://git.example.com/shop/web".into(),
+            git_ref: "refs/heads/main".into(),
+            revision: "c27d339ee6075c1f744c5d4b200f7901aad2c369".into(),
+        }
+        .to_json()
+        .unwrap();
+        let envelope = Envelope::sign(PAYLOAD_TYPE, &body, "ci", &key);
+        let config = serde_json::json!({"bundle": bundle, "attestations": [envelope]});
+        let mut p = Plugin::new();
+        let req = ConfigureRequest {
+            config: config.to_string(),
+            ..ConfigureRequest::default()
+        };
+        let r = p.configure(&req.encode_to_vec(), &mut Lines::default());
+        assert!(r.is_ok(), "{r:?}");
+        p
+    }
+
+    /// A request whose image NRI names with its manifest digest, as containerd fills it.
+    #[allow(clippy::unwrap_used)]
+    fn request_with_digest(digest: &str) -> Vec<u8> {
+        let mut req = CreateContainerRequest::decode(
+            request(
+                "registry.example.com/shop/web:1.2",
+                &["pid", "ipc", "network"],
+            )
+            .as_slice(),
+        )
+        .unwrap();
+        if let Some(c) = req.container.as_mut() {
+            c.image = Some(Image {
+                name: "registry.example.com/shop/web:1.2".into(),
+                digest: digest.into(),
+                ..Image::default()
+            });
+        }
+        req.encode_to_vec()
+    }
+
+    #[test]
+    fn provenance_from_the_configuration_admits_the_attested_digest_and_denies_others() {
+        const D1: &str = "sha256:1c42ddc0285b9c25135be3bf345e6a041271b784b22a6f6cab6588dab93c5980";
+        const D2: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000002";
+        let p = with_provenance(D1, "https://ci.example.com/b@v1");
+        let ok = p.create_container(&request_with_digest(D1), &mut Lines::default());
+        assert!(ok.is_ok(), "{ok:?}");
+        let msg = p
+            .create_container(&request_with_digest(D2), &mut Lines::default())
+            .err()
+            .unwrap_or_default();
+        assert!(
+            msg.contains(&format!(
+                "[image.provenance]: image `registry.example.com/shop/web:1.2`: no verified provenance statement from an allowed builder and source names image `{D2}`; attestations[0]: the statement names `{D1}`, not the image `{D2}`"
+            )),
+            "{msg}"
+        );
+        let other = with_provenance(D1, "https://ci.example.com/b@v1-fork");
+        let msg = other
+            .create_container(&request_with_digest(D1), &mut Lines::default())
+            .err()
+            .unwrap_or_default();
+        assert!(
+            msg.contains("attestations[0]: built by `https://ci.example.com/b@v1-fork`, not by an allowed builder (`https://ci.example.com/b@v1`)"),
+            "{msg}"
+        );
     }
 
     #[test]
