@@ -151,18 +151,22 @@ pub fn shop_bundle_signed(
 }
 
 /// A free TCP port on 127.0.0.1.
-/// Never the same port twice in one process: the kernel may hand a just-released port out
-/// again, and two listeners of one Envoy on the same address would refuse the configuration.
+/// A free TCP port on 127.0.0.1 (see [`free_port_on`]).
 pub fn free_port() -> Result<u16> {
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A free TCP port on `ip`, probed on that very address, and never the same port twice in
+/// one process: the kernel may hand a just-released port out again, and two listeners of one
+/// Envoy on the same address would refuse the configuration.
+pub fn free_port_on(ip: IpAddr) -> Result<u16> {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     for _ in 0..100 {
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind(SocketAddr::new(ip, 0))
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
-            .context(|| "finding a free port".into())?;
-        let mut given = GIVEN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .context(|| format!("finding a free port on {ip}"))?;
+        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !given.contains(&port) {
             given.push(port);
             return Ok(port);

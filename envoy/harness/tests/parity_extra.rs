@@ -39,7 +39,7 @@ use std::path::Path;
 use palisade_envoy_harness::client::{HttpRequest, Transport, send_http_full};
 use palisade_envoy_harness::envoy::{EnvoyProcess, find_or_install_envoy, validate_config};
 use palisade_envoy_harness::plugin::{POLICY_HEADER, build_plugin, http_filter};
-use palisade_envoy_harness::shop::free_port;
+use palisade_envoy_harness::shop::free_port_on;
 use serde_json::{Value, json};
 
 fn repo_root() -> &'static Path {
@@ -324,8 +324,8 @@ fn run(suites: &[Suite]) -> Report {
         })
         .collect();
     for (i, s) in suites.iter().enumerate() {
-        let rbac_at = SocketAddr::new(s.address, free_port().unwrap());
-        let plugin_at = SocketAddr::new(s.address, free_port().unwrap());
+        let rbac_at = SocketAddr::new(s.address, free_port_on(s.address).unwrap());
+        let plugin_at = SocketAddr::new(s.address, free_port_on(s.address).unwrap());
         let config = json!({
             "policy": s.policy,
             "workload": {"namespace": "foo", "labels": {"app": "httpbin"}},
