@@ -166,7 +166,9 @@ pub fn free_port_on(ip: IpAddr) -> Result<u16> {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .context(|| format!("finding a free port on {ip}"))?;
-        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !given.contains(&port) {
             given.push(port);
             return Ok(port);
