@@ -169,6 +169,20 @@ pub struct NetworkOutcome {
 }
 
 impl Decision {
+    /// Joins the NetworkPolicy outcome to an authorization decision: a NetworkPolicy denial
+    /// stands over anything but a deny (even a CUSTOM provider pending: the connection never
+    /// reaches the proxy), and an allow names the step when no AuthorizationPolicy applied.
+    pub fn join_network(&mut self, outcome: NetworkOutcome) {
+        if outcome.verdict == Verdict::Deny && self.verdict != Verdict::Deny {
+            self.verdict = Verdict::Deny;
+            self.step = outcome.step;
+            self.rule = None;
+        } else if self.step == Step::NoAllowPolicies && outcome.verdict == Verdict::Allow {
+            self.step = outcome.step;
+        }
+        self.network = Some(outcome);
+    }
+
     /// The errors as one line, `; `-separated (empty when there are none).
     pub fn error_message(&self) -> String {
         join(&self.errors)

@@ -387,20 +387,7 @@ impl Engine {
             req,
             self.options.node_traffic,
         ) {
-            Ok(outcome) => {
-                // A NetworkPolicy denial stands even when a CUSTOM provider is pending: the
-                // connection never reaches the proxy.
-                if outcome.verdict == Verdict::Deny && decision.verdict != Verdict::Deny {
-                    decision.verdict = Verdict::Deny;
-                    decision.step = outcome.step;
-                    decision.rule = None;
-                } else if decision.step == Step::NoAllowPolicies
-                    && outcome.verdict == Verdict::Allow
-                {
-                    decision.step = outcome.step;
-                }
-                decision.network = Some(outcome);
-            }
+            Ok(outcome) => decision.join_network(outcome),
             Err(e) => return error_decision(e.into()),
         }
         decision

@@ -557,16 +557,7 @@ impl Plugin {
             self.engine.options().node_traffic,
         ) {
             Ok(outcome) => {
-                if outcome.verdict == Verdict::Deny && decision.verdict != Verdict::Deny {
-                    decision.verdict = Verdict::Deny;
-                    decision.step = outcome.step;
-                    decision.rule = None;
-                } else if decision.step == Step::NoAllowPolicies
-                    && outcome.verdict == Verdict::Allow
-                {
-                    decision.step = outcome.step;
-                }
-                decision.network = Some(outcome);
+                decision.join_network(outcome);
                 decision
             }
             Err(e) => error_decision(e),
